@@ -1,0 +1,1 @@
+"""The key ceremony: config, runner, transcript, verification (see CEREMONY.md)."""

@@ -1,0 +1,57 @@
+"""The ``hsm-signer`` console script: parse arguments, run one command, report errors.
+
+Errors the project raises on purpose (:class:`HsmSignerError`) become one line on stderr
+and exit status 2 (1 is reserved for "verification failed"); anything else is a bug and
+keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from . import __version__
+from .commands import MODULES
+from .errors import HsmSignerError, VerificationError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hsm-signer",
+        description="Hardware-backed ballot signing with verifiable receipts.",
+    )
+    parser.add_argument("--version", action="version", version=f"hsm-signer {__version__}")
+    parser.add_argument("--config", metavar="FILE",
+                        help="configuration file (default: $HSM_SIGNER_CONFIG)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in MODULES:
+        importlib.import_module(f".commands.{name}", __package__).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except VerificationError as exc:
+        print(f"hsm-signer: FAILED: {exc}", file=sys.stderr)
+        return 1
+    except HsmSignerError as exc:
+        print(f"hsm-signer: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hsm-signer: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""The service configuration: one TOML file, validated once at start, passed down as objects.
+
+Found from ``--config FILE`` or the ``HSM_SIGNER_CONFIG`` environment variable. Relative
+paths in the file are relative to the file's own directory, so a state directory can be
+moved as a whole. Example (the demo writes one like it)::
+
+    [hsm]
+    module = "/usr/lib/softhsm/libsofthsm2.so"
+    token_label = "hsm-signer-demo"
+    softhsm_conf = "softhsm2.conf"       # optional: exported as SOFTHSM2_CONF
+    [hsm.pin]
+    source = "file"                       # env | file | prompt | shares
+    path = "user-pin.txt"
+
+    [keys]
+    bundle = "keys/demo-ceremony"         # the ceremony's published key bundle
+
+    [storage]
+    url = "sqlite:///ballots.sqlite3"     # or postgresql://user@host/db
+
+    [sequencer]
+    batch_size = 1000
+    max_wait_ms = 20
+    state_file = "sequencer-state.json"   # the signer's own record of what it signed
+
+    [server]
+    host = "127.0.0.1"
+    port = 8080
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError
+from .hsm.pins import EnvPin, FilePin, PinSource, PromptPin
+from .strict import Table, load_toml
+
+ENV_VAR = "HSM_SIGNER_CONFIG"
+
+
+@dataclass(frozen=True)
+class PinSettings:
+    source: str = "env"
+    variable: str = "HSM_SIGNER_PIN"
+    path: Path | None = None
+    share_files: tuple[Path, ...] = ()
+
+    def build(self) -> PinSource:
+        if self.source == "env":
+            return EnvPin(self.variable)
+        if self.source == "file":
+            assert self.path is not None
+            return FilePin(self.path)
+        if self.source == "prompt":
+            return PromptPin()
+        from .hsm.shares import SharePin  # the ceremony's m-of-n activation
+        return SharePin(share_files=self.share_files)
+
+
+@dataclass(frozen=True)
+class HsmSettings:
+    module: str
+    token_label: str | None = None
+    token_serial: str | None = None
+    pin: PinSettings = PinSettings()
+    softhsm_conf: Path | None = None
+    retry_attempts: int = 3
+    down_retry_interval: float = 1.0
+
+
+@dataclass(frozen=True)
+class SequencerSettings:
+    batch_size: int = 1000
+    max_wait_ms: int = 20
+    state_file: Path = Path("sequencer-state.json")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    behind_tls: bool = False
+    secret_key_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    hsm: HsmSettings
+    key_bundle: Path
+    storage_url: str
+    sequencer: SequencerSettings = SequencerSettings()
+    server: ServerSettings = ServerSettings()
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+
+def _path(base: Path, value: str | None) -> Path | None:
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _read_pin(table: Table | None, base: Path) -> PinSettings:
+    if table is None:
+        return PinSettings()
+    source = table.str("source", "env", choices=("env", "file", "prompt", "shares"))
+    settings = PinSettings(
+        source=source,
+        variable=table.str("variable", "HSM_SIGNER_PIN"),
+        path=_path(base, table.str("path", None)),
+        share_files=tuple(_path(base, p) for p in table.list("share_files", [])),
+    )
+    table.done()
+    if source == "file" and settings.path is None:
+        raise ConfigError("source is 'file' but no path is given; add path = \"...\"", table.path)
+    return settings
+
+
+def _storage_url(value: str, base: Path) -> str:
+    if value.startswith("sqlite:///"):
+        db = Path(value[len("sqlite:///"):])
+        return "sqlite:///" + str(db if db.is_absolute() else base / db)
+    if value.startswith(("postgresql://", "postgres://")):
+        return value
+    raise ConfigError(f"{value!r} is not a sqlite:/// or postgresql:// URL", "storage.url")
+
+
+def parse(data: dict, path: Path) -> Config:
+    base = path.parent
+    root = Table(data)
+    hsm = root.table("hsm")
+    assert hsm is not None
+    settings = HsmSettings(
+        module=hsm.str("module"),
+        token_label=hsm.str("token_label", None),
+        token_serial=hsm.str("token_serial", None),
+        pin=_read_pin(hsm.table("pin", None), base),
+        softhsm_conf=_path(base, hsm.str("softhsm_conf", None)),
+        retry_attempts=hsm.int("retry_attempts", 3, low=1, high=10),
+        down_retry_interval=hsm.number("down_retry_interval", 1.0, low=0.0),
+    )
+    if not (settings.token_label or settings.token_serial):
+        raise ConfigError("set token_label or token_serial to choose the token", "hsm")
+    hsm.done()
+    keys = root.table("keys")
+    assert keys is not None
+    bundle = _path(base, keys.str("bundle"))
+    keys.done()
+    storage = root.table("storage")
+    assert storage is not None
+    url = _storage_url(storage.str("url"), base)
+    storage.done()
+    seq = root.table("sequencer", {})
+    assert seq is not None
+    sequencer = SequencerSettings(
+        batch_size=seq.int("batch_size", 1000, low=1, high=100_000),
+        max_wait_ms=seq.int("max_wait_ms", 20, low=0, high=60_000),
+        state_file=_path(base, seq.str("state_file", "sequencer-state.json")),
+    )
+    seq.done()
+    srv = root.table("server", {})
+    assert srv is not None
+    server = ServerSettings(
+        host=srv.str("host", "127.0.0.1"),
+        port=srv.int("port", 8080, low=0, high=65535),
+        behind_tls=srv.bool("behind_tls", False),
+        secret_key_file=_path(base, srv.str("secret_key_file", None)),
+    )
+    srv.done()
+    root.done()
+    return Config(path=path, hsm=settings, key_bundle=bundle, storage_url=url,
+                  sequencer=sequencer, server=server)
+
+
+def load(path: str | Path | None = None) -> Config:
+    """Load the config from ``path``, else ``$HSM_SIGNER_CONFIG``; say how to fix a missing one."""
+    if path is None:
+        path = os.environ.get(ENV_VAR)
+    if not path:
+        raise ConfigError(
+            f"no configuration file: pass --config FILE or set {ENV_VAR} "
+            "(`hsm-signer demo` writes one into its state directory)"
+        )
+    path = Path(path).resolve()
+    return parse(load_toml(path), path)
+
+
+def open_hsm(settings: HsmSettings):
+    """An opened :class:`~hsm_signer.hsm.Hsm` for these settings."""
+    from .hsm import Hsm, RetryPolicy
+    if settings.softhsm_conf is not None:
+        os.environ["SOFTHSM2_CONF"] = str(settings.softhsm_conf)
+    return Hsm(
+        settings.module, token_label=settings.token_label, token_serial=settings.token_serial,
+        pin_source=settings.pin.build(),
+        retry=RetryPolicy(attempts=settings.retry_attempts, down_retry_interval=settings.down_retry_interval),
+    ).open()

@@ -1,0 +1,67 @@
+"""The one exception tree of hsm-signer.
+
+Every error the project raises on purpose derives from :class:`HsmSignerError` and
+belongs to one family: HSM access, configuration, verification or election rules.
+Messages say what was wrong and what to do about it. They must never contain a PIN,
+a voting code or private key material.
+"""
+
+from __future__ import annotations
+
+
+class HsmSignerError(Exception):
+    """Root of every deliberate hsm-signer error."""
+
+
+# --- configuration -------------------------------------------------------------------
+class ConfigError(HsmSignerError):
+    """A configuration file, option or environment variable is wrong.
+
+    ``path`` names the offending field (``hsm.module``) when there is one.
+    """
+
+    def __init__(self, message: str, path: str | None = None):
+        self.path = path
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+# --- HSM access ----------------------------------------------------------------------
+class HsmError(HsmSignerError):
+    """A PKCS#11 operation failed for a reason that retrying will not fix."""
+
+
+class HsmConfigError(HsmError, ConfigError):
+    """The HSM is reachable but not set up as configured (module, token, PIN, key)."""
+
+    def __init__(self, message: str):
+        ConfigError.__init__(self, message)
+
+
+class KeyNotFoundError(HsmConfigError):
+    """No key, or more than one key, matches a label."""
+
+
+class MechanismNotSupportedError(HsmConfigError):
+    """The token does not offer a mechanism this operation needs."""
+
+
+class HsmUnavailableError(HsmError):
+    """The HSM cannot be reached right now; callers answer 503 and retry later."""
+
+
+# --- verification --------------------------------------------------------------------
+class VerificationError(HsmSignerError):
+    """A signature, proof, receipt, transcript or record failed to verify."""
+
+
+class FormatError(VerificationError):
+    """Input (a note, receipt, proof, bundle) is malformed before any check runs."""
+
+
+class RootMismatchError(VerificationError):
+    """A well-formed proof leads to a different root than the one expected."""
+
+
+# --- election rules ------------------------------------------------------------------
+class ElectionError(HsmSignerError):
+    """An action is not allowed by the election's rules or current state."""

@@ -1,0 +1,153 @@
+"""Creating, inspecting and destroying keys inside the HSM (used by the key ceremony).
+
+python-pkcs11's defaults are unsafe for this job (keys are session objects and not
+marked non-extractable unless asked), so every template here is spelled out: token
+objects, private, sensitive, never extractable, and usable only for what they are for.
+Nothing here can read secret values: the ceremony proves that by trying and failing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11.util.ec import encode_named_curve_parameters
+
+from ..errors import HsmConfigError
+from ..signer import ECDSA_P256, ED25519
+
+if TYPE_CHECKING:
+    from .keys import HsmMac, HsmSigner
+    from .token import Hsm
+
+_ED25519_PARAMS = bytes.fromhex("06032b6570")  # OID 1.3.101.112, the RFC 8410 form
+
+#: Attributes the ceremony reads back and records for each key.
+RECORDED_ATTRIBUTES = {
+    "token": Attribute.TOKEN,
+    "private": Attribute.PRIVATE,
+    "sensitive": Attribute.SENSITIVE,
+    "extractable": Attribute.EXTRACTABLE,
+    "local": Attribute.LOCAL,
+    "always_sensitive": Attribute.ALWAYS_SENSITIVE,
+    "never_extractable": Attribute.NEVER_EXTRACTABLE,
+    "sign": Attribute.SIGN,
+    "decrypt": Attribute.DECRYPT,
+    "unwrap": Attribute.UNWRAP,
+    "derive": Attribute.DERIVE,
+}
+
+_PRIVATE_TEMPLATE = {
+    Attribute.TOKEN: True,
+    Attribute.PRIVATE: True,
+    Attribute.SENSITIVE: True,
+    Attribute.EXTRACTABLE: False,
+    Attribute.SIGN: True,
+    Attribute.DECRYPT: False,
+    Attribute.UNWRAP: False,
+    Attribute.DERIVE: False,
+}
+_PUBLIC_TEMPLATE = {
+    Attribute.TOKEN: True,
+    Attribute.PRIVATE: False,
+    Attribute.VERIFY: True,
+    Attribute.ENCRYPT: False,
+    Attribute.WRAP: False,
+    Attribute.DERIVE: False,
+}
+
+
+def _refuse_existing(hsm: "Hsm", label: str) -> None:
+    if hsm.key_exists(label):
+        raise HsmConfigError(
+            f"an object labelled {label!r} already exists on HSM token {hsm.token_name}; "
+            "choose a new label (labels are never reused) or retire the old key first"
+        )
+
+
+def generate_signing_key(hsm: "Hsm", label: str, key_id: bytes, algorithm: str = ECDSA_P256) -> "HsmSigner":
+    """Generate a token key pair for ``algorithm`` and return its signer."""
+    _refuse_existing(hsm, label)
+    if algorithm == ECDSA_P256:
+        hsm.require_mechanism(Mechanism.EC_KEY_PAIR_GEN, f"generating {label!r}")
+        hsm.require_mechanism(Mechanism.ECDSA, f"signing with {label!r}")
+        key_type, params, mechanism = KeyType.EC, encode_named_curve_parameters("secp256r1"), Mechanism.EC_KEY_PAIR_GEN
+    elif algorithm == ED25519:
+        hsm.require_mechanism(Mechanism.EC_EDWARDS_KEY_PAIR_GEN, f"generating Ed25519 key {label!r}")
+        hsm.require_mechanism(Mechanism.EDDSA, f"signing with Ed25519 key {label!r}")
+        key_type, params, mechanism = KeyType.EC_EDWARDS, _ED25519_PARAMS, Mechanism.EC_EDWARDS_KEY_PAIR_GEN
+    else:
+        raise HsmConfigError(f"unknown signing algorithm {algorithm!r}; use {ECDSA_P256} or {ED25519}")
+
+    def generate(session: Any) -> None:
+        domain = session.create_domain_parameters(key_type, {Attribute.EC_PARAMS: params}, local=True)
+        domain.generate_keypair(
+            mechanism=mechanism, store=True, label=label, id=key_id,
+            public_template=dict(_PUBLIC_TEMPLATE), private_template=dict(_PRIVATE_TEMPLATE),
+        )
+    hsm.run(f"generating key {label!r}", generate)
+    return hsm.signer(label)
+
+
+def generate_mac_key(hsm: "Hsm", label: str, key_id: bytes) -> "HsmMac":
+    """Generate a 256-bit HMAC-SHA256 secret key that never leaves the HSM."""
+    _refuse_existing(hsm, label)
+    hsm.require_mechanism(Mechanism.GENERIC_SECRET_KEY_GEN, f"generating {label!r}")
+
+    def generate(session: Any) -> None:
+        session.generate_key(
+            KeyType.GENERIC_SECRET, 256, store=True, label=label, id=key_id,
+            template={
+                Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.SENSITIVE: True,
+                Attribute.EXTRACTABLE: False, Attribute.SIGN: True, Attribute.VERIFY: True,
+                Attribute.ENCRYPT: False, Attribute.DECRYPT: False, Attribute.WRAP: False,
+                Attribute.UNWRAP: False, Attribute.DERIVE: False,
+            },
+        )
+    hsm.run(f"generating key {label!r}", generate)
+    return hsm.mac(label)
+
+
+def import_mac_key_for_tests(hsm: "Hsm", label: str, secret: bytes) -> "HsmMac":
+    """Import a known HMAC secret. Only for tests that compare with :mod:`hmac`."""
+    _refuse_existing(hsm, label)
+
+    def create(session: Any) -> None:
+        session.create_object({
+            Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.KEY_TYPE: KeyType.GENERIC_SECRET,
+            Attribute.VALUE: secret, Attribute.LABEL: label, Attribute.TOKEN: True,
+            Attribute.PRIVATE: True, Attribute.SENSITIVE: True, Attribute.SIGN: True,
+            Attribute.VERIFY: True,
+        })
+    hsm.run(f"importing test key {label!r}", create)
+    return hsm.mac(label)
+
+
+def key_attributes(hsm: "Hsm", label: str) -> dict[str, Any]:
+    """The security attributes of the private or secret key ``label``, plus its id."""
+    def read(session: Any) -> dict[str, Any]:
+        objects = [o for cls in (ObjectClass.PRIVATE_KEY, ObjectClass.SECRET_KEY)
+                   for o in session.get_objects({Attribute.CLASS: cls, Attribute.LABEL: label})]
+        if len(objects) != 1:
+            raise HsmConfigError(f"expected one key labelled {label!r} on HSM token {hsm.token_name}, found {len(objects)}")
+        obj = objects[0]
+        found: dict[str, Any] = {"class": ObjectClass(obj[Attribute.CLASS]).name.lower(), "id": bytes(obj[Attribute.ID]).hex()}
+        for name, attribute in RECORDED_ATTRIBUTES.items():
+            try:
+                found[name] = bool(obj[attribute])
+            except Exception:  # an attribute the key type does not have (e.g. unwrap on some tokens)
+                found[name] = None
+        return found
+    return hsm.run(f"reading attributes of {label!r}", read)
+
+
+def destroy_key(hsm: "Hsm", label: str) -> int:
+    """Destroy every object (private, public, secret) labelled ``label``; return how many."""
+    def destroy(session: Any) -> int:
+        objects = list(session.get_objects({Attribute.LABEL: label}))
+        for obj in objects:
+            obj.destroy()
+        return len(objects)
+    count = hsm.run(f"destroying key {label!r}", destroy)
+    hsm.forget_key_handles()
+    return count

@@ -1,0 +1,104 @@
+"""Shared fixtures: one SoftHSM2 token directory per test session, tokens and keys in it.
+
+The token directory is set through ``SOFTHSM2_CONF`` before anything loads the PKCS#11
+module (SoftHSM reads its configuration at C_Initialize, once per process).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from harness import (  # noqa: E402
+    P11KIT_SERVER, P11KitServer, TokenFactory, find_p11kit_client, require,
+)
+from hsm_signer import softhsm  # noqa: E402
+from hsm_signer.hsm import FixedPin, Hsm  # noqa: E402
+
+TEST_HMAC_SECRET = bytes(range(32))
+
+
+@pytest.fixture(scope="session")
+def softhsm_conf(tmp_path_factory) -> Path:
+    require(softhsm.find_module() is not None and shutil.which("softhsm2-util") is not None,
+            "SoftHSM2 is not installed (apt-get install softhsm2)")
+    conf = softhsm.write_conf(tmp_path_factory.mktemp("softhsm"))
+    os.environ["SOFTHSM2_CONF"] = str(conf)
+    return conf
+
+
+@pytest.fixture(scope="session")
+def tokens(softhsm_conf) -> TokenFactory:
+    """Makes fresh tokens: ``tokens.new()``."""
+    return TokenFactory(softhsm_conf)
+
+
+@pytest.fixture(scope="session")
+def token(tokens):
+    """The shared test token (keys are created by the ``hsm`` fixture)."""
+    return tokens.new("shared")
+
+
+@pytest.fixture(scope="session")
+def hsm(token):
+    """An open :class:`Hsm` on the shared token, with test keys:
+    ``test-ecdsa`` (P-256), ``test-ed25519`` and ``test-hmac-known`` (secret TEST_HMAC_SECRET)."""
+    from hsm_signer.hsm.manage import generate_signing_key, import_mac_key_for_tests
+
+    h = Hsm(token.module, token_label=token.label, pin_source=FixedPin(token.user_pin)).open()
+    generate_signing_key(h, "test-ecdsa", b"\x01", "ecdsa-p256")
+    generate_signing_key(h, "test-ed25519", b"\x02", "ed25519")
+    import_mac_key_for_tests(h, "test-hmac-known", TEST_HMAC_SECRET)
+    yield h
+    h.close()
+
+
+@pytest.fixture(scope="session")
+def p11kit_client_module() -> str:
+    require(os.path.exists(P11KIT_SERVER), "p11-kit server is not installed (apt-get install p11-kit)")
+    module = find_p11kit_client()
+    require(module is not None, "p11-kit-client.so is not installed (apt-get install p11-kit-modules)")
+    return module
+
+
+@pytest.fixture(scope="session")
+def network_token(tokens):
+    """A token that only the p11-kit network HSM serves, with one ECDSA key."""
+    from hsm_signer.hsm.manage import generate_signing_key
+
+    tok = tokens.new("net")
+    with Hsm(tok.module, token_label=tok.label, pin_source=FixedPin(tok.user_pin)) as h:
+        generate_signing_key(h, "net-ecdsa", b"\x10", "ecdsa-p256")
+    return tok
+
+
+@pytest.fixture(scope="session")
+def p11kit_socket(tmp_path_factory) -> Path:
+    """One socket path per session: p11-kit-client reads its address once per process."""
+    path = tmp_path_factory.mktemp("p11kit") / "p11kit.sock"
+    os.environ["P11_KIT_SERVER_ADDRESS"] = f"unix:path={path}"
+    return path
+
+
+@pytest.fixture
+def network_hsm(network_token, p11kit_client_module, p11kit_socket):
+    """``(server, hsm)``: the token through p11-kit server + client; stop/start the server."""
+    server = P11KitServer(network_token, p11kit_socket)
+    server.start()
+    h = Hsm(p11kit_client_module, token_label=network_token.label,
+            pin_source=FixedPin(network_token.user_pin)).open()
+    yield server, h
+    server.stop()
+    h.close()
+
+
+@pytest.fixture
+def random_label() -> str:
+    return f"key-{secrets.token_hex(4)}"

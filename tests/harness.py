@@ -1,0 +1,117 @@
+"""Test harness: throwaway SoftHSM2 tokens, a p11-kit network HSM, PyKCS11 as a witness.
+
+PyKCS11 is an independent PKCS#11 client: tests use it to check what python-pkcs11 (our
+HSM layer) did, so a bug in one library cannot hide behind itself.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hsm_signer import softhsm
+
+P11KIT_SERVER = "/usr/libexec/p11-kit/p11-kit-server"
+P11KIT_CLIENT_CANDIDATES = (
+    "/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so",
+    "/usr/lib/aarch64-linux-gnu/pkcs11/p11-kit-client.so",
+    "/usr/lib/pkcs11/p11-kit-client.so",
+)
+SO_PIN = "so-pin-1234"
+USER_PIN = "user-pin-5678"
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip when a system part is missing; in CI (where everything is installed) fail."""
+    if condition:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI installs it: check .ci/run)")
+    pytest.skip(reason)
+
+
+class TokenFactory:
+    """Makes fresh, uniquely labelled SoftHSM2 tokens in one token directory."""
+
+    def __init__(self, conf: Path):
+        self.conf = conf
+        self._numbers = itertools.count(1)
+
+    def new(self, prefix: str = "test") -> softhsm.SoftHsmToken:
+        label = f"{prefix}-{os.getpid()}-{next(self._numbers)}"
+        return softhsm.init_token(self.conf, label, so_pin=SO_PIN, user_pin=USER_PIN)
+
+
+def pykcs11(token: softhsm.SoftHsmToken, operation: str, arg: str | None = None, module: str | None = None):
+    """Ask the independent PyKCS11 client (its own process) about ``token``.
+
+    Operations: ``objects`` (every key with its security attributes), ``read-value LABEL``
+    and ``wrap LABEL`` (attempts to get a key out; return the PKCS#11 error), and
+    ``duplicate-ec LABEL`` (create a second key pair under an existing label).
+    """
+    command = [sys.executable, str(Path(__file__).with_name("pykcs11_client.py")),
+               module or token.module, token.label, operation] + ([arg] if arg else [])
+    result = subprocess.run(command, env={**os.environ, **token.env(), "PKCS11_PIN": token.user_pin},
+                            capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        raise AssertionError(f"PyKCS11 client failed: {result.stderr.strip()}")
+    return json.loads(result.stdout)
+
+
+def find_p11kit_client() -> str | None:
+    return next((p for p in P11KIT_CLIENT_CANDIDATES if os.path.exists(p)), None)
+
+
+class P11KitServer:
+    """A token served by ``p11-kit server`` on a Unix socket: a network HSM to kill.
+
+    The server forks a child per connection, so it runs in its own session and an
+    outage kills the whole process group.
+    """
+
+    def __init__(self, token: softhsm.SoftHsmToken, socket_path: Path):
+        self.token = token
+        self.socket_path = socket_path
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def address(self) -> str:
+        return f"unix:path={self.socket_path}"
+
+    def start(self) -> None:
+        if self.socket_path.exists():
+            self.socket_path.unlink()
+        self.process = subprocess.Popen(
+            [P11KIT_SERVER, "-f", "-n", str(self.socket_path), "--provider", self.token.module,
+             f"pkcs11:token={self.token.label}"],
+            env={**os.environ, **self.token.env()}, start_new_session=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 10
+        while not self.socket_path.exists():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"p11-kit server exited: {self.process.stderr.read().decode()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("p11-kit server did not create its socket within 10 s")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        """Simulate an outage: kill the server and every child serving a connection."""
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=10)
+        self.process = None
+        if self.socket_path.exists():
+            self.socket_path.unlink()
