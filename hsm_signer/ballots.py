@@ -1,0 +1,173 @@
+"""Casting ballots: code check, durable storage, and the signed receipt (the web's core).
+
+``cast`` follows the invariants in order: the code is hashed in the HSM (no HSM, no
+vote: 503 before anything is stored); the code is consumed and the ballot stored in one
+transaction; the receipt is returned only once a signed checkpoint covers the ballot.
+Resubmitting the same ballot with the same code returns the original receipt; another
+ballot with a used code is a conflict.
+
+The link from a code to its ballot is stored encrypted under a key derived from the code
+itself, so the database alone does not connect codes to ballots; only someone holding
+the code can find the ballot again (to fetch a receipt, or to check for a resubmission).
+This module never logs a code and never puts one in an error.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from . import codes as codes_mod
+from .election import OPEN, BallotError
+from .errors import ElectionError, HsmSignerError, HsmUnavailableError
+from .log.leaf import BALLOT, POSTAL as POSTAL_LEAF, Leaf
+from .log.receipt import Receipt
+from .log.tree import MerkleTree
+from .sequencer import Notifier
+from .signer import Mac
+from .storage.base import ONLINE, POSTAL, Storage, StoreView, UnknownCodeError
+
+
+class InvalidCodeError(ElectionError):
+    """Unknown or malformed code, or wrong election: always the same answer."""
+
+    def __init__(self) -> None:
+        super().__init__("this voting code is not valid for this election; check it and try again")
+
+
+class CodeUsedError(ElectionError):
+    """The code was already used for a different ballot (or by post)."""
+
+    def __init__(self, status: str):
+        self.status = status
+        how = "by post" if status == POSTAL else "online for a different ballot"
+        super().__init__(f"this voting code has already been used {how}")
+
+
+class ReceiptPendingError(HsmSignerError):
+    """The ballot is stored but no signed checkpoint covers it yet (HSM slow or down)."""
+
+    def __init__(self, ballot_id: str):
+        self.ballot_id = ballot_id
+        super().__init__("your ballot is stored, but its signed receipt is not ready yet; "
+                         "submit again in a few seconds to get your receipt")
+
+
+def _link_key(code: str, election_id: str) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"hsm-signer/receipt-link/v1",
+                info=election_id.encode()).derive(code.encode())
+
+
+def seal_link(code: str, election_id: str, ballot_id: str) -> bytes:
+    nonce = os.urandom(12)
+    return nonce + AESGCM(_link_key(code, election_id)).encrypt(nonce, ballot_id.encode(), election_id.encode())
+
+
+def open_link(code: str, election_id: str, link: bytes) -> str:
+    try:
+        return AESGCM(_link_key(code, election_id)).decrypt(link[:12], link[12:], election_id.encode()).decode()
+    except InvalidTag:
+        raise InvalidCodeError() from None
+
+
+@dataclass(frozen=True)
+class CodeStatus:
+    status: str  # unused | online | postal
+    ballot_id: str | None
+
+
+class BallotBox:
+    def __init__(self, storage: Storage, code_mac: Mac, notifier: Notifier | None = None, *,
+                 receipt_timeout: float = 10.0, poll_interval: float = 0.005):
+        self.storage = storage
+        self.code_mac = code_mac
+        self.notifier = notifier
+        self.receipt_timeout = receipt_timeout
+        self.poll_interval = poll_interval
+
+    # --- codes ---------------------------------------------------------------------------
+    def _code(self, election_id: str, typed: str) -> tuple[str, bytes]:
+        try:
+            code = codes_mod.normalise(typed)
+        except codes_mod.MalformedCodeError:
+            raise InvalidCodeError() from None
+        return code, self.code_mac.mac(codes_mod.code_message(election_id, code))
+
+    def code_status(self, election_id: str, typed: str) -> CodeStatus:
+        code, digest = self._code(election_id, typed)
+        try:
+            status, link = self.storage.code_status(election_id, digest)
+        except UnknownCodeError:
+            raise InvalidCodeError() from None
+        return CodeStatus(status, open_link(code, election_id, link) if link else None)
+
+    # --- casting --------------------------------------------------------------------------
+    def submit(self, election_id: str, typed: str, selections: object, channel: str = ONLINE) -> str:
+        """Store the ballot (or find the identical earlier one); return its ballot id."""
+        record = self.storage.get_election(election_id)
+        if record.state != OPEN:
+            raise ElectionError(f"the poll for election {election_id!r} is {record.state}: "
+                                f"{'it has not opened yet' if record.state == 'draft' else 'it has closed'}")
+        clean = record.election.validate_selections(selections)
+        code, digest = self._code(election_id, typed)
+        leaf = Leaf.new(election_id, BALLOT if channel == ONLINE else POSTAL_LEAF, clean)
+        link = seal_link(code, election_id, leaf.ballot_id)
+        try:
+            outcome = self.storage.cast(election_id, digest, channel, leaf.ballot_id, leaf.to_bytes(), link,
+                                        require_state=OPEN)
+        except UnknownCodeError:
+            raise InvalidCodeError() from None
+        if outcome.stored:
+            if self.notifier:
+                self.notifier.wake_sequencer()
+            return leaf.ballot_id
+        # The code was used before: the same ballot again is idempotent, anything else conflicts.
+        if outcome.status != channel:
+            raise CodeUsedError(outcome.status)
+        ballot_id = open_link(code, election_id, outcome.link)
+        entry = self.storage.entry_by_ballot(ballot_id)
+        if entry is None or dict(Leaf.from_bytes(entry.leaf).selections) != {k: tuple(v) for k, v in clean.items()}:
+            raise CodeUsedError(outcome.status)
+        return ballot_id
+
+    def cast(self, election_id: str, typed: str, selections: object, channel: str = ONLINE) -> Receipt:
+        """Submit and wait for the signed receipt."""
+        return self.wait_for_receipt(self.submit(election_id, typed, selections, channel))
+
+    # --- receipts ------------------------------------------------------------------------
+    def receipt(self, ballot_id: str) -> Receipt | None:
+        """The receipt for a sequenced ballot, from the first checkpoint that covers it."""
+        entry = self.storage.entry_by_ballot(ballot_id)
+        if entry is None or entry.leaf_index is None:
+            return None
+        covering = self.storage.checkpoint_covering(entry.election, entry.leaf_index)
+        if covering is None:
+            return None
+        size, note = covering
+        proof = MerkleTree(StoreView(self.storage, entry.election), size).inclusion_proof(entry.leaf_index, size)
+        return Receipt(election=entry.election, leaf_index=entry.leaf_index, leaf=entry.leaf,
+                       inclusion_proof=tuple(proof), checkpoint=note)
+
+    def wait_for_receipt(self, ballot_id: str, timeout: float | None = None) -> Receipt:
+        deadline = time.monotonic() + (self.receipt_timeout if timeout is None else timeout)
+        while True:
+            receipt = self.receipt(ballot_id)
+            if receipt is not None:
+                return receipt
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ReceiptPendingError(ballot_id)
+            if self.notifier:
+                self.notifier.wait(min(remaining, 0.05))
+            else:
+                time.sleep(min(remaining, self.poll_interval))
+
+
+__all__ = ["BallotBox", "BallotError", "CodeStatus", "CodeUsedError", "InvalidCodeError",
+           "ReceiptPendingError", "HsmUnavailableError", "seal_link", "open_link"]

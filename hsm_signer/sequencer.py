@@ -1,0 +1,246 @@
+"""The sequencer/signer: turns durably stored ballots into signed log entries, batch by batch.
+
+For each election with pending entries it takes them in arrival order (up to
+``batch_size``), assigns contiguous leaf indexes, extends the Merkle tree, has the HSM sign
+one checkpoint for the whole batch and commits indexes, tree nodes and checkpoint in one
+transaction, then wakes the web requests waiting for their receipts. A batch is signed as
+soon as the previous signature finishes, so under load one HSM signature covers many
+ballots and a slow HSM does not cap the ballot rate.
+
+Invariant 4 lives here: before signing, the sequencer proves with a consistency proof
+that the new tree extends the last checkpoint *it* signed, using its own record of that
+checkpoint kept outside the database (:class:`SignerState`). A database that was rolled
+back, truncated or edited behind its back is refused, never signed.
+
+It must never sign a tree it has not checked, and never hold a receipt waiter hostage:
+on an HSM outage it records the error and keeps retrying, and waiters give up on their
+own deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import HsmSignerError, HsmUnavailableError, VerificationError
+from .log.checkpoint import Checkpoint, open_checkpoint, origin_for, sign_checkpoint
+from .log.merkle import leaf_hash, verify_consistency
+from .log.note import NoteVerifier
+from .log.tree import MerkleTree
+from .signer import Signer
+from .storage.base import Storage, StoreView
+
+log = logging.getLogger(__name__)
+
+
+class TamperError(HsmSignerError):
+    """The stored log is not an extension of what this signer last signed: refused."""
+
+
+@dataclass(frozen=True)
+class Signed:
+    size: int
+    root: bytes
+
+
+class SignerState:
+    """The signer's own record of the last checkpoint it signed, per election.
+
+    A small JSON file outside the database, replaced atomically (write, fsync, rename,
+    fsync the directory) after every batch, so a database rollback cannot also roll it back.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._data: dict[str, dict] = {}
+        if self.path.exists():
+            try:
+                self._data = json.loads(self.path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise TamperError(f"signer state file {self.path} is unreadable ({exc}); "
+                                  "restore it from backup: the sequencer will not sign without it") from None
+
+    def get(self, election_id: str) -> Signed | None:
+        entry = self._data.get(election_id)
+        return Signed(entry["size"], bytes.fromhex(entry["root"])) if entry else None
+
+    def set(self, election_id: str, signed: Signed) -> None:
+        with self._lock:
+            self._data[election_id] = {"size": signed.size, "root": signed.root.hex()}
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            with open(tmp, "w", encoding="utf-8") as handle:
+                json.dump(self._data, handle, indent=2, sort_keys=True)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+            fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+class Notifier:
+    """Wakes receipt waiters in this process when a batch is committed."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._generation = 0
+
+    def notify(self) -> None:
+        with self._condition:
+            self._generation += 1
+            self._condition.notify_all()
+
+    def wait(self, timeout: float) -> None:
+        with self._condition:
+            start = self._generation
+            self._condition.wait_for(lambda: self._generation != start, timeout=timeout)
+
+    def wake_sequencer(self) -> None:
+        """A new entry was stored (the sequencer waits on the same condition)."""
+        self.notify()
+
+
+class Sequencer:
+    def __init__(self, storage: Storage, signer: Signer, key_name: str, state: SignerState, *,
+                 batch_size: int = 1000, max_wait: float = 0.02, notifier: Notifier | None = None):
+        self.storage = storage
+        self.signer = signer
+        self.key_name = key_name
+        self.state = state
+        self.batch_size = batch_size
+        self.max_wait = max_wait
+        self.notifier = notifier or Notifier()
+        self._verifier = NoteVerifier.from_public_key(key_name, signer.public_key_der)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.signatures = 0
+        self.sequenced = 0
+        self.last_error: str | None = None
+        self.healthy = True
+
+    # --- one batch ---------------------------------------------------------------------
+    def sequence_once(self, election_id: str) -> int:
+        """Sequence and sign up to ``batch_size`` pending entries; return how many."""
+        pending = self.storage.pending(election_id, self.batch_size)
+        if not pending:
+            return 0
+        last = self._check_stored_tree(election_id)
+        view = StoreView(self.storage, election_id)
+        tree = MerkleTree(view, last.size if last else 0)
+        size, root = tree.append([leaf_hash(entry.leaf) for entry in pending])
+        if last is not None:
+            try:
+                verify_consistency(last.size, size, tree.consistency_proof(last.size, size), last.root, root)
+            except VerificationError as exc:
+                raise TamperError(
+                    f"refusing to sign election {election_id!r}: the stored tree does not extend the last "
+                    f"checkpoint this signer signed (size {last.size}): {exc}") from None
+        note = sign_checkpoint(Checkpoint(origin_for(election_id), size, root), self.key_name, self.signer)
+        self.storage.commit_batch(election_id, [(e.seq, (last.size if last else 0) + i) for i, e in enumerate(pending)],
+                                  view.written, size, note)
+        self.state.set(election_id, Signed(size, root))
+        self.signatures += 1
+        self.sequenced += len(pending)
+        self.notifier.notify()
+        return len(pending)
+
+    def _check_stored_tree(self, election_id: str) -> Signed | None:
+        """The last signed (size, root), after checking the database agrees with it."""
+        last = self.state.get(election_id)
+        stored = self.storage.tree_size(election_id)
+        if last is None:
+            if stored:
+                raise TamperError(
+                    f"refusing to sign election {election_id!r}: the database holds a tree of {stored} entries "
+                    f"but this signer's state file {self.state.path} has no record of signing it; restore the "
+                    "state file (a signer never adopts a tree it did not sign)")
+            return None
+        if stored < last.size:
+            raise TamperError(
+                f"refusing to sign election {election_id!r}: the database tree has {stored} entries but this "
+                f"signer already signed a tree of {last.size}: the database was rolled back or truncated")
+        if stored > last.size:
+            last = self._recover_unrecorded_batch(election_id, last, stored)
+        # The stored nodes must still give the root we signed.
+        root = MerkleTree(StoreView(self.storage, election_id), stored).root(last.size)
+        if root != last.root:
+            raise TamperError(
+                f"refusing to sign election {election_id!r}: the stored tree of size {last.size} has root "
+                f"{root.hex()[:16]}…, but this signer signed {last.root.hex()[:16]}…: the database was altered")
+        return last
+
+    def _recover_unrecorded_batch(self, election_id: str, last: Signed, stored: int) -> Signed:
+        """A crash between committing a batch and recording it: adopt it only if we signed it."""
+        latest = self.storage.latest_checkpoint(election_id)
+        if latest is None or latest[0] != stored:
+            raise TamperError(
+                f"refusing to sign election {election_id!r}: the database tree has {stored} entries, more than "
+                f"the {last.size} this signer signed, and no checkpoint of that size")
+        checkpoint = open_checkpoint(latest[1], [self._verifier])
+        tree = MerkleTree(StoreView(self.storage, election_id), stored)
+        if checkpoint.root_hash != tree.root(stored):
+            raise TamperError(f"refusing to sign election {election_id!r}: the stored checkpoint of size "
+                              f"{stored} does not match the stored tree")
+        verify_consistency(last.size, stored, tree.consistency_proof(last.size, stored), last.root, checkpoint.root_hash)
+        recovered = Signed(stored, checkpoint.root_hash)
+        self.state.set(election_id, recovered)
+        log.warning("election %s: recorded the batch up to size %d committed before a crash", election_id, stored)
+        return recovered
+
+    # --- the loop ----------------------------------------------------------------------
+    def run_pending(self) -> int:
+        """One pass over every election with pending entries; return how many were sequenced."""
+        total = 0
+        for election_id in self.storage.elections_with_pending():
+            total += self.sequence_once(election_id)
+        return total
+
+    def drain(self, election_id: str) -> None:
+        """Sequence everything pending for one election (closing the poll)."""
+        while self.sequence_once(election_id):
+            pass
+
+    def run(self) -> None:
+        """Sequence until :meth:`stop`; survive HSM outages, stop hard on tampering."""
+        while not self._stop.is_set():
+            try:
+                done = self.run_pending()
+                if not self.healthy:
+                    log.warning("sequencer is signing again")
+                self.healthy, self.last_error = True, None
+            except HsmUnavailableError as exc:
+                self.healthy, self.last_error = False, str(exc)
+                self._stop.wait(0.2)
+                continue
+            except TamperError as exc:
+                self.healthy, self.last_error = False, str(exc)
+                log.critical("%s", exc)
+                self._stop.wait(1.0)
+                continue
+            except HsmSignerError as exc:
+                self.healthy, self.last_error = False, str(exc)
+                log.error("sequencer: %s", exc)
+                self._stop.wait(1.0)
+                continue
+            if not done:
+                self.notifier.wait(self.max_wait)
+
+    def start(self) -> "Sequencer":
+        self._thread = threading.Thread(target=self.run, name="sequencer", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.notifier.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=10)

@@ -1,0 +1,74 @@
+"""The composition root: builds the running service's parts from one :class:`Config`.
+
+Opens the HSM, the storage and the ceremony's key bundle, checks that the HSM holds the
+keys the bundle publishes (same public keys), and wires the ballot box to the sequencer.
+Web processes and CLI commands get everything they need from a :class:`Service`; nothing
+else reads configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from . import config as config_mod
+from .ballots import BallotBox
+from .bundle import KeyBundle
+from .errors import ConfigError
+from .sequencer import Notifier, Sequencer, SignerState
+from .storage import Storage, open_storage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Service:
+    config: config_mod.Config
+    storage: Storage
+    bundle: KeyBundle
+    hsm: object
+    ballots: BallotBox
+    notifier: Notifier
+    sequencer: Sequencer | None = None
+    _checkpoint_signer: object = field(default=None, repr=False)
+
+    @classmethod
+    def open(cls, cfg: config_mod.Config, *, with_sequencer: bool = False) -> "Service":
+        bundle = KeyBundle.load(cfg.key_bundle)
+        hsm = config_mod.open_hsm(cfg.hsm)
+        storage = open_storage(cfg.storage_url)
+        code_key = bundle.key("code-hmac")
+        checkpoint_key = bundle.key("checkpoint")
+        checkpoint_signer = hsm.signer(checkpoint_key.label)
+        if checkpoint_signer.public_key_der != checkpoint_key.public_key_der:
+            raise ConfigError(
+                f"the HSM key {checkpoint_key.label!r} is not the checkpoint key published in "
+                f"{cfg.key_bundle}; point keys.bundle at this token's ceremony bundle")
+        notifier = Notifier()
+        service = cls(config=cfg, storage=storage, bundle=bundle, hsm=hsm,
+                      ballots=BallotBox(storage, hsm.mac(code_key.label), notifier),
+                      notifier=notifier, _checkpoint_signer=checkpoint_signer)
+        if with_sequencer:
+            service.sequencer = service.make_sequencer()
+        return service
+
+    def make_sequencer(self) -> Sequencer:
+        key = self.bundle.key("checkpoint")
+        return Sequencer(self.storage, self._checkpoint_signer, key.note_key_name,
+                         SignerState(self.config.sequencer.state_file),
+                         batch_size=self.config.sequencer.batch_size,
+                         max_wait=self.config.sequencer.max_wait_ms / 1000, notifier=self.notifier)
+
+    def tally_signer(self):
+        return self.hsm.signer(self.bundle.key("tally").label)
+
+    def start(self) -> "Service":
+        if self.sequencer is not None:
+            self.sequencer.start()
+        return self
+
+    def close(self) -> None:
+        if self.sequencer is not None:
+            self.sequencer.stop()
+        self.storage.close()
+        self.hsm.close()
