@@ -1,8 +1,8 @@
 """Voting codes: generation, typo checking and the keyed hash that is all we store.
 
 A code is 16 symbols of Crockford's base32 (80 bits from :mod:`secrets`) plus one check
-symbol (Luhn mod 32, which catches every single-symbol typo and every swap of two
-neighbouring symbols), printed in groups: ``7KQ2-M9XD-4HTC-R2PA-W``. Reading is lenient
+symbol (Damm's algorithm over GF(32), which catches every single-symbol typo and every
+swap of two neighbouring symbols), printed in groups: ``7KQ2-M9XD-4HTC-R2PA-W``. Reading is lenient
 the way people type: case, spaces and dashes are ignored and O/I/L read as 0/1/1.
 
 The database only ever sees ``HMAC-SHA256(code key, election id || 0x00 || code)``
@@ -28,14 +28,27 @@ class MalformedCodeError(ElectionError):
     """The text cannot be a voting code (wrong length, symbol or check symbol)."""
 
 
+def _times_x(value: int) -> int:
+    """Multiply by x in GF(32) = GF(2)[x] / (x^5 + x^2 + 1)."""
+    value <<= 1
+    return value ^ 0b100101 if value & 0b100000 else value
+
+
+def _damm(symbols: str) -> int:
+    """Damm's algorithm over the quasigroup a * b = x·a + b of GF(32).
+
+    The quasigroup is weakly totally anti-symmetric (x·a + b = x·b + a only when a = b,
+    since x ≠ 1), so every single substitution and every swap of two neighbouring
+    symbols, the check symbol included, changes the result.
+    """
+    interim = 0
+    for char in symbols:
+        interim = _times_x(interim) ^ _VALUE[char]
+    return interim
+
+
 def _check_symbol(data: str) -> str:
-    """Luhn mod N over the alphabet, N = 32."""
-    factor, total = 2, 0
-    for char in reversed(data):
-        addend = factor * _VALUE[char]
-        factor = 1 if factor == 2 else 2
-        total += addend // 32 + addend % 32
-    return ALPHABET[(32 - total % 32) % 32]
+    return ALPHABET[_times_x(_damm(data))]
 
 
 def new_code() -> str:
@@ -59,7 +72,7 @@ def normalise(text: str) -> str:
     if any(c not in _VALUE for c in cleaned):
         raise MalformedCodeError("a voting code uses only digits and the letters A-Z except U")
     canonical = "".join(ALPHABET[_VALUE[c]] for c in cleaned)
-    if _check_symbol(canonical[:DATA_SYMBOLS]) != canonical[DATA_SYMBOLS]:
+    if _damm(canonical) != 0:
         raise MalformedCodeError("this code has a typo (its check symbol does not match); please check it")
     return canonical
 

@@ -19,6 +19,8 @@ own deadline.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -40,6 +42,10 @@ log = logging.getLogger(__name__)
 
 class TamperError(HsmSignerError):
     """The stored log is not an extension of what this signer last signed: refused."""
+
+
+class SequencerBusyError(HsmSignerError):
+    """Another sequencer already signs for this state file (one signer per log)."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +143,7 @@ class Sequencer:
         view = StoreView(self.storage, election_id)
         tree = MerkleTree(view, last.size if last else 0)
         size, root = tree.append([leaf_hash(entry.leaf) for entry in pending])
-        if last is not None:
+        if last is not None and last.size > 0:
             try:
                 verify_consistency(last.size, size, tree.consistency_proof(last.size, size), last.root, root)
             except VerificationError as exc:
@@ -196,6 +202,51 @@ class Sequencer:
         log.warning("election %s: recorded the batch up to size %d committed before a crash", election_id, stored)
         return recovered
 
+    def finalise(self, election_id: str) -> tuple[int, str]:
+        """The final checkpoint of a closed election: the latest one if it covers every
+        entry, else a fresh one over the whole stored tree (even an empty one)."""
+        if self.storage.pending(election_id, 1):
+            raise TamperError(f"election {election_id!r} still has unsequenced entries; drain first")
+        size = self.storage.tree_size(election_id)
+        latest = self.storage.latest_checkpoint(election_id)
+        if latest is not None and latest[0] == size:
+            return latest
+        last = self._check_stored_tree(election_id)
+        root = MerkleTree(StoreView(self.storage, election_id), size).root(size)
+        if last is not None and (last.size, last.root) != (size, root):
+            raise TamperError(f"refusing to finalise election {election_id!r}: the stored tree is not the one "
+                              "this signer signed last")
+        note = sign_checkpoint(Checkpoint(origin_for(election_id), size, root), self.key_name, self.signer)
+        self.storage.commit_batch(election_id, [], [], size, note)
+        self.state.set(election_id, Signed(size, root))
+        self.signatures += 1
+        self.notifier.notify()
+        return size, note
+
+    @contextlib.contextmanager
+    def exclusive(self):
+        """Hold the one-signer-per-log lock (a lock file beside the state file)."""
+        self.state.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(str(self.state.path) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise SequencerBusyError(
+                    f"another sequencer is running with state file {self.state.path}; "
+                    "run only one sequencer per database") from None
+            yield self
+        finally:
+            os.close(fd)
+
+    def _finalise_closed(self) -> None:
+        from .election import CLOSED
+        for record in self.storage.list_elections():
+            if record.state == CLOSED and not self.storage.pending(record.election.id, 1):
+                latest = self.storage.latest_checkpoint(record.election.id)
+                if latest is None or latest[0] != self.storage.tree_size(record.election.id):
+                    self.finalise(record.election.id)
+
     # --- the loop ----------------------------------------------------------------------
     def run_pending(self) -> int:
         """One pass over every election with pending entries; return how many were sequenced."""
@@ -210,10 +261,18 @@ class Sequencer:
             pass
 
     def run(self) -> None:
-        """Sequence until :meth:`stop`; survive HSM outages, stop hard on tampering."""
+        """Sequence until :meth:`stop`; survive HSM outages, refuse tampering loudly."""
+        with self.exclusive():
+            self._loop()
+
+    def _loop(self) -> None:
+        next_finalise = 0.0
         while not self._stop.is_set():
             try:
                 done = self.run_pending()
+                if time.monotonic() >= next_finalise:
+                    self._finalise_closed()
+                    next_finalise = time.monotonic() + 1.0
                 if not self.healthy:
                     log.warning("sequencer is signing again")
                 self.healthy, self.last_error = True, None
@@ -235,7 +294,16 @@ class Sequencer:
                 self.notifier.wait(self.max_wait)
 
     def start(self) -> "Sequencer":
-        self._thread = threading.Thread(target=self.run, name="sequencer", daemon=True)
+        """Run in a background thread; raises SequencerBusyError if another one runs."""
+        holder = self.exclusive()
+        holder.__enter__()
+
+        def run() -> None:
+            try:
+                self._loop()
+            finally:
+                holder.__exit__(None, None, None)
+        self._thread = threading.Thread(target=run, name="sequencer", daemon=True)
         self._thread.start()
         return self
 

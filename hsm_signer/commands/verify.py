@@ -1,0 +1,95 @@
+"""``hsm-signer verify RECEIPT --keys BUNDLE``: check a receipt with no trust in the server.
+
+Offline: the receipt and the published key bundle are enough. With ``--checkpoint FILE
+--proof FILE`` (a later signed checkpoint and a consistency proof, e.g. saved from the
+bulletin board) or ``--server URL`` (fetch both from the service), it also checks that
+the log has only grown since the receipt was issued. Imports neither Flask nor pkcs11.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from ..bundle import KeyBundle
+from ..errors import ConfigError, FormatError, VerificationError
+from ..log.checkpoint import Checkpoint
+from ..log.note import b64decode_strict, parse_note
+from ..log.receipt import Receipt
+from ..verify import summary_line, verify_receipt
+
+MAX_DOWNLOAD = 1 << 20
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("verify", help="verify a receipt offline against the key bundle")
+    parser.add_argument("receipt", help="receipt JSON file")
+    parser.add_argument("--keys", required=True, help="key bundle directory (or its keys.json)")
+    parser.add_argument("--checkpoint", help="a later signed checkpoint (or signed tally) file")
+    parser.add_argument("--proof", help="consistency proof JSON (list of base64 hashes) to --checkpoint")
+    parser.add_argument("--server", help="service base URL: fetch its latest checkpoint and a consistency proof")
+    parser.set_defaults(func=run)
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def _proof(data: object, where: str) -> list[bytes]:
+    if isinstance(data, dict):
+        data = data.get("proof", data.get("consistency_proof"))
+    if not isinstance(data, list) or not all(isinstance(h, str) for h in data):
+        raise FormatError(f"{where}: a consistency proof is a JSON list of base64 hashes")
+    return [b64decode_strict(h, f"{where}[{i}]") for i, h in enumerate(data)]
+
+
+def _get_json(url: str) -> object:
+    try:
+        with urllib.request.urlopen(url, timeout=15) as response:
+            body = response.read(MAX_DOWNLOAD + 1)
+    except urllib.error.HTTPError as exc:
+        raise VerificationError(f"the server answered {exc.code} for {url}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise ConfigError(f"cannot reach {url}: {exc}") from None
+    if len(body) > MAX_DOWNLOAD:
+        raise FormatError(f"the answer from {url} is larger than {MAX_DOWNLOAD} bytes")
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise FormatError(f"the answer from {url} is not JSON") from None
+
+
+def _from_server(base: str, receipt: Receipt) -> tuple[str, list[bytes]]:
+    api = base.rstrip("/") + f"/api/v1/elections/{urllib.parse.quote(receipt.election)}"
+    latest = _get_json(api + "/checkpoint")
+    note = latest.get("checkpoint") if isinstance(latest, dict) else None
+    if not isinstance(note, str):
+        raise FormatError("the server's checkpoint answer has no 'checkpoint' note")
+    later_size = Checkpoint.from_text(parse_note(note)[0]).size
+    here_size = Checkpoint.from_text(parse_note(receipt.checkpoint)[0]).size
+    proof = _get_json(api + f"/proof/consistency?from={here_size}&to={later_size}")
+    return note, _proof(proof, "server consistency proof")
+
+
+def run(args) -> int:
+    receipt = Receipt.from_json(_read(args.receipt, "receipt"))
+    bundle = KeyBundle.load(args.keys)
+    later = proof = None
+    if args.server and args.checkpoint:
+        raise ConfigError("give --server or --checkpoint, not both")
+    if args.checkpoint:
+        later = _read(args.checkpoint, "checkpoint").decode("utf-8", "replace")
+        if args.proof:
+            proof = _proof(json.loads(_read(args.proof, "proof")), args.proof)
+    elif args.proof:
+        raise ConfigError("--proof goes with --checkpoint")
+    elif args.server:
+        later, proof = _from_server(args.server, receipt)
+    print(summary_line(verify_receipt(receipt, bundle, later, proof)))
+    return 0
