@@ -1,0 +1,97 @@
+"""The officials' commands end to end on a SoftHSM token: create, codes, open, postal, close, verify."""
+
+from __future__ import annotations
+
+import csv
+import json
+import stat
+
+import pytest
+
+from hsm_signer.cli import main
+
+from servicekit import provision
+
+DEFINITION = """
+id = "club-2026"
+title = "Club vote"
+[[contests]]
+id = "chair"
+title = "Chair"
+options = [{ id = "ann", title = "Ann" }, { id = "ben", title = "Ben" }]
+"""
+
+
+@pytest.fixture
+def officials(tokens, tmp_path, capsys):
+    kit = provision(tokens, tmp_path / "state")
+
+    def run(*argv, expect=0):
+        capsys.readouterr()
+        status = main(["--config", str(kit.config_path), *argv])
+        out = capsys.readouterr()
+        assert status == expect, out.err
+        return out.out, out.err
+    run.kit = kit
+    return run
+
+
+def test_an_election_run_by_officials_from_the_command_line(officials, tmp_path):
+    definition = tmp_path / "club.toml"
+    definition.write_text(DEFINITION)
+    members = tmp_path / "members.csv"
+    members.write_text("member_number,name\nM-001,A\nM-002,B\nM-003,C\nM-004,D\n")
+
+    out, _ = officials("election", "create", str(definition))
+    assert "created election 'club-2026'" in out
+    _, err = officials("codes", "issue", "club-2026", "--members", str(members), "--out", str(tmp_path / "codes.csv"))
+    assert "hashing codes in the HSM: 4/4 (100%)" in err
+    assert stat.S_IMODE((tmp_path / "codes.csv").stat().st_mode) == 0o600
+    rows = list(csv.DictReader((tmp_path / "codes.csv").open()))
+    assert [r["member_number"] for r in rows] == ["M-001", "M-002", "M-003", "M-004"]
+    codes = [r["code"] for r in rows]
+    _, err = officials("codes", "issue", "club-2026", "--count", "2", "--out", str(tmp_path / "codes.csv"), expect=2)
+    assert "already exists; a codes file is never overwritten" in err
+
+    officials("election", "open", "club-2026")
+    _, err = officials("election", "open", "club-2026", expect=2)
+    assert "it cannot become open" in err
+
+    # Two postal ballots back from the count, one of them with a typo'd code.
+    postal = tmp_path / "postal.csv"
+    postal.write_text(f"code,chair\n{codes[0]},ann\n{codes[1][:-1]}X,ben\n")
+    out, _ = officials("postal", "record", "club-2026", "--csv", str(postal), "--receipts", str(tmp_path / "receipts"),
+                       expect=3)
+    assert "1 recorded, 0 rejected as duplicates (code already used), 1 invalid" in out
+    assert "line 3: invalid" in out and codes[1] not in out
+    (receipt_file,) = (tmp_path / "receipts").iterdir()
+
+    # The same ballot again is idempotent; the same code with another choice is a duplicate.
+    postal.write_text(f"code,chair\n{codes[0]},ann\n{codes[0]},ben\n")
+    out, _ = officials("postal", "record", "club-2026", "--csv", str(postal), "--receipts", str(tmp_path / "again"))
+    assert "1 recorded, 1 rejected as duplicates" in out
+
+    out, _ = officials("verify", str(receipt_file), "--keys", str(officials.kit.directory / "keys"))
+    assert out.startswith("OK: election club-2026:") and "leaf 0 of a log of 1 entries" in out
+
+    out, _ = officials("election", "close", "club-2026")
+    assert "is closed; final checkpoint covers 1 entries" in out
+    out, _ = officials("election", "list")
+    assert "club-2026\tclosed\t1 entries\tcodes: 3 unused, 0 online, 1 postal" in out
+
+
+def test_verify_reports_a_tampered_receipt_with_exit_status_1(officials, tmp_path, tokens):
+    from hsm_signer.service import Service
+    from servicekit import open_election
+
+    service = Service.open(officials.kit.load(), with_sequencer=True).start()
+    try:
+        code = open_election(service, 1)[0]
+        receipt = json.loads(service.ballots.cast("test-election", code, {"leader": ["bob"], "board": []}).to_json())
+    finally:
+        service.close()
+    receipt["leaf_index"] = 1
+    path = tmp_path / "receipt.json"
+    path.write_text(json.dumps(receipt))
+    _, err = officials("verify", str(path), "--keys", str(officials.kit.directory / "keys"), expect=1)
+    assert err.startswith("hsm-signer: FAILED: receipt leaf index 1 is not covered by its checkpoint")
