@@ -1,0 +1,122 @@
+"""RFC 8785 (JCS) canonical JSON, restricted to the values hsm-signer signs, and strict parsing.
+
+Canonical form is the one byte string that gets hashed into the log, so it must be
+deterministic and shared by every producer and checker. Supported values: ``dict`` with
+``str`` keys, ``list``, ``str``, ``int`` (within the IEEE-754 exact range ±(2**53 - 1)),
+``bool`` and ``None``. Floats, NaN, lone surrogates and every other type are refused with
+:class:`~hsm_signer.errors.FormatError` rather than approximated: this module must never
+silently produce a form that another RFC 8785 implementation would not reproduce.
+
+:func:`loads_strict` is the matching reader: UTF-8 only, no duplicate keys, no numbers
+with a fraction or exponent, no NaN/Infinity.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .errors import FormatError
+
+MAX_SAFE_INTEGER = 2**53 - 1
+
+_SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _encode_string(s: str, path: str) -> str:
+    out = ['"']
+    for ch in s:
+        if ch in _SHORT_ESCAPES:
+            out.append(_SHORT_ESCAPES[ch])
+        elif ch < " ":
+            out.append(f"\\u{ord(ch):04x}")
+        elif "\ud800" <= ch <= "\udfff":
+            raise FormatError(f"{path}: string contains a lone surrogate U+{ord(ch):04X}, which is not valid Unicode")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _utf16_key(s: str) -> bytes:
+    # RFC 8785 §3.2.3: properties sort by their UTF-16 code units, not code points.
+    return s.encode("utf-16-be", "surrogatepass")
+
+
+def _encode(value: Any, path: str, out: list[str]) -> None:
+    if value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, int):
+        if abs(value) > MAX_SAFE_INTEGER:
+            raise FormatError(f"{path}: integer {value} is outside the exact JSON range ±(2**53 - 1)")
+        out.append(str(int(value)))
+    elif isinstance(value, str):
+        out.append(_encode_string(value, path))
+    elif isinstance(value, float):
+        raise FormatError(f"{path}: floating-point numbers are not allowed in canonical JSON here, got {value!r}")
+    elif isinstance(value, (list, tuple)):
+        out.append("[")
+        for i, item in enumerate(value):
+            if i:
+                out.append(",")
+            _encode(item, f"{path}[{i}]", out)
+        out.append("]")
+    elif isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                raise FormatError(f"{path}: object keys must be strings, got {type(key).__name__} {key!r}")
+        out.append("{")
+        for i, key in enumerate(sorted(value, key=_utf16_key)):
+            if i:
+                out.append(",")
+            out.append(_encode_string(key, f"{path} key"))
+            out.append(":")
+            _encode(value[key], f"{path}.{key}", out)
+        out.append("}")
+    else:
+        raise FormatError(f"{path}: {type(value).__name__} cannot be written as canonical JSON")
+
+
+def canonicalize(value: Any) -> bytes:
+    """The RFC 8785 canonical UTF-8 bytes of ``value`` (tuples are written as arrays)."""
+    out: list[str] = []
+    _encode(value, "$", out)
+    return "".join(out).encode("utf-8")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise FormatError(f"duplicate key {key!r} in JSON object")
+        result[key] = value
+    return result
+
+
+def _no_float(text: str) -> Any:
+    raise FormatError(f"number {text} has a fraction or exponent; only integers are allowed")
+
+
+def _no_constant(text: str) -> Any:
+    raise FormatError(f"{text} is not valid JSON")
+
+
+def loads_strict(data: bytes | str) -> Any:
+    """Parse JSON strictly: UTF-8, no duplicate keys, no floats, no NaN/Infinity."""
+    if isinstance(data, (bytes, bytearray)):
+        if data[:3] == b"\xef\xbb\xbf":
+            raise FormatError("JSON starts with a byte-order mark")
+        try:
+            data = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FormatError(f"JSON is not valid UTF-8 (byte {exc.start})") from None
+    try:
+        return json.loads(
+            data, object_pairs_hook=_no_duplicates, parse_float=_no_float, parse_constant=_no_constant
+        )
+    except json.JSONDecodeError as exc:
+        raise FormatError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None

@@ -1,0 +1,137 @@
+"""The log leaf: one ballot (online or postal) as canonical RFC 8785 JSON.
+
+A leaf records *what* was cast, never *who* cast it: it must never carry a voting code,
+a voter identity, an IP address or a timestamp. The ballot id is random (128 bits from
+:mod:`secrets`) so that a receipt can name its leaf without naming the voter.
+
+Parsing is strict: exactly the documented fields, the documented types, ids matching
+``[a-z0-9][a-z0-9._-]{0,63}``, option lists sorted without duplicates, and the bytes
+must be the canonical encoding, so that every leaf has exactly one byte form.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from ..canonical import canonicalize, loads_strict
+from ..errors import FormatError
+
+LEAF_VERSION = "hsm-signer/leaf/v1"
+BALLOT = "ballot"
+POSTAL = "postal"
+LEAF_TYPES = (BALLOT, POSTAL)
+ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+BALLOT_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
+FIELDS = ("version", "election", "type", "ballot_id", "selections")
+
+
+def check_id(value: object, what: str) -> str:
+    """Return ``value`` if it is a valid id (election, contest, option), else raise FormatError."""
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
+        raise FormatError(
+            f"{what} must match [a-z0-9][a-z0-9._-]{{0,63}} (lowercase letters, digits, '.', '_', '-'), got {value!r}"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """One log entry. Build new ones with :meth:`Leaf.new`; read them with :meth:`from_bytes`."""
+
+    election: str
+    type: str
+    ballot_id: str
+    selections: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_id(self.election, "election")
+        if self.type not in LEAF_TYPES:
+            raise FormatError(f"type must be one of {', '.join(LEAF_TYPES)}, got {self.type!r}")
+        if not isinstance(self.ballot_id, str) or not BALLOT_ID_PATTERN.fullmatch(self.ballot_id):
+            raise FormatError(f"ballot_id must be 32 lowercase hex digits (128 bits), got {self.ballot_id!r}")
+        if not isinstance(self.selections, Mapping):
+            raise FormatError(f"selections must be an object, got {type(self.selections).__name__}")
+        frozen: dict[str, tuple[str, ...]] = {}
+        for contest, options in self.selections.items():
+            check_id(contest, "selections contest id")
+            if not isinstance(options, (list, tuple)):
+                raise FormatError(f"selections.{contest} must be a list of option ids, got {type(options).__name__}")
+            for i, option in enumerate(options):
+                check_id(option, f"selections.{contest}[{i}]")
+            if list(options) != sorted(set(options)):
+                raise FormatError(f"selections.{contest} must be sorted and without duplicates, got {list(options)!r}")
+            frozen[contest] = tuple(options)
+        object.__setattr__(self, "selections", MappingProxyType(dict(sorted(frozen.items()))))
+
+    def __hash__(self) -> int:
+        return hash((self.election, self.type, self.ballot_id, tuple(self.selections.items())))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Leaf):
+            return NotImplemented
+        return self.to_bytes() == other.to_bytes()
+
+    @classmethod
+    def new(cls, election: str, type: str, selections: Mapping[str, Iterable[str]]) -> "Leaf":
+        """A fresh leaf with a random ballot id; option lists are sorted (duplicates are an error)."""
+        if not isinstance(selections, Mapping):
+            raise FormatError(f"selections must be a mapping of contest id to option ids, got {selections.__class__.__name__}")
+        prepared = {}
+        for contest, options in selections.items():
+            if isinstance(options, (str, bytes)):
+                raise FormatError(f"selections.{contest} must be a list of option ids, not a single string")
+            options = list(options)
+            if len(set(options)) != len(options):
+                raise FormatError(f"selections.{contest} selects the same option more than once: {options!r}")
+            # Non-string options are left in place for __post_init__ to name precisely.
+            prepared[contest] = sorted(options) if all(isinstance(o, str) for o in options) else options
+        return cls(election=election, type=type, ballot_id=secrets.token_hex(16), selections=prepared)
+
+    def to_dict(self) -> dict:
+        return {
+            "version": LEAF_VERSION,
+            "election": self.election,
+            "type": self.type,
+            "ballot_id": self.ballot_id,
+            "selections": {contest: list(options) for contest, options in self.selections.items()},
+        }
+
+    def to_bytes(self) -> bytes:
+        """The canonical (RFC 8785) UTF-8 JSON bytes that are hashed into the log."""
+        return canonicalize(self.to_dict())
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Leaf":
+        """Parse leaf bytes strictly; raise FormatError saying exactly what is wrong."""
+        if not isinstance(data, (bytes, bytearray)):
+            raise FormatError(f"leaf must be bytes, got {type(data).__name__}")
+        try:
+            obj = loads_strict(bytes(data))
+        except FormatError as exc:
+            raise FormatError(f"leaf: {exc}") from None
+        if not isinstance(obj, dict):
+            raise FormatError(f"leaf must be a JSON object, got {type(obj).__name__}")
+        missing = [name for name in FIELDS if name not in obj]
+        if missing:
+            raise FormatError(f"leaf is missing field(s): {', '.join(missing)}")
+        unknown = sorted(set(obj) - set(FIELDS))
+        if unknown:
+            raise FormatError(f"leaf has unknown field(s): {', '.join(unknown)}")
+        if obj["version"] != LEAF_VERSION:
+            raise FormatError(f"leaf version must be {LEAF_VERSION!r}, got {obj['version']!r}")
+        for name in ("election", "type", "ballot_id"):
+            if not isinstance(obj[name], str):
+                raise FormatError(f"leaf field {name} must be a string, got {type(obj[name]).__name__}")
+        if not isinstance(obj["selections"], dict):
+            raise FormatError(f"leaf field selections must be an object, got {type(obj['selections']).__name__}")
+        try:
+            leaf = cls(election=obj["election"], type=obj["type"], ballot_id=obj["ballot_id"], selections=obj["selections"])
+        except FormatError as exc:
+            raise FormatError(f"leaf: {exc}") from None
+        if leaf.to_bytes() != bytes(data):
+            raise FormatError("leaf is not in canonical JSON form (RFC 8785: sorted keys, no whitespace, minimal escapes)")
+        return leaf

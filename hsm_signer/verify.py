@@ -1,0 +1,136 @@
+"""Offline receipt verification: is this ballot in the log the HSM signed?
+
+Given a receipt and the published key bundle (and optionally a later checkpoint with a
+consistency proof), check everything a voter or auditor can check without trusting the
+server: the checkpoint signature, the origin, the leaf, the inclusion proof, and that the
+later tree extends the receipt's tree. Verification raises
+:class:`~hsm_signer.errors.VerificationError` (or its ``FormatError`` /
+``RootMismatchError`` subclasses) with a precise reason; it never returns False.
+
+This module does no I/O and must never import Flask or PKCS#11, so that it runs anywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .bundle import CHECKPOINT, TALLY, KeyBundle
+from .errors import FormatError, VerificationError
+from .log.checkpoint import Checkpoint, origin_for
+from .log.leaf import Leaf
+from .log.merkle import leaf_hash, verify_consistency, verify_inclusion
+from .log.note import NoteVerifier, open_note
+from .log.receipt import Receipt
+
+
+@dataclass(frozen=True)
+class VerifiedReceipt:
+    """What a successful verification established (for the one-line summary)."""
+
+    election: str
+    leaf_index: int
+    tree_size: int
+    key_name: str
+    root_hash: bytes
+    ballot_id: str
+    later_tree_size: int | None = None
+    later_key_name: str | None = None
+
+
+def _reraise(exc: VerificationError, context: str) -> VerificationError:
+    """The same error class with ``context`` in front of the message."""
+    return type(exc)(f"{context}: {exc}")
+
+
+def _open_signed_checkpoint(note: str, verifiers: Sequence[NoteVerifier], what: str) -> tuple[Checkpoint, str]:
+    try:
+        text, names = open_note(note, verifiers)
+        return Checkpoint.from_text(text), names[0]
+    except VerificationError as exc:
+        raise _reraise(exc, what) from None
+
+
+def verify_receipt(
+    receipt: Receipt,
+    bundle: KeyBundle,
+    later_checkpoint: str | None = None,
+    consistency_proof: Sequence[bytes] | None = None,
+) -> VerifiedReceipt:
+    """Check ``receipt`` against ``bundle``; with ``later_checkpoint``, also check the log grew consistently.
+
+    The receipt's checkpoint must be signed by the bundle's checkpoint key. The later
+    checkpoint may be signed by the checkpoint key or by the tally key (the final, signed
+    tally is a checkpoint too). ``consistency_proof`` proves the receipt's tree is a prefix
+    of the later one; it may be omitted only when both trees have the same size.
+    """
+    if not isinstance(receipt, Receipt):
+        raise FormatError(f"expected a Receipt, got {type(receipt).__name__}")
+    checkpoint_verifier = bundle.verifier(CHECKPOINT)
+    checkpoint, key_name = _open_signed_checkpoint(receipt.checkpoint, [checkpoint_verifier], "receipt checkpoint")
+    origin = origin_for(receipt.election)
+    if checkpoint.origin != origin:
+        raise VerificationError(
+            f"receipt checkpoint is for log {checkpoint.origin!r}, but the receipt is for election "
+            f"{receipt.election!r} (log {origin!r})"
+        )
+    try:
+        leaf = Leaf.from_bytes(receipt.leaf)
+    except FormatError as exc:
+        raise _reraise(exc, "receipt leaf") from None
+    if leaf.election != receipt.election:
+        raise VerificationError(f"receipt leaf is for election {leaf.election!r}, but the receipt is for {receipt.election!r}")
+    if receipt.leaf_index >= checkpoint.size:
+        raise VerificationError(
+            f"receipt leaf index {receipt.leaf_index} is not covered by its checkpoint (tree size {checkpoint.size})"
+        )
+    try:
+        verify_inclusion(leaf_hash(receipt.leaf), receipt.leaf_index, checkpoint.size, receipt.inclusion_proof, checkpoint.root_hash)
+    except VerificationError as exc:
+        raise _reraise(exc, "receipt inclusion proof does not match the signed checkpoint") from None
+
+    result = VerifiedReceipt(
+        election=receipt.election,
+        leaf_index=receipt.leaf_index,
+        tree_size=checkpoint.size,
+        key_name=key_name,
+        root_hash=checkpoint.root_hash,
+        ballot_id=leaf.ballot_id,
+    )
+    if later_checkpoint is None:
+        if consistency_proof is not None:
+            raise FormatError("a consistency proof was given without the later checkpoint it leads to")
+        return result
+
+    verifiers = [checkpoint_verifier]
+    if any(entry.purpose == TALLY for entry in bundle.keys):
+        verifiers.append(bundle.verifier(TALLY))
+    later, later_key = _open_signed_checkpoint(later_checkpoint, verifiers, "later checkpoint")
+    if later.origin != origin:
+        raise VerificationError(f"later checkpoint is for log {later.origin!r}, not {origin!r}")
+    if later.size < checkpoint.size:
+        raise VerificationError(
+            f"later checkpoint has tree size {later.size}, smaller than the receipt's {checkpoint.size}: the log shrank"
+        )
+    if consistency_proof is None:
+        if later.size != checkpoint.size:
+            raise FormatError(
+                f"a consistency proof from size {checkpoint.size} to size {later.size} is needed to check the later checkpoint"
+            )
+        consistency_proof = []
+    try:
+        verify_consistency(checkpoint.size, later.size, list(consistency_proof), checkpoint.root_hash, later.root_hash)
+    except VerificationError as exc:
+        raise _reraise(exc, "later checkpoint is not consistent with the receipt's checkpoint") from None
+    return VerifiedReceipt(**{**result.__dict__, "later_tree_size": later.size, "later_key_name": later_key})
+
+
+def summary_line(v: VerifiedReceipt) -> str:
+    """One human-readable line describing a verified receipt."""
+    line = (
+        f"OK: election {v.election}: ballot {v.ballot_id} is leaf {v.leaf_index} of a log of "
+        f"{v.tree_size} entries, checkpoint signed by {v.key_name}"
+    )
+    if v.later_tree_size is not None:
+        line += f"; the log of {v.later_tree_size} entries signed by {v.later_key_name} contains it"
+    return line
