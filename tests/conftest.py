@@ -17,7 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from harness import (  # noqa: E402
-    P11KIT_SERVER, P11KitServer, TokenFactory, find_p11kit_client, require,
+    P11KIT_SERVER, PG_BIN, P11KitServer, ThrowawayPostgres, TokenFactory, find_p11kit_client, require,
 )
 from hsm_signer import softhsm  # noqa: E402
 from hsm_signer.hsm import FixedPin, Hsm  # noqa: E402
@@ -102,3 +102,17 @@ def network_hsm(network_token, p11kit_client_module, p11kit_socket):
 @pytest.fixture
 def random_label() -> str:
     return f"key-{secrets.token_hex(4)}"
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory):
+    """A throwaway PostgreSQL 15 cluster for the session (``postgres.create_database(name)``)."""
+    require((PG_BIN / "initdb").exists(), "PostgreSQL 15 server is not installed (apt-get install postgresql-15)")
+    require(os.geteuid() == 0 or shutil.which("runuser") is None,
+            "starting a throwaway PostgreSQL cluster needs root (it runs it as the postgres user)")
+    base = Path("/tmp") / f"hsm-signer-pg-{os.getpid()}"  # short: Unix socket paths are limited
+    server = ThrowawayPostgres(base)
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(base, ignore_errors=True)

@@ -115,3 +115,53 @@ class P11KitServer:
         self.process = None
         if self.socket_path.exists():
             self.socket_path.unlink()
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+class ThrowawayPostgres:
+    """A PostgreSQL cluster in a temporary directory, run as the ``postgres`` user.
+
+    PostgreSQL refuses to run as root, so as root the cluster is initialised and started
+    through ``runuser``; it listens only on a Unix socket inside its own directory.
+    """
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.data = directory / "data"
+        self.socket_dir = directory / "socket"
+
+    def _as_postgres(self, *command: str) -> subprocess.CompletedProcess:
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        return subprocess.run([*prefix, *command], capture_output=True, text=True, timeout=120)
+
+    def start(self) -> str:
+        import shutil as _shutil
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.socket_dir.mkdir(exist_ok=True)
+        if os.geteuid() == 0:
+            _shutil.chown(self.directory, "postgres", "postgres")
+            _shutil.chown(self.socket_dir, "postgres", "postgres")
+        result = self._as_postgres(str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres",
+                                   "--auth=trust", "--no-sync", "-E", "UTF8")
+        if result.returncode:
+            raise RuntimeError(f"initdb failed: {result.stderr}")
+        result = self._as_postgres(
+            str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-w", "-l", str(self.directory / "log"),
+            "-o", f"-c listen_addresses='' -c unix_socket_directories='{self.socket_dir}' -c fsync=on", "start")
+        if result.returncode:
+            raise RuntimeError(f"pg_ctl start failed: {result.stderr} {(self.directory / 'log').read_text()}")
+        return self.url("postgres")
+
+    def url(self, database: str) -> str:
+        return f"postgresql://postgres@/{database}?host={self.socket_dir}"
+
+    def create_database(self, name: str) -> str:
+        import psycopg
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def stop(self) -> None:
+        self._as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")

@@ -1,0 +1,261 @@
+"""The storage contract in SQL, shared by the SQLite and PostgreSQL back ends.
+
+Subclasses supply connections, transactions and their dialect's DDL; every query here is
+written once with ``?`` placeholders (translated for PostgreSQL) and standard SQL that both
+engines run the same way (``INSERT ... RETURNING``, partial indexes, row values).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from contextlib import AbstractContextManager
+from typing import Any, Iterable, Sequence
+
+from ..election import DRAFT, Election
+from ..errors import ElectionError, HsmSignerError
+from ..log.tree import MissingNodeError
+from .base import ONLINE, POSTAL, UNUSED, CastOutcome, ElectionRecord, Entry, UnknownCodeError
+
+SCHEMA_VERSION = 1
+_ENTRY = "seq, election, ballot_id, leaf, leaf_index"
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+class StorageError(HsmSignerError):
+    """The database is not in the state this version of hsm-signer expects."""
+
+
+class SqlStorage:
+    """Implements :class:`~hsm_signer.storage.base.Storage` over a DB-API connection."""
+
+    name = "database"
+
+    # --- what a dialect provides ----------------------------------------------------------
+    def _write(self) -> AbstractContextManager[Any]:
+        """A transaction that takes the write lock at once; yields a cursor-like object."""
+        raise NotImplementedError
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        raise NotImplementedError
+
+    def _schema(self) -> list[str]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple | None:
+        rows = self._query(sql, params)
+        return rows[0] if rows else None
+
+    # --- schema ---------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        with self._write() as db:
+            for statement in self._schema():
+                db.execute(statement)
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is None:
+                db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) != SCHEMA_VERSION:
+                raise StorageError(
+                    f"{self.name} has schema version {row[0]}, this hsm-signer expects "
+                    f"{SCHEMA_VERSION}; use the matching hsm-signer version")
+
+    # --- elections ------------------------------------------------------------------------
+    def create_election(self, election: Election) -> None:
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM elections WHERE id = ?", (election.id,)).fetchone():
+                raise ElectionError(f"election {election.id!r} already exists")
+            stamp = now()
+            db.execute("INSERT INTO elections VALUES (?, ?, ?, ?, ?)",
+                       (election.id, election.to_json(), DRAFT, stamp, stamp))
+
+    def get_election(self, election_id: str) -> ElectionRecord:
+        row = self._one("SELECT definition, state FROM elections WHERE id = ?", (election_id,))
+        if row is None:
+            raise ElectionError(f"no election {election_id!r}; create it with `hsm-signer election create`")
+        return ElectionRecord(Election.from_json(row[0]), row[1])
+
+    def list_elections(self) -> list[ElectionRecord]:
+        rows = self._query("SELECT definition, state FROM elections ORDER BY created_at, id")
+        return [ElectionRecord(Election.from_json(d), s) for d, s in rows]
+
+    def set_state(self, election_id: str, state: str) -> None:
+        with self._write() as db:
+            db.execute("UPDATE elections SET state = ?, changed_at = ? WHERE id = ?", (state, now(), election_id))
+
+    # --- codes and ballots ----------------------------------------------------------------
+    def add_codes(self, election_id: str, hashes: Iterable[bytes]) -> int:
+        rows = [(election_id, bytes(h)) for h in hashes]
+        with self._write() as db:
+            db.executemany("INSERT INTO codes (election, code_hash) VALUES (?, ?)", rows)
+        return len(rows)
+
+    def count_codes(self, election_id: str) -> dict[str, int]:
+        counts = {UNUSED: 0, ONLINE: 0, POSTAL: 0}
+        for status, count in self._query(
+                "SELECT status, COUNT(*) FROM codes WHERE election = ? GROUP BY status", (election_id,)):
+            counts[status] = count
+        return counts
+
+    def code_status(self, election_id: str, code_hash: bytes) -> tuple[str, bytes | None]:
+        row = self._one("SELECT status, link FROM codes WHERE election = ? AND code_hash = ?", (election_id, code_hash))
+        if row is None:
+            raise UnknownCodeError()
+        return row[0], (bytes(row[1]) if row[1] is not None else None)
+
+    def cast(self, election_id: str, code_hash: bytes, channel: str, ballot_id: str, leaf: bytes,
+             link: bytes, require_state: str) -> CastOutcome:
+        if channel not in (ONLINE, POSTAL):
+            raise ValueError(f"unknown channel {channel!r}")
+        with self._write() as db:
+            state = db.execute("SELECT state FROM elections WHERE id = ?", (election_id,)).fetchone()
+            if state is None or state[0] != require_state:
+                raise ElectionError(f"election {election_id!r} is {state[0] if state else 'unknown'}, "
+                                    f"not {require_state}")
+            row = db.execute(f"SELECT status, link FROM codes WHERE election = ? AND code_hash = ?{self._lock_row}",
+                             (election_id, code_hash)).fetchone()
+            if row is None:
+                raise UnknownCodeError()
+            if row[0] != UNUSED:
+                return CastOutcome(stored=False, status=row[0], link=bytes(row[1]), entry=None)
+            seq = db.execute("INSERT INTO entries (election, ballot_id, leaf) VALUES (?, ?, ?) RETURNING seq",
+                             (election_id, ballot_id, leaf)).fetchone()[0]
+            db.execute("UPDATE codes SET status = ?, link = ? WHERE election = ? AND code_hash = ?",
+                       (channel, link, election_id, code_hash))
+        return CastOutcome(stored=True, status=channel, link=link, entry=Entry(seq, election_id, ballot_id, leaf, None))
+
+    _lock_row = ""  # PostgreSQL adds FOR UPDATE; SQLite's write lock already covers it
+
+    def entry_by_ballot(self, ballot_id: str) -> Entry | None:
+        row = self._one(f"SELECT {_ENTRY} FROM entries WHERE ballot_id = ?", (ballot_id,))
+        return _entry(row) if row else None
+
+    # --- the sequencer --------------------------------------------------------------------
+    def pending(self, election_id: str, limit: int) -> list[Entry]:
+        return [_entry(r) for r in self._query(
+            f"SELECT {_ENTRY} FROM entries WHERE election = ? AND leaf_index IS NULL ORDER BY seq LIMIT ?",
+            (election_id, limit))]
+
+    def elections_with_pending(self) -> list[str]:
+        return [r[0] for r in self._query(
+            "SELECT DISTINCT election FROM entries WHERE leaf_index IS NULL ORDER BY election")]
+
+    def tree_size(self, election_id: str) -> int:
+        row = self._one("SELECT MAX(leaf_index) FROM entries WHERE election = ?", (election_id,))
+        return 0 if row is None or row[0] is None else row[0] + 1
+
+    def get_nodes(self, election_id: str, keys: Sequence[tuple[int, int]]) -> list[bytes]:
+        wanted = list(dict.fromkeys(keys))
+        found: dict[tuple[int, int], bytes] = {}
+        for start in range(0, len(wanted), 200):
+            chunk = wanted[start:start + 200]
+            pairs = " OR ".join(["(level = ? AND idx = ?)"] * len(chunk))
+            params: list[Any] = [election_id]
+            for level, index in chunk:
+                params += [level, index]
+            for level, index, value in self._query(
+                    f"SELECT level, idx, hash FROM nodes WHERE election = ? AND ({pairs})", params):
+                found[(level, index)] = bytes(value)
+        for level, index in wanted:
+            if (level, index) not in found:
+                raise MissingNodeError(f"tree node (level {level}, index {index}) of election "
+                                       f"{election_id!r} is missing from the {self.name}")
+        return [found[k] for k in keys]
+
+    def commit_batch(self, election_id: str, assignments: Sequence[tuple[int, int]],
+                     nodes: Sequence[tuple[int, int, bytes]], size: int, checkpoint: str) -> None:
+        with self._write() as db:
+            current = db.execute("SELECT MAX(leaf_index) FROM entries WHERE election = ?", (election_id,)).fetchone()[0]
+            start = 0 if current is None else current + 1
+            indexes = [index for _, index in assignments]
+            if indexes != list(range(start, start + len(indexes))) or start + len(indexes) != size:
+                raise StorageError(f"batch for election {election_id!r} does not extend the stored tree of size {start}")
+            db.executemany("UPDATE entries SET leaf_index = ? WHERE seq = ? AND leaf_index IS NULL",
+                           [(index, seq) for seq, index in assignments])
+            done = db.execute("SELECT COUNT(*) FROM entries WHERE election = ? AND leaf_index >= ?",
+                              (election_id, start)).fetchone()[0]
+            if done != len(assignments):
+                raise StorageError("an entry of the batch was already sequenced or is gone")
+            db.executemany("INSERT INTO nodes VALUES (?, ?, ?, ?)",
+                           [(election_id, level, index, value) for level, index, value in nodes])
+            db.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?)", (election_id, size, checkpoint, now()))
+
+    # --- checkpoints, entries, tally ------------------------------------------------------
+    def latest_checkpoint(self, election_id: str) -> tuple[int, str] | None:
+        row = self._one("SELECT size, note FROM checkpoints WHERE election = ? ORDER BY size DESC LIMIT 1",
+                        (election_id,))
+        return (row[0], row[1]) if row else None
+
+    def checkpoint_covering(self, election_id: str, leaf_index: int) -> tuple[int, str] | None:
+        row = self._one("SELECT size, note FROM checkpoints WHERE election = ? AND size > ? ORDER BY size LIMIT 1",
+                        (election_id, leaf_index))
+        return (row[0], row[1]) if row else None
+
+    def checkpoints(self, election_id: str) -> list[tuple[int, str]]:
+        return [(s, n) for s, n in self._query(
+            "SELECT size, note FROM checkpoints WHERE election = ? ORDER BY size", (election_id,))]
+
+    def entries(self, election_id: str, start: int, end: int) -> list[bytes]:
+        return [bytes(r[0]) for r in self._query(
+            "SELECT leaf FROM entries WHERE election = ? AND leaf_index >= ? AND leaf_index < ? ORDER BY leaf_index",
+            (election_id, start, end))]
+
+    def store_tally(self, election_id: str, note: str) -> None:
+        with self._write() as db:
+            db.execute("INSERT INTO tallies VALUES (?, ?, ?)", (election_id, note, now()))
+
+    def get_tally(self, election_id: str) -> str | None:
+        row = self._one("SELECT note FROM tallies WHERE election = ?", (election_id,))
+        return row[0] if row else None
+
+
+def _entry(row: tuple) -> Entry:
+    seq, election, ballot_id, leaf, leaf_index = row
+    return Entry(seq, election, ballot_id, bytes(leaf), leaf_index)
+
+
+def schema(blob: str, serial: str) -> list[str]:
+    """The DDL, with the dialect's binary type and auto-increment key spelled in."""
+    return [
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        """CREATE TABLE IF NOT EXISTS elections (
+            id TEXT PRIMARY KEY,
+            definition TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('draft', 'open', 'closed')),
+            created_at TEXT NOT NULL,
+            changed_at TEXT NOT NULL)""",
+        f"""CREATE TABLE IF NOT EXISTS codes (
+            election TEXT NOT NULL REFERENCES elections(id),
+            code_hash {blob} NOT NULL,
+            status TEXT NOT NULL DEFAULT 'unused' CHECK (status IN ('unused', 'online', 'postal')),
+            link {blob},
+            PRIMARY KEY (election, code_hash))""",
+        f"""CREATE TABLE IF NOT EXISTS entries (
+            seq {serial},
+            election TEXT NOT NULL REFERENCES elections(id),
+            ballot_id TEXT NOT NULL UNIQUE,
+            leaf {blob} NOT NULL,
+            leaf_index BIGINT,
+            UNIQUE (election, leaf_index))""",
+        "CREATE INDEX IF NOT EXISTS entries_pending ON entries (election, seq) WHERE leaf_index IS NULL",
+        f"""CREATE TABLE IF NOT EXISTS nodes (
+            election TEXT NOT NULL,
+            level INTEGER NOT NULL,
+            idx BIGINT NOT NULL,
+            hash {blob} NOT NULL,
+            PRIMARY KEY (election, level, idx))""",
+        """CREATE TABLE IF NOT EXISTS checkpoints (
+            election TEXT NOT NULL,
+            size BIGINT NOT NULL,
+            note TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (election, size))""",
+        """CREATE TABLE IF NOT EXISTS tallies (
+            election TEXT PRIMARY KEY,
+            note TEXT NOT NULL,
+            created_at TEXT NOT NULL)""",
+    ]

@@ -1,0 +1,123 @@
+"""The storage contract, run against SQLite and a throwaway PostgreSQL cluster alike."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+
+import pytest
+
+from hsm_signer.election import Election
+from hsm_signer.errors import ElectionError
+from hsm_signer.log.tree import MissingNodeError
+from hsm_signer.storage import UnknownCodeError, open_storage
+from hsm_signer.storage.sql import StorageError
+
+from servicekit import DEMO_ELECTION
+
+ELECTION = DEMO_ELECTION["id"]
+_databases = itertools.count()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def storage(request, tmp_path):
+    if request.param == "sqlite":
+        store = open_storage(f"sqlite:///{tmp_path}/db.sqlite3")
+    else:
+        store = open_storage(request.getfixturevalue("postgres").create_database(f"contract{next(_databases)}"))
+    store.create_election(Election.from_dict(DEMO_ELECTION))
+    store.set_state(ELECTION, "open")
+    store.add_codes(ELECTION, [bytes([i]) * 32 for i in range(10)])
+    yield store
+    store.close()
+
+
+def cast(storage, code: int, ballot: str, channel="online"):
+    return storage.cast(ELECTION, bytes([code]) * 32, channel, ballot.ljust(32, "0"), f"leaf-{ballot}".encode(),
+                        b"link-" + ballot.encode(), require_state="open")
+
+
+def test_a_code_is_consumed_with_its_ballot_in_one_step(storage):
+    outcome = cast(storage, 1, "a")
+    assert outcome.stored and outcome.entry.leaf == b"leaf-a"
+    assert storage.code_status(ELECTION, bytes([1]) * 32) == ("online", b"link-a")
+    again = cast(storage, 1, "b")
+    assert not again.stored and again.status == "online" and again.link == b"link-a"
+    assert [e.ballot_id[:1] for e in storage.pending(ELECTION, 10)] == ["a"]
+    assert storage.count_codes(ELECTION) == {"unused": 9, "online": 1, "postal": 0}
+
+
+def test_unknown_codes_and_closed_polls_store_nothing(storage):
+    with pytest.raises(UnknownCodeError):
+        storage.cast(ELECTION, b"\xff" * 32, "online", "c" * 32, b"leaf", b"link", require_state="open")
+    storage.set_state(ELECTION, "closed")
+    with pytest.raises(ElectionError, match="is closed, not open"):
+        cast(storage, 2, "d")
+    assert storage.pending(ELECTION, 10) == []
+    assert storage.count_codes(ELECTION)["unused"] == 10
+
+
+def test_two_voters_racing_with_one_code_store_one_ballot(storage):
+    results = []
+    barrier = threading.Barrier(8)
+
+    def voter(n):
+        barrier.wait()
+        results.append(cast(storage, 3, f"r{n}").stored)
+
+    threads = [threading.Thread(target=voter, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False] * 7 + [True]
+    assert len(storage.pending(ELECTION, 10)) == 1
+
+
+def test_batches_must_extend_the_stored_tree(storage):
+    seqs = [cast(storage, i, f"b{i}").entry.seq for i in range(3)]
+    nodes = [(0, i, bytes([i]) * 32) for i in range(3)]
+    with pytest.raises(StorageError, match="does not extend the stored tree of size 0"):
+        storage.commit_batch(ELECTION, [(seqs[0], 1)], [], 2, "note")
+    storage.commit_batch(ELECTION, [(s, i) for i, s in enumerate(seqs)], nodes, 3, "note-3")
+    assert storage.tree_size(ELECTION) == 3
+    assert storage.get_nodes(ELECTION, [(0, 2), (0, 0)]) == [b"\x02" * 32, b"\x00" * 32]
+    with pytest.raises(MissingNodeError, match=r"tree node \(level 1, index 5\)"):
+        storage.get_nodes(ELECTION, [(1, 5)])
+    assert storage.latest_checkpoint(ELECTION) == (3, "note-3")
+    assert storage.checkpoint_covering(ELECTION, 2) == (3, "note-3")
+    assert storage.checkpoint_covering(ELECTION, 3) is None
+    assert storage.entries(ELECTION, 1, 3) == [b"leaf-b1", b"leaf-b2"]
+    with pytest.raises(StorageError, match="already sequenced"):
+        storage.commit_batch(ELECTION, [(seqs[0], 3)], [], 4, "again")
+    assert storage.tree_size(ELECTION) == 3  # the refused batch changed nothing
+
+
+def test_elections_and_tallies(storage):
+    with pytest.raises(ElectionError, match="already exists"):
+        storage.create_election(Election.from_dict(DEMO_ELECTION))
+    with pytest.raises(ElectionError, match="no election 'nope'"):
+        storage.get_election("nope")
+    assert [r.election.id for r in storage.list_elections()] == [ELECTION]
+    assert storage.get_tally(ELECTION) is None
+    storage.store_tally(ELECTION, "tally note")
+    assert storage.get_tally(ELECTION) == "tally note"
+
+
+def test_a_service_runs_on_postgresql(tokens, tmp_path, postgres):
+    from hsm_signer.service import Service
+    from hsm_signer.verify import verify_receipt
+    from servicekit import open_election, provision
+
+    kit = provision(tokens, tmp_path)
+    url = postgres.create_database("service")
+    kit.config_path.write_text(kit.config_path.read_text().replace('url = "sqlite:///ballots.sqlite3"', f'url = "{url}"'))
+    service = Service.open(kit.load(), with_sequencer=True).start()
+    try:
+        codes = open_election(service, 5)
+        receipts = [service.ballots.cast(ELECTION, code, {"leader": ["bob"], "board": []}) for code in codes]
+        for receipt in receipts:
+            verify_receipt(receipt, service.bundle)
+        assert service.storage.tree_size(ELECTION) == 5
+    finally:
+        service.close()
