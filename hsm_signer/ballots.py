@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -84,12 +85,17 @@ class CodeStatus:
 
 class BallotBox:
     def __init__(self, storage: Storage, code_mac: Mac, notifier: Notifier | None = None, *,
-                 receipt_timeout: float = 10.0, poll_interval: float = 0.005):
+                 receipt_timeout: float = 10.0, poll_interval: float = 0.005,
+                 signer_healthy: Callable[[], bool] | None = None, unhealthy_grace: float = 1.0):
         self.storage = storage
         self.code_mac = code_mac
         self.notifier = notifier
         self.receipt_timeout = receipt_timeout
         self.poll_interval = poll_interval
+        # When the signer reports trouble (HSM down), waiters give up after a short grace
+        # instead of holding the request for the whole timeout.
+        self.signer_healthy = signer_healthy or (lambda: True)
+        self.unhealthy_grace = unhealthy_grace
 
     # --- codes ---------------------------------------------------------------------------
     def _code(self, election_id: str, typed: str) -> tuple[str, bytes]:
@@ -155,13 +161,15 @@ class BallotBox:
                        inclusion_proof=tuple(proof), checkpoint=note)
 
     def wait_for_receipt(self, ballot_id: str, timeout: float | None = None) -> Receipt:
-        deadline = time.monotonic() + (self.receipt_timeout if timeout is None else timeout)
+        started = time.monotonic()
+        deadline = started + (self.receipt_timeout if timeout is None else timeout)
         while True:
             receipt = self.receipt(ballot_id)
             if receipt is not None:
                 return receipt
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or (not self.signer_healthy()
+                                  and time.monotonic() - started >= self.unhealthy_grace):
                 raise ReceiptPendingError(ballot_id)
             if self.notifier:
                 self.notifier.wait(min(remaining, 0.05))

@@ -48,6 +48,7 @@ class Service:
         service = cls(config=cfg, storage=storage, bundle=bundle, hsm=hsm,
                       ballots=BallotBox(storage, hsm.mac(code_key.label), notifier),
                       notifier=notifier, _checkpoint_signer=checkpoint_signer)
+        service.ballots.signer_healthy = service.signer_healthy
         if with_sequencer:
             service.sequencer = service.make_sequencer()
         return service
@@ -58,6 +59,10 @@ class Service:
                          SignerState(self.config.sequencer.state_file),
                          batch_size=self.config.sequencer.batch_size,
                          max_wait=self.config.sequencer.max_wait_ms / 1000, notifier=self.notifier)
+
+    def signer_healthy(self) -> bool:
+        """False while this process's sequencer cannot sign (HSM down, tampering refused)."""
+        return self.sequencer is None or self.sequencer.healthy
 
     def tally_signer(self):
         return self.hsm.signer(self.bundle.key("tally").label)
