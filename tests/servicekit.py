@@ -41,8 +41,12 @@ class Kit:
         return config_mod.load(self.config_path)
 
 
-def provision(tokens, directory: Path, *, tally_algorithm: str = "ecdsa-p256", batch_size: int = 1000) -> Kit:
-    """A token with checkpoint, tally and code keys; keys.json; a PIN file; config.toml."""
+def provision(tokens, directory: Path, *, tally_algorithm: str = "ecdsa-p256", batch_size: int = 1000,
+              module: str | None = None) -> Kit:
+    """A token with checkpoint, tally and code keys; keys.json; a PIN file; config.toml.
+
+    ``module`` makes the service reach the token through another PKCS#11 module (the
+    p11-kit client, for a network HSM the test can kill)."""
     directory.mkdir(parents=True, exist_ok=True)
     token = tokens.new("svc")
     prefix = token.label
@@ -63,7 +67,7 @@ def provision(tokens, directory: Path, *, tally_algorithm: str = "ecdsa-p256", b
     config_path = directory / "config.toml"
     config_path.write_text(f"""
 [hsm]
-module = "{token.module}"
+module = "{module or token.module}"
 token_label = "{token.label}"
 softhsm_conf = "{token.conf}"
 [hsm.pin]

@@ -193,3 +193,12 @@ def test_network_hsm_outage_fails_fast_and_recovers_without_restart(network_hsm)
             time.sleep(0.2)
     verify_signature(signer.public_key_der, b"after", signature)
     assert h.health()["status"] == "ok"
+
+
+def test_opening_a_token_while_the_network_hsm_is_down_says_so(network_hsm, network_token, p11kit_client_module):
+    from hsm_signer.errors import HsmUnavailableError
+
+    server, _ = network_hsm
+    server.stop()
+    with pytest.raises(HsmUnavailableError, match=r"cannot open token .* check that the HSM is up and reachable"):
+        Hsm(p11kit_client_module, token_label=network_token.label, pin_source=FixedPin(network_token.user_pin)).open()

@@ -134,7 +134,23 @@ class Hsm:
         """Connect and log in now, turning every set-up mistake into a clear error."""
         with PKCS11_LOCK:
             self._module = _Module.load(self.module_path)
-            self._connect()
+            try:
+                try:
+                    self._connect()
+                except p11.PKCS11Error as exc:
+                    if not is_transient(exc):
+                        raise
+                    # The module was loaded earlier in this process and its device or
+                    # server has gone away since: start it afresh once.
+                    self._module.reinitialize()
+                    self._connect()
+            except p11.PKCS11Error as exc:
+                if is_transient(exc):
+                    self._record_error(describe(exc))
+                    raise HsmUnavailableError(
+                        f"HSM unavailable: cannot open token {self.token_name} through {self.module_path} "
+                        f"({describe(exc)}); check that the HSM is up and reachable") from None
+                raise self._permanent(exc, f"opening token {self.token_name}") from None
         log.info("HSM token %s opened through %s; PIN from %s",
                  self.token_name, self.module_path, self._pin_source.describe())
         if not self._pin_source.production_grade:
