@@ -200,5 +200,5 @@ def test_opening_a_token_while_the_network_hsm_is_down_says_so(network_hsm, netw
 
     server, _ = network_hsm
     server.stop()
-    with pytest.raises(HsmUnavailableError, match=r"cannot open token .* check that the HSM is up and reachable"):
+    with pytest.raises(HsmUnavailableError, match=r"HSM unavailable: cannot open token .* check that the HSM is up and reachable"):
         Hsm(p11kit_client_module, token_label=network_token.label, pin_source=FixedPin(network_token.user_pin)).open()

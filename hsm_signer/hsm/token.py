@@ -240,7 +240,12 @@ class Hsm:
         except p11.NoSuchToken:
             if self._connected_once:
                 raise
-            labels = ", ".join(repr(t.label) for t in lib.get_tokens()) or "none"
+            labels = ", ".join(repr(t.label) for t in lib.get_tokens())
+            if not labels:
+                raise HsmUnavailableError(
+                    f"HSM unavailable: cannot open token {self.token_name}: PKCS#11 module {self.module_path} "
+                    "lists no tokens at all; check that the HSM is up and reachable (a network HSM's "
+                    "server, a USB token plugged in)") from None
             raise HsmConfigError(
                 f"no token {self.token_name} in PKCS#11 module {self.module_path} (tokens present: "
                 f"{labels}); fix hsm.token_label/hsm.token_serial or initialise the token"
