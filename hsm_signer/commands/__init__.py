@@ -7,5 +7,10 @@ into a one-line message; they never print a PIN or a voting code.
 
 #: Command modules, in the order they appear in ``--help``.
 MODULES = [
+    "election",
+    "codes",
+    "postal",
+    "sequencer",
+    "verify",
     "health",
 ]
