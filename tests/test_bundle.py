@@ -124,3 +124,14 @@ def test_load_names_the_file_in_every_error(tmp_path):
         KeyBundle.load(tmp_path)
     with pytest.raises(FormatError, match="cannot read key bundle .*missing/keys.json"):
         KeyBundle.load(tmp_path / "missing" / "keys.json")
+
+
+def test_a_pem_of_an_unknown_key_type_is_a_format_error_not_a_crash():
+    from hsm_signer.bundle import _der_of_pem
+    from hsm_signer.errors import FormatError
+
+    # A SubjectPublicKeyInfo with an unknown algorithm OID (1.2.3.4): cryptography raises
+    # UnsupportedAlgorithm, not ValueError.
+    pem = "-----BEGIN PUBLIC KEY-----\nMAswBQYDKgMEAwIAAQ==\n-----END PUBLIC KEY-----\n"
+    with pytest.raises(FormatError, match="public_key_pem: is not a PEM public key"):
+        _der_of_pem(pem, "public_key_pem")
