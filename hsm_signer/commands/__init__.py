@@ -7,10 +7,13 @@ into a one-line message; they never print a PIN or a voting code.
 
 #: Command modules, in the order they appear in ``--help``.
 MODULES = [
+    "demo",
+    "ceremony",
     "election",
     "codes",
     "postal",
     "sequencer",
     "verify",
     "health",
+    "serve",
 ]
