@@ -1,0 +1,217 @@
+"""The JSON API under ``/api/v1`` (DESIGN.md's public contract; OpenAPI in openapi.py).
+
+Views parse the request, call the core and shape the answer. Errors are WebErrors or
+core exceptions (see errors.py). Voting codes travel only in POST bodies; this module
+never logs them and never puts them in an answer. Nothing here reads a cookie.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Blueprint, Response, jsonify, request
+
+from hsm_signer.bundle import KEYS_FILE
+from hsm_signer.canonical import loads_strict
+from hsm_signer.errors import FormatError
+from hsm_signer.log.note import b64encode
+
+from . import casting
+from .context import election_record, open_election, service, signed_size, signed_tree
+from .errors import WebError
+from .security import code_attempt
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+MAX_PAGE = 1000      # entries per page
+DEFAULT_PAGE = 100
+MAX_INDEX_DIGITS = 19
+
+
+# --- request parsing -----------------------------------------------------------------
+
+def json_body(required: dict[str, type]) -> dict:
+    """The JSON object body with exactly the ``required`` fields of the given types."""
+    if not request.is_json:
+        raise WebError("unsupported_media_type")
+    try:
+        data = loads_strict(request.get_data(cache=False))
+    except FormatError as exc:
+        raise WebError("invalid_json", str(exc)) from None
+    except RecursionError:
+        raise WebError("invalid_json", "the JSON is nested too deeply") from None
+    if not isinstance(data, dict):
+        raise WebError("invalid_request", "the body must be a JSON object")
+    missing = [name for name in required if name not in data]
+    unknown = sorted(set(data) - set(required))
+    if missing or unknown:
+        problem = f"missing field {missing[0]!r}" if missing else f"unknown field {unknown[0][:40]!r}"
+        raise WebError("invalid_request", f"{problem}; send exactly {', '.join(required)}")
+    for name, kind in required.items():
+        if not isinstance(data[name], kind):
+            raise WebError("invalid_request", f"field {name!r} must be a JSON {_json_type(kind)}")
+    return data
+
+
+def _json_type(kind: type) -> str:
+    return {str: "string", dict: "object", list: "array", int: "integer"}.get(kind, kind.__name__)
+
+
+def int_arg(name: str, default: int | None = None) -> int:
+    """A non-negative integer query parameter."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        if default is None:
+            raise WebError("invalid_parameter", f"query parameter {name!r} is required")
+        return default
+    if not raw.isascii() or not raw.isdigit() or len(raw) > MAX_INDEX_DIGITS:
+        raise WebError("invalid_parameter", f"query parameter {name!r} must be a non-negative integer")
+    return int(raw)
+
+
+# --- elections -------------------------------------------------------------------------
+
+def _summary(record) -> dict:
+    e = record.election
+    return {"id": e.id, "title": e.title, "state": record.state, "opens_at": e.opens_at, "closes_at": e.closes_at}
+
+
+@bp.get("/elections")
+def elections():
+    return jsonify({"elections": [_summary(r) for r in service().storage.list_elections()]})
+
+
+@bp.get("/elections/<election_id>")
+def election(election_id: str):
+    record = election_record(election_id)
+    size, _ = signed_size(election_id)
+    return jsonify({**record.election.to_dict(), "state": record.state, "signed_tree_size": size})
+
+
+# --- voting ------------------------------------------------------------------------------
+
+@bp.post("/elections/<election_id>/ballots")
+@code_attempt
+def cast_ballot(election_id: str):
+    open_election(election_id)
+    body = json_body({"code": str, "selections": dict})
+    result = casting.cast(service().ballots, election_id, body["code"], body["selections"])
+    return jsonify(result.receipt.to_dict()), (201 if result.new else 200)
+
+
+@bp.post("/elections/<election_id>/code-status")
+@code_attempt
+def code_status(election_id: str):
+    election_record(election_id)
+    body = json_body({"code": str})
+    status = service().ballots.code_status(election_id, body["code"])
+    answer: dict = {"status": status.status}
+    if status.status == "online" and status.ballot_id:
+        receipt = service().ballots.receipt(status.ballot_id)
+        answer["ballot_id"] = status.ballot_id
+        answer["receipt"] = receipt.to_dict() if receipt else None
+    return jsonify(answer)
+
+
+# --- the log -----------------------------------------------------------------------------
+
+@bp.get("/elections/<election_id>/checkpoint")
+def checkpoint(election_id: str):
+    election_record(election_id)
+    if "size" in request.args:
+        wanted = int_arg("size")
+        found = [(s, n) for s, n in service().storage.checkpoints(election_id) if s == wanted]
+        if not found:
+            raise WebError("checkpoint_not_found")
+        size, note = found[0]
+    else:
+        size, note = signed_size(election_id)
+        if note is None:
+            raise WebError("checkpoint_not_found", "no checkpoint has been signed for this election yet")
+    return jsonify({"size": size, "checkpoint": note})
+
+
+def _size_arg(name: str, signed: int) -> int:
+    size = int_arg(name, signed)
+    if size > signed:
+        raise WebError("invalid_parameter", f"{name} {size} is beyond the latest signed checkpoint (size {signed})")
+    return size
+
+
+@bp.get("/elections/<election_id>/proof/inclusion")
+def inclusion_proof(election_id: str):
+    election_record(election_id)
+    tree = signed_tree(election_id)
+    index = int_arg("index")
+    size = _size_arg("size", tree.size)
+    if index >= size:
+        raise WebError("invalid_parameter", f"index {index} is not below size {size}")
+    proof = tree.inclusion_proof(index, size)
+    return jsonify({"index": index, "size": size, "proof": [b64encode(h) for h in proof]})
+
+
+@bp.get("/elections/<election_id>/proof/consistency")
+def consistency_proof(election_id: str):
+    election_record(election_id)
+    tree = signed_tree(election_id)
+    first = int_arg("from")
+    second = _size_arg("to", tree.size)
+    if first > second:
+        raise WebError("invalid_parameter", f"from {first} is larger than to {second}")
+    proof = tree.consistency_proof(first, second)
+    return jsonify({"from": first, "to": second, "proof": [b64encode(h) for h in proof]})
+
+
+@bp.get("/elections/<election_id>/entries")
+def entries(election_id: str):
+    election_record(election_id)
+    signed, _ = signed_size(election_id)
+    start = int_arg("start", 0)
+    wanted = int_arg("end", start + DEFAULT_PAGE)
+    if not start <= wanted <= start + MAX_PAGE:
+        raise WebError("invalid_parameter", f"ask for 0 to {MAX_PAGE} entries at a time (start <= end)")
+    end = min(wanted, signed)
+    leaves = service().storage.entries(election_id, start, end) if start < end else []
+    return jsonify({"start": start, "end": max(start, end), "signed_tree_size": signed,
+                    "entries": [b64encode(leaf) for leaf in leaves]})
+
+
+@bp.get("/elections/<election_id>/tally")
+def tally(election_id: str):
+    election_record(election_id)
+    note = service().storage.get_tally(election_id)
+    if note is None:
+        raise WebError("tally_not_found")
+    return jsonify({"tally": note})
+
+
+# --- keys and health ----------------------------------------------------------------------
+
+@bp.get("/keys")
+def keys():
+    svc = service()
+    path = Path(svc.config.key_bundle)
+    path = path / KEYS_FILE if path.is_dir() else path
+    try:
+        body = path.read_bytes()  # the published file, byte for byte
+    except OSError:
+        body = svc.bundle.to_json().encode()
+    return Response(body, mimetype="application/json")
+
+
+@bp.get("/health")
+def health():
+    svc = service()
+    hsm = svc.hsm.health()
+    sequencer = svc.sequencer
+    if sequencer is None:
+        seq = {"mode": "external", "status": "unknown"}
+    else:
+        seq = {"mode": "in-process", "status": "ok" if sequencer.healthy else "unavailable"}
+    ok = hsm["status"] == "ok" and seq["status"] != "unavailable"
+    body = {"status": "ok" if ok else "unavailable", "hsm": {"status": hsm["status"]}, "sequencer": seq}
+    response = jsonify(body)
+    response.status_code = 200 if ok else 503
+    if not ok:
+        response.headers["Retry-After"] = "5"
+    return response

@@ -1,0 +1,41 @@
+""""Check my code": is my code unused, used online or used by post? Works without JavaScript.
+
+The code arrives in a POST body only. For a code used online the holder gets a link to
+the receipt (the code decrypts the link to its ballot; nobody else can follow it).
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, render_template, request
+
+from hsm_signer.ballots import InvalidCodeError
+from hsm_signer.errors import HsmError
+
+from .context import election_record, service
+from .errors import from_exception
+from .security import code_attempt
+
+bp = Blueprint("check", __name__)
+
+
+@bp.get("/check")
+def form():
+    return render_template("check.html", elections=service().storage.list_elections(),
+                           selected=request.args.get("election", ""))
+
+
+@bp.post("/check")
+@code_attempt
+def result():
+    elections = service().storage.list_elections()
+    election_id = request.form.get("election", "")
+    record = election_record(election_id)
+    try:
+        status = service().ballots.code_status(election_id, request.form.get("code", "")[:64])
+    except (InvalidCodeError, HsmError) as exc:
+        error = from_exception(exc)
+        return (render_template("check.html", elections=elections, selected=election_id, error=error),
+                error.status, error.headers)
+    has_receipt = bool(status.ballot_id and status.status == "online"
+                       and service().ballots.receipt(status.ballot_id) is not None)
+    return render_template("check_result.html", election=record.election, status=status, has_receipt=has_receipt)

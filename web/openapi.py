@@ -1,0 +1,170 @@
+"""The OpenAPI 3.1 description of the JSON API, served at ``/api/v1/openapi.json``.
+
+Hand-written so that it reads as the contract it is; a test checks that every API route
+is described and that every error code it lists is one errors.py knows.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from .api import DEFAULT_PAGE, MAX_PAGE
+from .errors import ERRORS
+
+bp = Blueprint("openapi", __name__, url_prefix="/api/v1")
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: str) -> dict:
+    """Error responses grouped by status, naming the error codes each can carry."""
+    by_status: dict[int, list[str]] = {}
+    for code in codes:
+        by_status.setdefault(ERRORS[code][0], []).append(code)
+    return {str(status): _json(_ref("Error"), "error: " + ", ".join(sorted(names)))
+            for status, names in sorted(by_status.items())}
+
+
+_ELECTION_ID = {"name": "election_id", "in": "path", "required": True,
+                "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"}}
+_COMMON = ("rate_limited", "internal_error")
+
+
+def _query(name: str, description: str, required: bool = True) -> dict:
+    return {"name": name, "in": "query", "required": required, "description": description,
+            "schema": {"type": "integer", "minimum": 0}}
+
+
+def _get(summary: str, ok: dict, *errors: str, parameters: list | None = None) -> dict:
+    return {"get": {"summary": summary, "parameters": parameters or [],
+                    "responses": {"200": ok, **_errors(*errors, *_COMMON)}}}
+
+
+_B64_LIST = {"type": "array", "items": {"type": "string", "contentEncoding": "base64"}}
+
+SCHEMAS = {
+    "Error": {"type": "object", "required": ["error", "message"], "properties": {
+        "error": {"type": "string", "enum": sorted(ERRORS)},
+        "message": {"type": "string", "description": "for people; may change"},
+        "ballot_id": {"type": "string", "description": "receipt_pending: the stored ballot"},
+        "code_status": {"type": "string", "enum": ["online", "postal"], "description": "code_used: how"}}},
+    "Receipt": {"type": "object", "description": "receipt v1 (docs/FORMATS.md)",
+                "required": ["version", "election", "leaf_index", "leaf", "inclusion_proof", "checkpoint"],
+                "additionalProperties": False, "properties": {
+                    "version": {"const": "hsm-signer/receipt/v1"}, "election": {"type": "string"},
+                    "leaf_index": {"type": "integer", "minimum": 0},
+                    "leaf": {"type": "string", "contentEncoding": "base64"},
+                    "inclusion_proof": _B64_LIST,
+                    "checkpoint": {"type": "string", "description": "signed note (c2sp.org/tlog-checkpoint)"}}},
+    "ElectionSummary": {"type": "object", "properties": {
+        "id": {"type": "string"}, "title": {"type": "string"},
+        "state": {"type": "string", "enum": ["draft", "open", "closed"]},
+        "opens_at": {"type": ["string", "null"]}, "closes_at": {"type": ["string", "null"]}}},
+    "Election": {"allOf": [_ref("ElectionSummary"), {"type": "object", "properties": {
+        "signed_tree_size": {"type": "integer"},
+        "contests": {"type": "array", "items": {"type": "object", "properties": {
+            "id": {"type": "string"}, "title": {"type": "string"}, "max_choices": {"type": "integer"},
+            "options": {"type": "array", "items": {"type": "object", "properties": {
+                "id": {"type": "string"}, "title": {"type": "string"}}}}}}}}}]},
+    "Ballot": {"type": "object", "required": ["code", "selections"], "additionalProperties": False,
+               "properties": {
+                   "code": {"type": "string", "description": "the voting code (only ever in this body)"},
+                   "selections": {"type": "object", "description": "every contest id -> chosen option ids "
+                                  "([] for a blank vote)",
+                                  "additionalProperties": {"type": "array", "items": {"type": "string"}}}}},
+    "CodeQuery": {"type": "object", "required": ["code"], "additionalProperties": False,
+                  "properties": {"code": {"type": "string"}}},
+    "CodeStatus": {"type": "object", "required": ["status"], "properties": {
+        "status": {"type": "string", "enum": ["unused", "online", "postal"]},
+        "ballot_id": {"type": "string", "description": "online only"},
+        "receipt": {"oneOf": [_ref("Receipt"), {"type": "null"}],
+                    "description": "online only; null until a signed checkpoint covers the ballot"}}},
+    "Checkpoint": {"type": "object", "properties": {"size": {"type": "integer"}, "checkpoint": {"type": "string"}}},
+    "Tally": {"type": "object", "properties": {"tally": {"type": "string", "description": "signed note"}}},
+    "InclusionProof": {"type": "object", "properties": {
+        "index": {"type": "integer"}, "size": {"type": "integer"}, "proof": _B64_LIST}},
+    "ConsistencyProof": {"type": "object", "properties": {
+        "from": {"type": "integer"}, "to": {"type": "integer"}, "proof": _B64_LIST}},
+    "Entries": {"type": "object", "properties": {
+        "start": {"type": "integer"}, "end": {"type": "integer"}, "signed_tree_size": {"type": "integer"},
+        "entries": {**_B64_LIST, "description": "exact leaf bytes (canonical JSON), indexes start..end-1"}}},
+    "Health": {"type": "object", "properties": {
+        "status": {"type": "string", "enum": ["ok", "unavailable"]},
+        "hsm": {"type": "object", "properties": {"status": {"type": "string"}}},
+        "sequencer": {"type": "object", "properties": {
+            "mode": {"type": "string", "enum": ["in-process", "external"]}, "status": {"type": "string"}}}}},
+}
+
+
+def document() -> dict:
+    eid = [_ELECTION_ID]
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "hsm-signer", "version": "1",
+                 "description": "Hardware-backed ballot signing: cast ballots with a voting code and get "
+                                "HSM-signed receipts; read the public log. Errors are "
+                                "{\"error\": <stable code>, \"message\": <text>}; see docs/WEB.md."},
+        "servers": [{"url": "/api/v1"}],
+        "paths": {
+            "/elections": _get("List elections", _json({"type": "object", "properties": {
+                "elections": {"type": "array", "items": _ref("ElectionSummary")}}}, "elections")),
+            "/elections/{election_id}": _get("One election with its contests", _json(_ref("Election"), "the election"),
+                                             "election_not_found", parameters=eid),
+            "/elections/{election_id}/ballots": {"post": {
+                "summary": "Cast a ballot with a voting code; returns its signed receipt",
+                "parameters": eid,
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Ballot")}}},
+                "responses": {
+                    "201": _json(_ref("Receipt"), "stored and signed: the receipt"),
+                    "200": _json(_ref("Receipt"), "the same ballot was already cast with this code: its receipt"),
+                    **_errors("invalid_json", "invalid_request", "invalid_code", "election_not_found", "code_used",
+                              "poll_not_open", "payload_too_large", "unsupported_media_type", "invalid_ballot",
+                              "hsm_unavailable", "receipt_pending", *_COMMON)}}},
+            "/elections/{election_id}/code-status": {"post": {
+                "summary": "Whether a voting code is unused, used online or used by post",
+                "parameters": eid,
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("CodeQuery")}}},
+                "responses": {"200": _json(_ref("CodeStatus"), "the code's status"),
+                              **_errors("invalid_json", "invalid_request", "invalid_code", "election_not_found",
+                                        "payload_too_large", "unsupported_media_type", "hsm_unavailable",
+                                        *_COMMON)}}},
+            "/elections/{election_id}/checkpoint": _get(
+                "The latest signed checkpoint, or the one of a given size", _json(_ref("Checkpoint"), "checkpoint"),
+                "election_not_found", "checkpoint_not_found", "invalid_parameter",
+                parameters=eid + [_query("size", "the tree size of an earlier checkpoint", False)]),
+            "/elections/{election_id}/proof/inclusion": _get(
+                "Inclusion proof of a leaf in a signed tree", _json(_ref("InclusionProof"), "proof"),
+                "election_not_found", "invalid_parameter",
+                parameters=eid + [_query("index", "leaf index"),
+                                  _query("size", "tree size (default: latest signed)", False)]),
+            "/elections/{election_id}/proof/consistency": _get(
+                "Consistency proof between two signed tree sizes", _json(_ref("ConsistencyProof"), "proof"),
+                "election_not_found", "invalid_parameter",
+                parameters=eid + [_query("from", "earlier tree size"),
+                                  _query("to", "later tree size (default: latest signed)", False)]),
+            "/elections/{election_id}/entries": _get(
+                f"Log entries start..end-1 (at most {MAX_PAGE}; default {DEFAULT_PAGE}), signed ones only",
+                _json(_ref("Entries"), "entries"), "election_not_found", "invalid_parameter",
+                parameters=eid + [_query("start", "first index", False), _query("end", "one past the last", False)]),
+            "/elections/{election_id}/tally": _get("The signed tally", _json(_ref("Tally"), "tally"),
+                                                   "election_not_found", "tally_not_found", parameters=eid),
+            "/keys": _get("The ceremony's key bundle (keys.json)",
+                          _json({"type": "object"}, "keys.json, byte for byte")),
+            "/health": {"get": {"summary": "HSM and sequencer health",
+                                "responses": {"200": _json(_ref("Health"), "healthy"),
+                                              "503": _json(_ref("Health"), "the HSM or the signer is unavailable")}}},
+            "/openapi.json": _get("This document", _json({"type": "object"}, "OpenAPI 3.1")),
+        },
+        "components": {"schemas": SCHEMAS},
+    }
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(document())

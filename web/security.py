@@ -1,0 +1,155 @@
+"""Request hardening: security headers, CSRF on HTML forms, rate limits, the session key.
+
+* Headers on every response (pages, API, static files, errors): a strict CSP with no
+  inline script or style, nosniff, no referrer, no framing; HSTS only when
+  ``server.behind_tls`` says TLS is terminated in front of us.
+* CSRF: HTML forms carry a per-session token kept in Flask's signed session cookie
+  (SameSite=Strict, HttpOnly, Secure behind TLS); every POST outside ``/api/`` must
+  echo it. The session holds nothing else, in particular never a voting code. The JSON
+  API reads no cookies and takes only ``application/json`` bodies, so a forged
+  cross-site request has no ambient credential to borrow and cannot send JSON without
+  a CORS preflight we never grant.
+* Rate limits (Flask-Limiter), keyed by client IP: a default limit on every route,
+  and on every view marked :func:`code_attempt`, limits on *failed* code attempts per
+  client and over all clients (wrong guesses are what an attacker makes; correct
+  codes behind a shared address keep working).
+
+Limits and storage are app config (``RATELIMIT_*``), settable through environment
+variables with the ``HSM_SIGNER_WEB_`` prefix; memory storage is per process, so
+several workers need a shared ``RATELIMIT_STORAGE_URI`` (e.g. ``redis://``).
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from pathlib import Path
+from typing import Callable
+
+from flask import Flask, current_app, g, request, session
+from flask_limiter import Limiter
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from hsm_signer.errors import ConfigError
+
+from .errors import WebError
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+HSTS = "max-age=63072000; includeSubDomains"
+CSRF_FIELD = "csrf_token"
+MIN_SECRET_KEY = 32
+
+DEFAULTS = {
+    "MAX_CONTENT_LENGTH": 16 * 1024,
+    "RATELIMIT_DEFAULT": "600 per minute",
+    "RATELIMIT_FAILED_CODES_PER_CLIENT": "10 per minute;50 per hour",
+    "RATELIMIT_FAILED_CODES_OVERALL": "1000 per minute",
+    "RATELIMIT_STORAGE_URI": "memory://",
+    # Flask-Limiter's own headers would put a window-reset Retry-After on every response,
+    # 503s included; errors.py sets Retry-After on 429s from the breached limit instead.
+    "RATELIMIT_HEADERS_ENABLED": False,
+    "PROXY_FIX_X_FOR": 0,  # trusted proxy hops in X-Forwarded-For; 0 = trust none
+    "SESSION_COOKIE_NAME": "hsm_signer_session",
+    "SESSION_COOKIE_SAMESITE": "Strict",
+    "SESSION_COOKIE_HTTPONLY": True,
+}
+
+
+def code_attempt(view: Callable) -> Callable:
+    """Mark a view that checks a voting code: it gets the failed-attempt limits."""
+    view.code_attempt = True  # type: ignore[attr-defined]
+    return view
+
+
+def load_secret_key(path: Path | None) -> bytes:
+    """The session-signing key: from ``server.secret_key_file``, else fresh for this process."""
+    if path is None:
+        return secrets.token_bytes(32)
+    try:
+        key = path.read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the session secret key file {path}: {exc.strerror}",
+                          "server.secret_key_file") from None
+    if len(key) < MIN_SECRET_KEY:
+        raise ConfigError(f"{path} holds {len(key)} bytes; use at least {MIN_SECRET_KEY} random bytes "
+                          "(e.g. `head -c 48 /dev/urandom | base64 > FILE`)", "server.secret_key_file")
+    return key
+
+
+# --- headers ---------------------------------------------------------------------------
+
+def _headers(response):
+    headers = response.headers
+    headers["Content-Security-Policy"] = CSP
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Referrer-Policy"] = "no-referrer"
+    headers["X-Frame-Options"] = "DENY"
+    headers["Cross-Origin-Opener-Policy"] = "same-origin"
+    if current_app.config["BEHIND_TLS"]:
+        headers["Strict-Transport-Security"] = HSTS
+    if "Cache-Control" not in headers:
+        # Pages of the voting flow carry the code in hidden fields: keep them out of caches.
+        headers["Cache-Control"] = "no-store"
+    return response
+
+
+# --- CSRF ------------------------------------------------------------------------------
+
+def csrf_token() -> str:
+    """This session's form token (created on first use); templates put it in every form."""
+    token = session.get(CSRF_FIELD)
+    if not isinstance(token, str):
+        token = session[CSRF_FIELD] = secrets.token_urlsafe(32)
+    return token
+
+
+def _check_csrf():
+    if request.method in ("GET", "HEAD", "OPTIONS") or request.path.startswith("/api/"):
+        return None
+    expected = session.get(CSRF_FIELD)
+    sent = request.form.get(CSRF_FIELD, "")
+    if not isinstance(expected, str) or not hmac.compare_digest(expected.encode(), sent.encode()):
+        raise WebError("csrf_failed")
+    return None
+
+
+# --- rate limits -------------------------------------------------------------------------
+
+def _failed_code_attempt(response) -> bool:
+    return bool(g.get("code_attempt_failed"))
+
+
+def _everyone() -> str:
+    return "all-clients"
+
+
+def client_address() -> str:
+    return request.remote_addr or "unknown"
+
+
+def _init_limiter(app: Flask) -> Limiter:
+    limiter = Limiter(client_address, app=app, default_limits=[app.config["RATELIMIT_DEFAULT"]])
+    per_client = limiter.shared_limit(app.config["RATELIMIT_FAILED_CODES_PER_CLIENT"], scope="failed-codes",
+                                      deduct_when=_failed_code_attempt, override_defaults=False)
+    overall = limiter.shared_limit(app.config["RATELIMIT_FAILED_CODES_OVERALL"], scope="failed-codes-all",
+                                   key_func=_everyone, deduct_when=_failed_code_attempt,
+                                   override_defaults=False)
+    for endpoint, view in list(app.view_functions.items()):
+        if getattr(view, "code_attempt", False):
+            app.view_functions[endpoint] = per_client(overall(view))
+    if "static" in app.view_functions:
+        limiter.exempt(app.view_functions["static"])
+    return limiter
+
+
+def init_app(app: Flask) -> None:
+    """Install headers, CSRF and limits; call after every blueprint is registered
+    (settings: :data:`DEFAULTS`, loaded by the app factory before any override)."""
+    if app.config["PROXY_FIX_X_FOR"]:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=int(app.config["PROXY_FIX_X_FOR"]))  # type: ignore[method-assign]
+    app.before_request(_check_csrf)
+    app.after_request(_headers)
+    app.jinja_env.globals["csrf_token"] = csrf_token
+    app.extensions["hsm_signer_limiter"] = _init_limiter(app)
+

@@ -1,0 +1,112 @@
+"""The voter's pages: enter code → choose → confirm → receipt. Works without JavaScript.
+
+Between steps the code travels only in POST bodies (a hidden field of the next form),
+never in a URL, a cookie or a log line; every page that holds it is ``no-store``. The
+receipt pages are addressed by the random ballot id, which reveals nothing that the
+public bulletin board does not already show.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, redirect, render_template, request, url_for
+
+from hsm_signer.ballots import CodeUsedError, InvalidCodeError, ReceiptPendingError
+from hsm_signer.election import BallotError, Election
+from hsm_signer.errors import HsmError
+
+from . import casting
+from .context import open_election, service
+from .errors import WebError, from_exception
+from .receipts import find_receipt, receipt_view
+from .security import code_attempt
+
+bp = Blueprint("vote", __name__)
+
+
+def _form_code() -> str:
+    return request.form.get("code", "")[:64]
+
+
+def _form_selections(election: Election) -> dict[str, list[str]]:
+    return {c.id: request.form.getlist(f"sel-{c.id}") for c in election.contests}
+
+
+def _page(template: str, error: WebError, **context):
+    """``template`` showing ``error``, with its status and headers (e.g. Retry-After)."""
+    return render_template(template, error=error, **context), error.status, error.headers
+
+
+@bp.get("/")
+def index():
+    return render_template("index.html", elections=service().storage.list_elections())
+
+
+@bp.get("/elections/<election_id>/vote")
+def enter_code(election_id: str):
+    record = open_election(election_id)
+    return render_template("vote_code.html", election=record.election)
+
+
+@bp.post("/elections/<election_id>/vote/ballot")
+@code_attempt
+def ballot(election_id: str):
+    """Check the code before the voter fills in the ballot; show the ballot form."""
+    election = open_election(election_id).election
+    code = _form_code()
+    try:
+        status = service().ballots.code_status(election_id, code)
+    except (InvalidCodeError, HsmError) as exc:
+        return _page("vote_code.html", from_exception(exc), election=election)
+    if status.status != "unused":
+        how = "by post" if status.status == "postal" else "online"
+        error = WebError("code_used", f"this voting code has already been used {how}")
+        return _page("vote_code.html", error, election=election, used=True)
+    chosen = _form_selections(election) if "change" in request.form else {}
+    return render_template("vote_ballot.html", election=election, code=code, chosen=chosen)
+
+
+@bp.post("/elections/<election_id>/vote/confirm")
+def confirm(election_id: str):
+    """Show the choices back before they count; nothing is stored yet."""
+    election = open_election(election_id).election
+    code, chosen = _form_code(), _form_selections(election)
+    try:
+        clean = election.validate_selections(chosen)
+    except BallotError as exc:
+        return _page("vote_ballot.html", from_exception(exc), election=election, code=code, chosen=chosen)
+    return render_template("vote_confirm.html", election=election, code=code, chosen=clean)
+
+
+@bp.post("/elections/<election_id>/vote/cast")
+@code_attempt
+def cast(election_id: str):
+    election = open_election(election_id).election
+    code, chosen = _form_code(), _form_selections(election)
+    try:
+        result = casting.cast(service().ballots, election_id, code, chosen)
+    except ReceiptPendingError as exc:
+        return _page("pending.html", from_exception(exc), election=election, ballot_id=exc.ballot_id)
+    except (InvalidCodeError, CodeUsedError, BallotError, HsmError) as exc:
+        # Back to the confirmation page, with the reason and the chance to try again.
+        return _page("vote_confirm.html", from_exception(exc), election=election, code=code, chosen=chosen)
+    return redirect(url_for(".receipt", election_id=election_id, ballot_id=result.ballot_id), code=303)
+
+
+# --- receipts ----------------------------------------------------------------------------
+
+@bp.get("/elections/<election_id>/receipts/<ballot_id>")
+def receipt(election_id: str, ballot_id: str):
+    return render_template("receipt.html", view=receipt_view(find_receipt(election_id, ballot_id)))
+
+
+@bp.get("/elections/<election_id>/receipts/<ballot_id>/print")
+def receipt_print(election_id: str, ballot_id: str):
+    return render_template("receipt_print.html", view=receipt_view(find_receipt(election_id, ballot_id)))
+
+
+@bp.get("/elections/<election_id>/receipts/<ballot_id>/receipt.json")
+def receipt_download(election_id: str, ballot_id: str):
+    found = find_receipt(election_id, ballot_id)
+    name = f"receipt-{found.election}-{found.leaf_index}.json"
+    return Response(found.to_json(), mimetype="application/json",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
