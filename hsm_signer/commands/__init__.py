@@ -14,6 +14,9 @@ MODULES = [
     "postal",
     "sequencer",
     "verify",
+    "tally",
+    "record",
+    "audit",
     "health",
     "serve",
 ]

@@ -1,0 +1,495 @@
+"""The signed tally: count the final log, have the HSM tally key sign the counts, read them back.
+
+The tally is a checkpoint of the *final* tree (same origin, size and root as the final
+checkpoint of the closed poll) whose extension lines carry the counts, so the signature
+binds the numbers to the exact list of entries they were counted from. The line format
+(docs/FORMATS.md, "The signed tally in full") is produced and parsed only here:
+
+    definition sha256:<hex>                           the election definition counted against
+    tally <contest> <option> <count>                  every option, definition order, zeros included
+    blank <contest> <count>                           ballots selecting nothing in that contest
+    tally-channel <channel> <contest> <option> <count>  the same counts for online, then postal
+    ballots <channel> <count>                         ballots per channel (they sum to the tree size)
+
+Counting (:class:`Recount`) checks every leaf strictly (it parses, belongs to this
+election, fits its contests, has a ballot id no other entry has) and is shared with the
+offline audit, so the official's count and the auditor's recount are the same code path
+over different inputs. Everything here except :func:`tally_election` is pure and offline;
+this module must never import PKCS#11 or Flask (signing goes through the service's
+:class:`~hsm_signer.signer.Signer`), and it must never sign a tally for an open poll or a
+tree whose entries do not hash to the final signed checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from .bundle import CHECKPOINT, TALLY, KeyBundle
+from .canonical import canonicalize
+from .election import CLOSED, BallotError, Election
+from .errors import ElectionError, FormatError, VerificationError
+from .log.checkpoint import ORIGIN_PREFIX, Checkpoint, open_checkpoint, origin_for, sign_checkpoint
+from .log.leaf import BALLOT, LEAF_VERSION, POSTAL, Leaf, check_id
+from .log.merkle import EMPTY_ROOT, leaf_hash
+from .log.note import b64encode, open_note
+
+ONLINE_CHANNEL, POSTAL_CHANNEL = "online", "postal"
+CHANNELS = (ONLINE_CHANNEL, POSTAL_CHANNEL)
+CHANNEL_OF_LEAF_TYPE = {BALLOT: ONLINE_CHANNEL, POSTAL: POSTAL_CHANNEL}
+DEFINITION_PREFIX = "sha256:"
+_COUNT = re.compile(r"0|[1-9][0-9]*")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+#: Entries read from storage per query while tallying (bounded memory on a million entries).
+READ_CHUNK = 50_000
+
+
+def definition_digest(election: Election) -> str:
+    """``sha256:<hex>`` of the RFC 8785 canonical JSON of the election definition.
+
+    Binds the titles and the contest rules, not only the ids, to the signed tally.
+    """
+    return DEFINITION_PREFIX + hashlib.sha256(canonicalize(election.to_dict())).hexdigest()
+
+
+# --- the tally as data ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OptionCount:
+    id: str
+    online: int
+    postal: int
+
+    @property
+    def total(self) -> int:
+        return self.online + self.postal
+
+    def by_channel(self, channel: str) -> int:
+        return self.online if channel == ONLINE_CHANNEL else self.postal
+
+
+@dataclass(frozen=True)
+class ContestCount:
+    id: str
+    options: tuple[OptionCount, ...]
+    blank: int
+
+
+@dataclass(frozen=True)
+class Tally:
+    """The counts of one election's final tree, and the tree they were counted from."""
+
+    election: str
+    size: int
+    root_hash: bytes
+    definition: str
+    contests: tuple[ContestCount, ...]
+    ballots_online: int
+    ballots_postal: int
+
+    def extension_lines(self) -> tuple[str, ...]:
+        """The checkpoint extension lines, in the one documented order."""
+        lines = [f"definition {self.definition}"]
+        lines += [f"tally {c.id} {o.id} {o.total}" for c in self.contests for o in c.options]
+        lines += [f"blank {c.id} {c.blank}" for c in self.contests]
+        for channel in CHANNELS:
+            lines += [f"tally-channel {channel} {c.id} {o.id} {o.by_channel(channel)}"
+                      for c in self.contests for o in c.options]
+        lines += [f"ballots {ONLINE_CHANNEL} {self.ballots_online}", f"ballots {POSTAL_CHANNEL} {self.ballots_postal}"]
+        return tuple(lines)
+
+    def checkpoint(self) -> Checkpoint:
+        return Checkpoint(origin_for(self.election), self.size, self.root_hash, self.extension_lines())
+
+    def to_dict(self) -> dict:
+        """A JSON-friendly summary (what the bulletin board and ``tally --json`` show)."""
+        return {
+            "election": self.election,
+            "tree_size": self.size,
+            "root_hash": b64encode(self.root_hash),
+            "definition": self.definition,
+            "ballots": {ONLINE_CHANNEL: self.ballots_online, POSTAL_CHANNEL: self.ballots_postal, "total": self.size},
+            "contests": [
+                {"id": c.id, "blank": c.blank,
+                 "options": [{"id": o.id, "votes": o.total, ONLINE_CHANNEL: o.online, POSTAL_CHANNEL: o.postal}
+                             for o in c.options]}
+                for c in self.contests
+            ],
+        }
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Checkpoint) -> "Tally":
+        """Parse a tally checkpoint's extension lines strictly (format above).
+
+        Raises FormatError naming the line (``tally line 5``, counted among the extension
+        lines) for anything malformed, missing, repeated, out of order or inconsistent.
+        """
+        if not checkpoint.origin.startswith(ORIGIN_PREFIX):
+            raise FormatError(f"tally origin {checkpoint.origin!r} is not an hsm-signer log ({ORIGIN_PREFIX}<election>)")
+        election = check_id(checkpoint.origin[len(ORIGIN_PREFIX):], "tally origin election id")
+        lines = checkpoint.extensions
+        if not lines:
+            raise FormatError("the checkpoint has no extension lines: it is not a tally")
+        definition = None
+        totals: dict[tuple[str, str], int] = {}
+        order: dict[str, list[str]] = {}
+        blank: dict[str, int] = {}
+        per_channel: dict[tuple[str, str, str], int] = {}
+        ballots: dict[str, int] = {}
+
+        def count(value: str, where: str) -> int:
+            if not _COUNT.fullmatch(value):
+                raise FormatError(f"{where}: count {value!r} is not a decimal number without leading zeros")
+            return int(value)
+
+        for number, line in enumerate(lines, 1):
+            where = f"tally line {number} ({line!r})"
+            fields = line.split(" ")
+            kind = fields[0]
+            shape = {"definition": 2, "tally": 4, "blank": 3, "tally-channel": 5, "ballots": 3}.get(kind)
+            if shape is None:
+                raise FormatError(f"{where}: unknown line kind {kind!r}")
+            if len(fields) != shape:
+                raise FormatError(f"{where}: a {kind} line has {shape - 1} field(s) after the kind, separated by single spaces")
+            if kind == "definition":
+                digest = fields[1]
+                if definition is not None:
+                    raise FormatError(f"{where}: repeats the definition line")
+                if not digest.startswith(DEFINITION_PREFIX) or not _HEX64.fullmatch(digest[len(DEFINITION_PREFIX):]):
+                    raise FormatError(f"{where}: the definition is sha256:<64 lowercase hex digits>")
+                definition = digest
+                continue
+            if kind in ("tally-channel", "ballots") and fields[1] not in CHANNELS:
+                raise FormatError(f"{where}: unknown channel {fields[1]!r}; channels are {', '.join(CHANNELS)}")
+            for i, ident in enumerate(fields[1:-1], 1):
+                if kind == "ballots" or (kind == "tally-channel" and i == 1):
+                    continue
+                try:
+                    check_id(ident, "contest or option id")
+                except FormatError as exc:
+                    raise FormatError(f"{where}: {exc}") from None
+            value = count(fields[-1], where)
+            if kind == "tally":
+                key = (fields[1], fields[2])
+                if key in totals:
+                    raise FormatError(f"{where}: repeats contest {key[0]} option {key[1]}")
+                totals[key] = value
+                order.setdefault(fields[1], []).append(fields[2])
+            elif kind == "blank":
+                if fields[1] in blank:
+                    raise FormatError(f"{where}: repeats the blank count of contest {fields[1]}")
+                blank[fields[1]] = value
+            elif kind == "tally-channel":
+                key3 = (fields[1], fields[2], fields[3])
+                if key3 in per_channel:
+                    raise FormatError(f"{where}: repeats channel {key3[0]} contest {key3[1]} option {key3[2]}")
+                per_channel[key3] = value
+            else:
+                if fields[1] in ballots:
+                    raise FormatError(f"{where}: repeats the ballot count of channel {fields[1]}")
+                ballots[fields[1]] = value
+
+        if definition is None:
+            raise FormatError("the tally has no 'definition sha256:<hex>' line")
+        if not totals:
+            raise FormatError("the tally has no 'tally <contest> <option> <count>' line")
+        for channel in CHANNELS:
+            if channel not in ballots:
+                raise FormatError(f"the tally has no 'ballots {channel} <count>' line")
+        contests = []
+        for contest_id, option_ids in order.items():
+            if contest_id not in blank:
+                raise FormatError(f"the tally has no 'blank {contest_id} <count>' line")
+            options = []
+            for option_id in option_ids:
+                channel_counts = []
+                for channel in CHANNELS:
+                    if (channel, contest_id, option_id) not in per_channel:
+                        raise FormatError(f"the tally has no 'tally-channel {channel} {contest_id} {option_id} <count>' line")
+                    channel_counts.append(per_channel[(channel, contest_id, option_id)])
+                option = OptionCount(option_id, *channel_counts)
+                if option.total != totals[(contest_id, option_id)]:
+                    raise FormatError(
+                        f"'tally {contest_id} {option_id} {totals[(contest_id, option_id)]}' is not the sum of its "
+                        f"channel counts (online {option.online} + postal {option.postal})")
+                if option.total > checkpoint.size - blank[contest_id]:
+                    raise FormatError(
+                        f"'tally {contest_id} {option_id} {option.total}' exceeds the {checkpoint.size - blank[contest_id]} "
+                        f"non-blank ballots of contest {contest_id}")
+                options.append(option)
+            contests.append(ContestCount(contest_id, tuple(options), blank[contest_id]))
+        tally = cls(election=election, size=checkpoint.size, root_hash=checkpoint.root_hash, definition=definition,
+                    contests=tuple(contests), ballots_online=ballots[ONLINE_CHANNEL], ballots_postal=ballots[POSTAL_CHANNEL])
+        if tally.ballots_online + tally.ballots_postal != checkpoint.size:
+            raise FormatError(
+                f"the ballot counts (online {tally.ballots_online} + postal {tally.ballots_postal}) do not add up to "
+                f"the tree size {checkpoint.size}")
+        extra = [" ".join(key) for key in per_channel if (key[1], key[2]) not in totals]
+        extra += [contest for contest in blank if contest not in order]
+        if extra:
+            raise FormatError(f"the tally counts {extra[0]!r}, which has no 'tally <contest> <option>' line")
+        # Every line is known, present once and consistent; now the order must be the canonical one.
+        for number, (got, want) in enumerate(zip(lines, tally.extension_lines()), 1):
+            if got != want:
+                raise FormatError(f"tally line {number} is {got!r}, but in the documented order it must be {want!r}")
+        return tally
+
+
+# --- counting -------------------------------------------------------------------------------
+
+# The canonical (RFC 8785) form of a leaf, as the strict parser accepts it. Ids cannot hold a
+# quote, so a fixed ballot_id position lets every later leaf with the same election, type and
+# selections reuse the first one's full check: they differ only in the 32 hex digits.
+_LEAF_SHAPE = re.compile(
+    rb'\{"ballot_id":"([0-9a-f]{32})","election":"([^"]*)","selections":(\{[^\n]*\}),"type":"([a-z]+)",'
+    rb'"version":"' + re.escape(LEAF_VERSION.encode()) + rb'"\}')
+
+
+class Recount:
+    """Counts leaves one at a time, checking each one strictly.
+
+    Per leaf: the strict parser's verdict (cached per distinct election/type/selections,
+    so a million leaves cost a regular-expression match and a dictionary lookup each), the
+    election id, the selections against the definition, and a ballot id no earlier leaf
+    used. Raises VerificationError ``entry <index>: ...`` at the first bad leaf.
+    """
+
+    def __init__(self, election: Election):
+        self.election = election
+        self.size = 0
+        self._known: dict[tuple[bytes, bytes, bytes], tuple[str, tuple[tuple[str, ...], ...]]] = {}
+        self._patterns: Counter[tuple[str, tuple[tuple[str, ...], ...]]] = Counter()
+        self._ballot_ids: set[bytes] = set()
+
+    def add(self, leaf: bytes) -> None:
+        index = self.size
+        shape = _LEAF_SHAPE.fullmatch(leaf)
+        if shape is None:
+            pattern, ballot_id = self._check(index, leaf)
+        else:
+            ballot_id, *fields = shape.groups()
+            key = tuple(fields)
+            pattern = self._known.get(key)
+            if pattern is None:
+                pattern, _ = self._check(index, leaf)
+                self._known[key] = pattern
+        if ballot_id in self._ballot_ids:
+            raise VerificationError(
+                f"entry {index} repeats ballot id {ballot_id.decode()} of an earlier entry: a ballot is in the log twice")
+        self._ballot_ids.add(ballot_id)
+        self._patterns[pattern] += 1
+        self.size += 1
+
+    def _check(self, index: int, data: bytes) -> tuple[tuple[str, tuple[tuple[str, ...], ...]], bytes]:
+        try:
+            leaf = Leaf.from_bytes(data)
+        except FormatError as exc:
+            raise FormatError(f"entry {index}: {exc}") from None
+        if leaf.election != self.election.id:
+            raise VerificationError(f"entry {index} belongs to election {leaf.election!r}, not {self.election.id!r}")
+        selections = {contest: list(options) for contest, options in leaf.selections.items()}
+        try:
+            clean = self.election.validate_selections(selections)
+        except BallotError as exc:
+            raise VerificationError(f"entry {index} does not fit the election definition: {exc}") from None
+        if clean != selections:
+            raise VerificationError(f"entry {index} does not fit the election definition: selections {selections!r}")
+        pattern = (CHANNEL_OF_LEAF_TYPE[leaf.type], tuple(tuple(clean[c.id]) for c in self.election.contests))
+        return pattern, leaf.ballot_id.encode()
+
+    def tally(self, root_hash: bytes) -> Tally:
+        """The counts so far, as the tally of a tree of ``self.size`` leaves with ``root_hash``."""
+        contests = self.election.contests
+        votes: Counter[tuple[str, str, str]] = Counter()
+        blank: Counter[str] = Counter()
+        ballots: Counter[str] = Counter()
+        for (channel, chosen), n in self._patterns.items():
+            ballots[channel] += n
+            for contest, options in zip(contests, chosen):
+                if not options:
+                    blank[contest.id] += n
+                for option in options:
+                    votes[(channel, contest.id, option)] += n
+        return Tally(
+            election=self.election.id, size=self.size, root_hash=root_hash, definition=definition_digest(self.election),
+            contests=tuple(
+                ContestCount(c.id, tuple(OptionCount(o, votes[(ONLINE_CHANNEL, c.id, o)], votes[(POSTAL_CHANNEL, c.id, o)])
+                                         for o in c.option_ids), blank[c.id])
+                for c in contests),
+            ballots_online=ballots[ONLINE_CHANNEL], ballots_postal=ballots[POSTAL_CHANNEL])
+
+
+class StreamingRoot:
+    """The RFC 9162 root of leaf hashes fed one at a time, in O(log n) memory."""
+
+    def __init__(self) -> None:
+        self._stack: list[tuple[int, bytes]] = []
+        self.size = 0
+
+    def add(self, leaf_hash_: bytes) -> None:
+        stack, sha256 = self._stack, hashlib.sha256
+        level, node = 0, leaf_hash_
+        while stack and stack[-1][0] == level:
+            node = sha256(b"\x01" + stack.pop()[1] + node).digest()
+            level += 1
+        stack.append((level, node))
+        self.size += 1
+
+    def root(self) -> bytes:
+        if not self._stack:
+            return EMPTY_ROOT
+        acc = self._stack[-1][1]
+        for _, node in reversed(self._stack[:-1]):
+            acc = hashlib.sha256(b"\x01" + node + acc).digest()
+        return acc
+
+
+def count_leaves(election: Election, leaves: Iterable[bytes]) -> Tally:
+    """Count ``leaves`` (a whole log, in order) strictly; the tally includes their root."""
+    recount, root = Recount(election), StreamingRoot()
+    for leaf in leaves:
+        recount.add(leaf)
+        root.add(leaf_hash(leaf))
+    return recount.tally(root.root())
+
+
+# --- reading a signed tally -------------------------------------------------------------------
+
+def open_tally(note: str | bytes, bundle: KeyBundle) -> tuple[Tally, str]:
+    """Verify a signed tally with the bundle's tally key and parse it; return it and the key name."""
+    verifier = bundle.verifier(TALLY)
+    try:
+        text, _ = open_note(note, [verifier])
+    except VerificationError as exc:
+        raise type(exc)(f"the tally is not signed by the tally key {verifier.name} "
+                        f"(key ID {verifier.key_id.hex()}): {exc}") from None
+    return Tally.from_checkpoint(Checkpoint.from_text(text)), verifier.name
+
+
+def tally_summary(note: str | bytes, bundle: KeyBundle, election: Election | None = None) -> dict:
+    """The signed tally as JSON-ready data for the bulletin board; raises if it does not verify.
+
+    With ``election``, also checks that the tally is for that definition and adds titles.
+    The signed note itself is included (``signed_tally``) for download and offline checks.
+    """
+    tally, key_name = open_tally(note, bundle)
+    summary = tally.to_dict()
+    if election is not None:
+        if tally.election != election.id or tally.definition != definition_digest(election):
+            raise VerificationError(f"the signed tally is for election {tally.election!r} with definition "
+                                    f"{tally.definition}, not for {election.id!r} ({definition_digest(election)})")
+        summary["title"] = election.title
+        for contest, entry in zip(election.contests, summary["contests"]):
+            entry["title"] = contest.title
+            for option, item in zip(contest.options, entry["options"]):
+                item["title"] = option.title
+    summary["key_name"] = key_name
+    summary["signed_tally"] = note if isinstance(note, str) else bytes(note).decode("utf-8")
+    return summary
+
+
+def format_tally(tally: Tally, election: Election | None = None) -> list[str]:
+    """Human-readable result lines: each option with online, postal and total; ballots per channel."""
+    titles: Mapping[str, str] = {}
+    if election is not None:
+        titles = {c.id: c.title for c in election.contests}
+        titles |= {f"{c.id}/{o.id}": o.title for c in election.contests for o in c.options}
+    width = max([len(o.id) for c in tally.contests for o in c.options] + [len("blank")])
+    lines = [f"ballots: {tally.size} (online {tally.ballots_online}, postal {tally.ballots_postal})"]
+    for contest in tally.contests:
+        title = titles.get(contest.id)
+        lines.append(f"{contest.id}" + (f" ({title})" if title else "") + ":")
+        for option in contest.options:
+            title = titles.get(f"{contest.id}/{option.id}")
+            lines.append(f"  {option.id:<{width}} {option.total:>9}   (online {option.online}, postal {option.postal})"
+                         + (f"  {title}" if title else ""))
+        lines.append(f"  {'blank':<{width}} {contest.blank:>9}")
+    return lines
+
+
+# --- signing (officials) --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SignedTally:
+    tally: Tally
+    note: str
+    created: bool  # False: the same tally had already been signed and stored
+
+
+def tally_election(service, election_id: str, *,
+                   progress: Callable[[int, int], None] | None = None) -> SignedTally:
+    """Count the final tree of a closed election and have the HSM tally key sign the result.
+
+    Refuses an election that is not closed, a final checkpoint that does not cover every
+    stored entry or does not verify, and entries that do not hash to it. Tallying again
+    returns the stored tally when the result is the same, and refuses a different one.
+    """
+    storage, bundle = service.storage, service.bundle
+    record = storage.get_election(election_id)
+    if record.state != CLOSED:
+        raise ElectionError(f"election {election_id!r} is {record.state}: close the poll first "
+                            f"(`hsm-signer election close {election_id}`); an open poll is never tallied")
+    final = _final_checkpoint(storage, bundle, election_id)
+    tally = _count_stored(storage, record.election, final.size, progress)
+    if tally.root_hash != final.root_hash:
+        raise VerificationError(
+            f"the stored entries of {election_id!r} do not hash to the root of the final checkpoint (size {final.size}): "
+            "the database was altered after signing; refusing to sign a tally")
+    text = tally.checkpoint().to_text()
+    existing = storage.get_tally(election_id)
+    if existing is not None:
+        return _same_or_refuse(existing, text, bundle, election_id)
+    note = sign_checkpoint(tally.checkpoint(), bundle.key(TALLY).note_key_name, service.tally_signer())
+    if not storage.store_tally(election_id, note):
+        # Another official's tally landed first (the table holds one per election).
+        return _same_or_refuse(storage.get_tally(election_id), text, bundle, election_id)
+    return SignedTally(tally, note, True)
+
+
+def _final_checkpoint(storage, bundle: KeyBundle, election_id: str) -> Checkpoint:
+    size = storage.tree_size(election_id)
+    latest = storage.latest_checkpoint(election_id)
+    if storage.pending(election_id, 1) or latest is None or latest[0] != size:
+        raise ElectionError(f"election {election_id!r} has no final checkpoint covering all its entries; "
+                            f"run `hsm-signer election close {election_id}` again to sign it")
+    try:
+        checkpoint = open_checkpoint(latest[1], [bundle.verifier(CHECKPOINT)])
+    except VerificationError as exc:
+        raise type(exc)(f"the stored final checkpoint of {election_id!r} does not verify: {exc}") from None
+    if checkpoint.origin != origin_for(election_id) or checkpoint.size != size:
+        raise VerificationError(f"the stored final checkpoint of {election_id!r} is for {checkpoint.origin!r} "
+                                f"size {checkpoint.size}, not {origin_for(election_id)!r} size {size}")
+    return checkpoint
+
+
+def _count_stored(storage, election: Election, size: int,
+                  progress: Callable[[int, int], None] | None) -> Tally:
+    def leaves() -> Iterable[bytes]:
+        for start in range(0, size, READ_CHUNK):
+            end = min(start + READ_CHUNK, size)
+            chunk = storage.entries(election.id, start, end)
+            if len(chunk) != end - start:
+                raise VerificationError(f"storage returned {len(chunk)} entries for indexes {start}..{end - 1} of "
+                                        f"{election.id!r}: the log has a gap")
+            yield from chunk
+            if progress:
+                progress(end, size)
+    return count_leaves(election, leaves())
+
+
+def _same_or_refuse(existing: str, text: str, bundle: KeyBundle, election_id: str) -> SignedTally:
+    stored, _ = open_tally(existing, bundle)
+    if stored.checkpoint().to_text() != text:
+        raise ElectionError(
+            f"election {election_id!r} already has a signed tally with a different result; it is never re-signed. "
+            "Investigate: the stored entries or the definition changed since it was signed")
+    return SignedTally(stored, existing, False)
+
+
+__all__ = [
+    "CHANNELS", "ContestCount", "OptionCount", "Recount", "SignedTally", "StreamingRoot", "Tally",
+    "count_leaves", "definition_digest", "format_tally", "open_tally", "tally_election", "tally_summary",
+]
