@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from . import codes as codes_mod
 from .election import OPEN, BallotError
-from .errors import ElectionError, HsmSignerError, HsmUnavailableError
+from .errors import ElectionError, HsmSignerError, HsmUnavailableError, PollNotOpenError
 from .log.leaf import BALLOT, POSTAL as POSTAL_LEAF, Leaf
 from .log.receipt import Receipt
 from .log.tree import MerkleTree
@@ -78,6 +78,12 @@ def open_link(code: str, election_id: str, link: bytes) -> str:
 
 
 @dataclass(frozen=True)
+class Submission:
+    ballot_id: str
+    new: bool  # stored by this call; False: the same ballot was already stored with this code
+
+
+@dataclass(frozen=True)
 class CodeStatus:
     status: str  # unused | online | postal
     ballot_id: str | None
@@ -114,11 +120,11 @@ class BallotBox:
         return CodeStatus(status, open_link(code, election_id, link) if link else None)
 
     # --- casting --------------------------------------------------------------------------
-    def submit(self, election_id: str, typed: str, selections: object, channel: str = ONLINE) -> str:
-        """Store the ballot (or find the identical earlier one); return its ballot id."""
+    def submit(self, election_id: str, typed: str, selections: object, channel: str = ONLINE) -> Submission:
+        """Store the ballot (or find the identical earlier one)."""
         record = self.storage.get_election(election_id)
         if record.state != OPEN:
-            raise ElectionError(f"the poll for election {election_id!r} is {record.state}: "
+            raise PollNotOpenError(f"the poll for election {election_id!r} is {record.state}: "
                                 f"{'it has not opened yet' if record.state == 'draft' else 'it has closed'}")
         clean = record.election.validate_selections(selections)
         code, digest = self._code(election_id, typed)
@@ -132,7 +138,7 @@ class BallotBox:
         if outcome.stored:
             if self.notifier:
                 self.notifier.wake_sequencer()
-            return leaf.ballot_id
+            return Submission(leaf.ballot_id, new=True)
         # The code was used before: the same ballot again is idempotent, anything else conflicts.
         if outcome.status != channel:
             raise CodeUsedError(outcome.status)
@@ -140,11 +146,11 @@ class BallotBox:
         entry = self.storage.entry_by_ballot(ballot_id)
         if entry is None or dict(Leaf.from_bytes(entry.leaf).selections) != {k: tuple(v) for k, v in clean.items()}:
             raise CodeUsedError(outcome.status)
-        return ballot_id
+        return Submission(ballot_id, new=False)
 
     def cast(self, election_id: str, typed: str, selections: object, channel: str = ONLINE) -> Receipt:
         """Submit and wait for the signed receipt."""
-        return self.wait_for_receipt(self.submit(election_id, typed, selections, channel))
+        return self.wait_for_receipt(self.submit(election_id, typed, selections, channel).ballot_id)
 
     # --- receipts ------------------------------------------------------------------------
     def receipt(self, ballot_id: str) -> Receipt | None:
@@ -177,5 +183,5 @@ class BallotBox:
                 time.sleep(min(remaining, self.poll_interval))
 
 
-__all__ = ["BallotBox", "BallotError", "CodeStatus", "CodeUsedError", "InvalidCodeError",
+__all__ = ["BallotBox", "BallotError", "CodeStatus", "Submission", "CodeUsedError", "InvalidCodeError",
            "ReceiptPendingError", "HsmUnavailableError", "seal_link", "open_link"]

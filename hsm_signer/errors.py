@@ -65,3 +65,11 @@ class RootMismatchError(VerificationError):
 # --- election rules ------------------------------------------------------------------
 class ElectionError(HsmSignerError):
     """An action is not allowed by the election's rules or current state."""
+
+
+class UnknownElectionError(ElectionError):
+    """No election has this id."""
+
+
+class PollNotOpenError(ElectionError):
+    """The poll has not opened yet or has closed: no ballot is accepted."""

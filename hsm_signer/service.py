@@ -36,17 +36,23 @@ class Service:
     def open(cls, cfg: config_mod.Config, *, with_sequencer: bool = False) -> "Service":
         bundle = KeyBundle.load(cfg.key_bundle)
         hsm = config_mod.open_hsm(cfg.hsm)
-        storage = open_storage(cfg.storage_url)
-        code_key = bundle.key("code-hmac")
-        checkpoint_key = bundle.key("checkpoint")
-        checkpoint_signer = hsm.signer(checkpoint_key.label)
-        if checkpoint_signer.public_key_der != checkpoint_key.public_key_der:
-            raise ConfigError(
-                f"the HSM key {checkpoint_key.label!r} is not the checkpoint key published in "
-                f"{cfg.key_bundle}; point keys.bundle at this token's ceremony bundle")
+        storage = None
+        try:
+            code_key = bundle.key("code-hmac")
+            checkpoint_key = bundle.key("checkpoint")
+            checkpoint_signer = hsm.signer(checkpoint_key.label)
+            if checkpoint_signer.public_key_der != checkpoint_key.public_key_der:
+                raise ConfigError(
+                    f"the HSM key {checkpoint_key.label!r} is not the checkpoint key published in "
+                    f"{cfg.key_bundle}; point keys.bundle at this token's ceremony bundle")
+            code_mac = hsm.mac(code_key.label)
+            storage = open_storage(cfg.storage_url)
+        except BaseException:
+            hsm.close()
+            raise
         notifier = Notifier()
         service = cls(config=cfg, storage=storage, bundle=bundle, hsm=hsm,
-                      ballots=BallotBox(storage, hsm.mac(code_key.label), notifier),
+                      ballots=BallotBox(storage, code_mac, notifier),
                       notifier=notifier, _checkpoint_signer=checkpoint_signer)
         service.ballots.signer_healthy = service.signer_healthy
         if with_sequencer:
@@ -65,7 +71,14 @@ class Service:
         return self.sequencer is None or self.sequencer.healthy
 
     def tally_signer(self):
-        return self.hsm.signer(self.bundle.key("tally").label)
+        """The HSM tally key, after checking it is the one the bundle publishes."""
+        key = self.bundle.key("tally")
+        signer = self.hsm.signer(key.label)
+        if signer.public_key_der != key.public_key_der:
+            raise ConfigError(f"the HSM key {key.label!r} is not the tally key published in the key bundle "
+                              f"{self.bundle.ceremony_id}: a tally it signed would not verify; point keys.bundle "
+                              "at this token's ceremony bundle")
+        return signer
 
     def start(self) -> "Service":
         if self.sequencer is not None:

@@ -60,7 +60,7 @@ def test_a_ballot_stored_before_the_outage_gets_its_receipt_after_it(
     service = Service.open(kit.load(), with_sequencer=True)  # sequencer not started yet
     try:
         codes = open_election(service, 2)
-        ballot_id = service.ballots.submit(ELECTION, codes[0], VOTE)  # stored, not yet signed
+        ballot_id = service.ballots.submit(ELECTION, codes[0], VOTE).ballot_id  # stored, not yet signed
         server.stop()
         service.start()
         started = time.monotonic()

@@ -45,7 +45,7 @@ class Rig:
                          batch_size=batch_size, notifier=self.notifier)
 
     def submit(self, n, start=0):
-        return [self.box.submit(ELECTION, code, VOTE) for code in self.codes[start:start + n]]
+        return [self.box.submit(ELECTION, code, VOTE).ballot_id for code in self.codes[start:start + n]]
 
     def raw(self):
         return sqlite3.connect(self.storage.path, isolation_level=None)
@@ -65,7 +65,7 @@ def test_a_burst_of_2000_entries_is_covered_by_far_fewer_signatures(tmp_path):
         ballot_ids: list[str] = []
 
         def voter(chunk):  # the burst: every ballot arrives before any receipt is fetched
-            ballot_ids.extend(rig.box.submit(ELECTION, code, VOTE) for code in chunk)
+            ballot_ids.extend(rig.box.submit(ELECTION, code, VOTE).ballot_id for code in chunk)
         threads = [threading.Thread(target=voter, args=(rig.codes[i::8],)) for i in range(8)]
         for t in threads:
             t.start()

@@ -85,6 +85,7 @@ def test_batches_must_extend_the_stored_tree(storage):
     with pytest.raises(MissingNodeError, match=r"tree node \(level 1, index 5\)"):
         storage.get_nodes(ELECTION, [(1, 5)])
     assert storage.latest_checkpoint(ELECTION) == (3, "note-3")
+    assert storage.checkpoint_at(ELECTION, 3) == "note-3" and storage.checkpoint_at(ELECTION, 2) is None
     assert storage.checkpoint_covering(ELECTION, 2) == (3, "note-3")
     assert storage.checkpoint_covering(ELECTION, 3) is None
     assert storage.entries(ELECTION, 1, 3) == [b"leaf-b1", b"leaf-b2"]

@@ -119,11 +119,10 @@ def code_status(election_id: str):
 def checkpoint(election_id: str):
     election_record(election_id)
     if "size" in request.args:
-        wanted = int_arg("size")
-        found = [(s, n) for s, n in service().storage.checkpoints(election_id) if s == wanted]
-        if not found:
+        size = int_arg("size")
+        note = service().storage.checkpoint_at(election_id, size)
+        if note is None:
             raise WebError("checkpoint_not_found")
-        size, note = found[0]
     else:
         size, note = signed_size(election_id)
         if note is None:

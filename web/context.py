@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from flask import current_app
 
 from hsm_signer.election import OPEN
-from hsm_signer.errors import ElectionError
+from hsm_signer.errors import UnknownElectionError
 from hsm_signer.log.tree import MerkleTree
 from hsm_signer.service import Service
 from hsm_signer.storage import ElectionRecord, StoreView
@@ -33,7 +33,7 @@ def election_record(election_id: str) -> ElectionRecord:
     """The election and its state, or 404 ``election_not_found``."""
     try:
         return service().storage.get_election(election_id)
-    except ElectionError:
+    except UnknownElectionError:
         raise WebError("election_not_found") from None
 
 

@@ -22,7 +22,7 @@ from werkzeug.exceptions import HTTPException
 
 from hsm_signer.ballots import CodeUsedError, InvalidCodeError, ReceiptPendingError
 from hsm_signer.election import BallotError
-from hsm_signer.errors import ElectionError, HsmError, HsmUnavailableError
+from hsm_signer.errors import HsmError, HsmUnavailableError, PollNotOpenError, UnknownElectionError
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +99,10 @@ def from_exception(exc: Exception) -> WebError | None:
     if isinstance(exc, HsmError):
         log.error("HSM error: %s", exc)
         return WebError("hsm_unavailable", headers={"Retry-After": retry_after()})
-    if isinstance(exc, ElectionError):
-        # What is left of the election-rule errors on the voting path: the poll closed
-        # between our state check and the storage transaction (the core has no subclass).
-        return WebError("poll_not_open")
+    if isinstance(exc, PollNotOpenError):  # e.g. closed between our state check and the cast
+        return WebError("poll_not_open", str(exc))
+    if isinstance(exc, UnknownElectionError):
+        return WebError("election_not_found")
     return None
 
 

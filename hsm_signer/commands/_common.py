@@ -18,15 +18,16 @@ def open_service(args, *, with_sequencer: bool = False):
     return Service.open(load_config(args), with_sequencer=with_sequencer)
 
 
-def progress_printer(what: str, stream=sys.stderr) -> Callable[[int, int], None]:
-    """A ``(done, total)`` callback printing at most a few lines a second."""
+def progress_printer(what: str, stream=None) -> Callable[[int, int], None]:
+    """A ``(done, total)`` callback printing at most a few lines a second (to stderr by default)."""
     last = [0.0]
 
     def show(done: int, total: int) -> None:
         now = time.monotonic()
         if done == total or now - last[0] >= 0.5:
             last[0] = now
-            print(f"{what}: {done:,}/{total:,} ({100 * done // max(total, 1)}%)", file=stream, flush=True)
+            print(f"{what}: {done:,}/{total:,} ({100 * done // max(total, 1)}%)",
+                  file=stream or sys.stderr, flush=True)
     return show
 
 

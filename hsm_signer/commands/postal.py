@@ -80,7 +80,7 @@ def record_cmd(args) -> int:
         stored: list[tuple[int, str]] = []
         for line, code, selections in rows:
             try:
-                stored.append((line, service.ballots.submit(args.election, code, selections, channel=POSTAL)))
+                stored.append((line, service.ballots.submit(args.election, code, selections, channel=POSTAL).ballot_id))
             except CodeUsedError as exc:
                 report["duplicates"].append({"line": line, "reason": str(exc)})
             except (InvalidCodeError, BallotError) as exc:

@@ -24,15 +24,18 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import pkcs11
-from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11 import Attribute, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11
 
 from ..errors import HsmConfigError, HsmError, HsmUnavailableError, KeyNotFoundError, MechanismNotSupportedError
 from .faults import describe, is_transient
 from .pins import PinSource
+
+if TYPE_CHECKING:
+    from .keys import HsmMac, HsmSigner
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Iterable, Sequence
 
 from ..election import DRAFT, Election
-from ..errors import ElectionError, HsmSignerError
+from ..errors import ElectionError, HsmSignerError, PollNotOpenError, UnknownElectionError
 from ..log.tree import MissingNodeError
 from .base import ONLINE, POSTAL, UNUSED, CastOutcome, ElectionRecord, Entry, UnknownCodeError
 
@@ -76,7 +76,7 @@ class SqlStorage:
     def get_election(self, election_id: str) -> ElectionRecord:
         row = self._one("SELECT definition, state FROM elections WHERE id = ?", (election_id,))
         if row is None:
-            raise ElectionError(f"no election {election_id!r}; create it with `hsm-signer election create`")
+            raise UnknownElectionError(f"no election {election_id!r}; create it with `hsm-signer election create`")
         return ElectionRecord(Election.from_json(row[0]), row[1])
 
     def list_elections(self) -> list[ElectionRecord]:
@@ -113,8 +113,10 @@ class SqlStorage:
             raise ValueError(f"unknown channel {channel!r}")
         with self._write() as db:
             state = db.execute("SELECT state FROM elections WHERE id = ?", (election_id,)).fetchone()
-            if state is None or state[0] != require_state:
-                raise ElectionError(f"election {election_id!r} is {state[0] if state else 'unknown'}, "
+            if state is None:
+                raise UnknownElectionError(f"no election {election_id!r}")
+            if state[0] != require_state:
+                raise PollNotOpenError(f"election {election_id!r} is {state[0]}, "
                                     f"not {require_state}")
             row = db.execute(f"SELECT status, link FROM codes WHERE election = ? AND code_hash = ?{self._lock_row}",
                              (election_id, code_hash)).fetchone()
@@ -195,6 +197,10 @@ class SqlStorage:
                         (election_id, leaf_index))
         return (row[0], row[1]) if row else None
 
+    def checkpoint_at(self, election_id: str, size: int) -> str | None:
+        row = self._one("SELECT note FROM checkpoints WHERE election = ? AND size = ?", (election_id, size))
+        return row[0] if row else None
+
     def checkpoints(self, election_id: str) -> list[tuple[int, str]]:
         return [(s, n) for s, n in self._query(
             "SELECT size, note FROM checkpoints WHERE election = ? ORDER BY size", (election_id,))]
@@ -204,9 +210,12 @@ class SqlStorage:
             "SELECT leaf FROM entries WHERE election = ? AND leaf_index >= ? AND leaf_index < ? ORDER BY leaf_index",
             (election_id, start, end))]
 
-    def store_tally(self, election_id: str, note: str) -> None:
+    def store_tally(self, election_id: str, note: str) -> bool:
+        """Store the signed tally; False (and nothing changed) if one is already stored."""
         with self._write() as db:
-            db.execute("INSERT INTO tallies VALUES (?, ?, ?)", (election_id, note, now()))
+            cursor = db.execute("INSERT INTO tallies VALUES (?, ?, ?) ON CONFLICT (election) DO NOTHING",
+                                (election_id, note, now()))
+            return cursor.rowcount == 1
 
     def get_tally(self, election_id: str) -> str | None:
         row = self._one("SELECT note FROM tallies WHERE election = ?", (election_id,))
