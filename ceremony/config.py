@@ -24,10 +24,11 @@ from typing import Any, Mapping
 from hsm_signer import softhsm
 from hsm_signer.bundle import CHECKPOINT, CODE_HMAC, HMAC_SHA256, PURPOSES, TALLY
 from hsm_signer.errors import ConfigError
-from hsm_signer.hsm.pins import EnvPin, FilePin, PinSource, PromptPin
-from hsm_signer.hsm.shares import MAX_SHARES, SharePin
+from hsm_signer.config import read_pin_spec
+from hsm_signer.hsm.pins import PinSpec
+from hsm_signer.hsm.shares import MAX_SHARES
 from hsm_signer.signer import ALGORITHMS, ECDSA_P256
-from hsm_signer.strict import Table, load_toml
+from hsm_signer.strict import Table, load_toml, resolve_path
 
 ADMINISTRATOR = "administrator"
 SHARE_HOLDER = "share-holder"
@@ -39,7 +40,6 @@ SOFTHSM_MODULE = "softhsm"
 
 ID_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-PIN_SOURCES = ("prompt", "env", "file", "shares")
 EXAMPLES = Path(__file__).parent / "examples"
 REHEARSAL_EXAMPLE = EXAMPLES / "rehearsal.toml"
 
@@ -67,43 +67,12 @@ class KeySpec:
 
 
 @dataclass(frozen=True)
-class PinSourceSpec:
-    """Where a PIN the ceremony needs comes from (never the PIN itself)."""
-
-    source: str
-    variable: str = "HSM_SIGNER_PIN"
-    path: Path | None = None
-    share_files: tuple[Path, ...] = ()
-
-    def build(self) -> PinSource:
-        if self.source == "env":
-            return EnvPin(self.variable)
-        if self.source == "file":
-            assert self.path is not None
-            return FilePin(self.path)
-        if self.source == "shares":
-            return SharePin(share_files=self.share_files)
-        return PromptPin("Current HSM user PIN (not echoed): ")
-
-    def record(self) -> dict[str, Any]:
-        """What the transcript says about this source (no secret in it)."""
-        out: dict[str, Any] = {"source": self.source}
-        if self.source == "env":
-            out["variable"] = self.variable
-        if self.source == "file":
-            out["path"] = str(self.path)
-        if self.source == "shares":
-            out["share_files"] = len(self.share_files)
-        return out
-
-
-@dataclass(frozen=True)
 class HsmSpec:
     module: str
     token_label: str
     initialise: bool = False
     softhsm_conf: Path | None = None
-    initial_pin: PinSourceSpec | None = None
+    initial_pin: PinSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -248,11 +217,6 @@ def parse_config(data: dict[str, Any], *, cwd: Path | None = None, source: Path 
     )
 
 
-def resolve_path(base: Path, value: str) -> Path:
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else base / path
-
-
 def resolve_module(module: str, path: str = "hsm.module") -> str:
     """The PKCS#11 library path (``"softhsm"`` means the installed SoftHSM2)."""
     if module != SOFTHSM_MODULE:
@@ -272,7 +236,7 @@ def _read_hsm(table: Table | None, rehearsal: bool, base: Path) -> HsmSpec:
     initialise = table.bool("initialise", False)
     conf = table.str("softhsm_conf", None)
     pin_table = table.table("initial_pin", None)
-    initial_pin = read_pin_source(pin_table, base) if pin_table is not None else None
+    initial_pin = read_pin_spec(pin_table, base) if pin_table is not None else None
     table.done()
     if initialise and not rehearsal:
         raise ConfigError(
@@ -291,22 +255,6 @@ def _read_hsm(table: Table | None, rehearsal: bool, base: Path) -> HsmSpec:
                           "hsm.softhsm_conf")
     return HsmSpec(module=module, token_label=token_label, initialise=initialise,
                    softhsm_conf=resolve_path(base, conf) if conf else None, initial_pin=initial_pin)
-
-
-def read_pin_source(table: Table, base: Path) -> PinSourceSpec:
-    source = table.str("source", choices=PIN_SOURCES)
-    spec = PinSourceSpec(
-        source=source,
-        variable=table.str("variable", "HSM_SIGNER_PIN"),
-        path=resolve_path(base, p) if (p := table.str("path", None)) else None,
-        share_files=tuple(resolve_path(base, str(p)) for p in table.list("share_files", [])),
-    )
-    table.done()
-    if source == "file" and spec.path is None:
-        raise ConfigError("source is 'file' but no path is given; add path = \"...\"", table.path)
-    if source != "shares" and spec.share_files:
-        raise ConfigError("share_files is only used with source = \"shares\"", table.path)
-    return spec
 
 
 def read_official(table: Table) -> Official:

@@ -33,13 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from hsm_signer.config import read_pin_spec
 from hsm_signer.errors import ConfigError
-from hsm_signer.strict import Table, load_toml
+from hsm_signer.hsm.pins import PinSpec
+from hsm_signer.strict import Table, load_toml, resolve_path
 
-from .config import (
-    ADMINISTRATOR, ID_RE, LABEL_RE, WITNESS, Official, PinSourceSpec, apply_overrides, read_official,
-    read_pin_source, resolve_module, resolve_path,
-)
+from .config import ADMINISTRATOR, ID_RE, LABEL_RE, WITNESS, Official, apply_overrides, read_official, resolve_module
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,7 @@ class RetireConfig:
     rehearsal: bool
     module: str
     token_label: str
-    pin: PinSourceSpec
+    pin: PinSpec
     officials: tuple[Official, ...]
     out_dir: Path | None = None
     softhsm_conf: Path | None = None
@@ -116,7 +115,7 @@ def parse_retire_config(data: dict[str, Any], *, cwd: Path | None = None, source
     conf = hsm.str("softhsm_conf", None)
     pin_table = hsm.table("pin")
     assert pin_table is not None
-    pin = read_pin_source(pin_table, base)
+    pin = read_pin_spec(pin_table, base)
     hsm.done()
     if conf is not None and not rehearsal:
         raise ConfigError("SoftHSM is for rehearsals only; remove it or set retirement.rehearsal = true",

@@ -35,29 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
-from .hsm.pins import EnvPin, FilePin, PinSource, PromptPin
-from .strict import Table, load_toml
+from .hsm.pins import PIN_SOURCES, PinSpec
+from .strict import Table, load_toml, resolve_path
 
 ENV_VAR = "HSM_SIGNER_CONFIG"
-
-
-@dataclass(frozen=True)
-class PinSettings:
-    source: str = "env"
-    variable: str = "HSM_SIGNER_PIN"
-    path: Path | None = None
-    share_files: tuple[Path, ...] = ()
-
-    def build(self) -> PinSource:
-        if self.source == "env":
-            return EnvPin(self.variable)
-        if self.source == "file":
-            assert self.path is not None
-            return FilePin(self.path)
-        if self.source == "prompt":
-            return PromptPin()
-        from .hsm.shares import SharePin  # the ceremony's m-of-n activation
-        return SharePin(share_files=self.share_files)
 
 
 @dataclass(frozen=True)
@@ -65,7 +46,7 @@ class HsmSettings:
     module: str
     token_label: str | None = None
     token_serial: str | None = None
-    pin: PinSettings = PinSettings()
+    pin: PinSpec = PinSpec()
     softhsm_conf: Path | None = None
     retry_attempts: int = 3
     down_retry_interval: float = 1.0
@@ -101,26 +82,24 @@ class Config:
 
 
 def _path(base: Path, value: str | None) -> Path | None:
-    if value is None:
-        return None
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else base / path
+    return None if value is None else resolve_path(base, value)
 
 
-def _read_pin(table: Table | None, base: Path) -> PinSettings:
-    if table is None:
-        return PinSettings()
-    source = table.str("source", "env", choices=("env", "file", "prompt", "shares"))
-    settings = PinSettings(
+def read_pin_spec(table: Table, base: Path, *, default: str | None = None) -> PinSpec:
+    """A ``[... .pin]`` table: ``source`` (env, file, prompt, shares) and what that source needs."""
+    source = table.str("source", default, choices=PIN_SOURCES) if default else table.str("source", choices=PIN_SOURCES)
+    spec = PinSpec(
         source=source,
         variable=table.str("variable", "HSM_SIGNER_PIN"),
         path=_path(base, table.str("path", None)),
-        share_files=tuple(_path(base, p) for p in table.list("share_files", [])),
+        share_files=tuple(resolve_path(base, str(p)) for p in table.list("share_files", [])),
     )
     table.done()
-    if source == "file" and settings.path is None:
+    if source == "file" and spec.path is None:
         raise ConfigError("source is 'file' but no path is given; add path = \"...\"", table.path)
-    return settings
+    if source != "shares" and spec.share_files:
+        raise ConfigError("share_files is only used with source = \"shares\"", table.path)
+    return spec
 
 
 def _storage_url(value: str, base: Path) -> str:
@@ -141,7 +120,7 @@ def parse(data: dict, path: Path) -> Config:
         module=hsm.str("module"),
         token_label=hsm.str("token_label", None),
         token_serial=hsm.str("token_serial", None),
-        pin=_read_pin(hsm.table("pin", None), base),
+        pin=read_pin_spec(pin, base, default="env") if (pin := hsm.table("pin", None)) else PinSpec(),
         softhsm_conf=_path(base, hsm.str("softhsm_conf", None)),
         retry_attempts=hsm.int("retry_attempts", 3, low=1, high=10),
         down_retry_interval=hsm.number("down_retry_interval", 1.0, low=0.0),

@@ -17,6 +17,12 @@ T = TypeVar("T")
 _MISSING = object()
 
 
+def resolve_path(base: Path, value: str) -> Path:
+    """``value`` as a path; relative paths are relative to ``base`` (the config's directory)."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
 def load_toml(path: Path | str, what: str = "configuration file") -> dict[str, Any]:
     path = Path(path)
     try:

@@ -157,7 +157,7 @@ ERRORS = {
     "softhsm conf in production": (_both(production_like, _set("hsm.softhsm_conf", "x.conf")),
                                    r"^hsm.softhsm_conf: SoftHSM is for rehearsals only"),
     "bad pin source": (_both(production_like, _set("hsm.initial_pin", {"source": "sms"})),
-                       r"^hsm.initial_pin.source: 'sms' is not one of prompt, env, file, shares"),
+                       r"^hsm.initial_pin.source: 'sms' is not one of env, file, prompt, shares"),
     "file pin without path": (_both(production_like, _set("hsm.initial_pin", {"source": "file"})),
                               r"^hsm.initial_pin: source is 'file' but no path is given"),
     "share files without shares": (_both(production_like, _set("hsm.initial_pin", {"source": "env", "share_files": ["a"]})),

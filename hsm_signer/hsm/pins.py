@@ -16,7 +16,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from ..errors import ConfigError
 
@@ -110,3 +110,41 @@ class FixedPin:
 
     def describe(self) -> str:
         return "in-memory PIN"
+
+
+PIN_SOURCES = ("env", "file", "prompt", "shares")
+
+
+@dataclass(frozen=True)
+class PinSpec:
+    """Where a PIN will come from, as a configuration file says it (never the PIN itself).
+
+    Shared by the service configuration and the ceremony configuration.
+    """
+
+    source: str = "env"
+    variable: str = "HSM_SIGNER_PIN"
+    path: Path | None = None
+    share_files: tuple[Path, ...] = ()
+
+    def build(self) -> PinSource:
+        if self.source == "env":
+            return EnvPin(self.variable)
+        if self.source == "file":
+            assert self.path is not None
+            return FilePin(self.path)
+        if self.source == "prompt":
+            return PromptPin("HSM user PIN (not echoed): ")
+        from .shares import SharePin  # m-of-n activation (SLIP-39 shares from the ceremony)
+        return SharePin(share_files=self.share_files)
+
+    def record(self) -> dict[str, Any]:
+        """What a transcript or log may say about this source (no secret in it)."""
+        out: dict[str, Any] = {"source": self.source}
+        if self.source == "env":
+            out["variable"] = self.variable
+        if self.source == "file":
+            out["path"] = str(self.path)
+        if self.source == "shares":
+            out["share_files"] = len(self.share_files)
+        return out
