@@ -40,6 +40,23 @@ from .storage.base import Storage, StoreView
 log = logging.getLogger(__name__)
 
 
+HEARTBEAT_INTERVAL = 1.0
+HEARTBEAT_STALE = 10.0
+
+
+def read_heartbeat(storage: Storage) -> dict | None:
+    """The running sequencer's last heartbeat, with ``fresh`` added; None if it never beat."""
+    text = storage.signer_status()
+    if not text:
+        return None
+    try:
+        beat = json.loads(text)
+        beat["fresh"] = time.time() - float(beat["at"]) < HEARTBEAT_STALE
+        return beat
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 class TamperError(HsmSignerError):
     """The stored log is not an extension of what this signer last signed: refused."""
 
@@ -265,14 +282,27 @@ class Sequencer:
         with self.exclusive():
             self._loop()
 
+    def _heartbeat(self) -> None:
+        """Tell processes that do not run the sequencer how it is doing (see :func:`read_heartbeat`)."""
+        try:
+            self.storage.set_signer_status(json.dumps(
+                {"healthy": self.healthy, "error": self.last_error, "at": time.time()}))
+        except Exception as exc:  # the heartbeat must never stop the signer
+            log.warning("sequencer heartbeat not written: %s", exc)
+
     def _loop(self) -> None:
-        next_finalise = 0.0
+        next_beat = 0.0
+        reported = None
         while not self._stop.is_set():
+            periodic = time.monotonic() >= next_beat
+            if periodic or self.healthy != reported:
+                self._heartbeat()
+                reported = self.healthy
+                next_beat = time.monotonic() + HEARTBEAT_INTERVAL
             try:
                 done = self.run_pending()
-                if time.monotonic() >= next_finalise:
+                if periodic:
                     self._finalise_closed()
-                    next_finalise = time.monotonic() + 1.0
                 if not self.healthy:
                     log.warning("sequencer is signing again")
                 self.healthy, self.last_error = True, None

@@ -9,13 +9,14 @@ else reads configuration.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 from . import config as config_mod
 from .ballots import BallotBox
 from .bundle import KeyBundle
 from .errors import ConfigError
-from .sequencer import Notifier, Sequencer, SignerState
+from .sequencer import Notifier, Sequencer, SignerState, read_heartbeat
 from .storage import Storage, open_storage
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,8 @@ class Service:
     notifier: Notifier
     sequencer: Sequencer | None = None
     _checkpoint_signer: object = field(default=None, repr=False)
+    _status_cache: bool = field(default=True, repr=False)
+    _status_checked: float = field(default=0.0, repr=False)
 
     @classmethod
     def open(cls, cfg: config_mod.Config, *, with_sequencer: bool = False) -> "Service":
@@ -66,9 +69,24 @@ class Service:
                          batch_size=self.config.sequencer.batch_size,
                          max_wait=self.config.sequencer.max_wait_ms / 1000, notifier=self.notifier)
 
+    def signer_status(self) -> dict:
+        """How the sequencer is doing: this process's own, or the heartbeat of another's."""
+        if self.sequencer is not None:
+            return {"mode": "in-process", "healthy": self.sequencer.healthy, "error": self.sequencer.last_error}
+        beat = read_heartbeat(self.storage)
+        if beat is None:
+            return {"mode": "external", "healthy": None, "error": "no sequencer has reported yet"}
+        if not beat["fresh"]:
+            return {"mode": "external", "healthy": False, "error": "the sequencer has not reported for a while"}
+        return {"mode": "external", "healthy": bool(beat["healthy"]), "error": beat.get("error")}
+
     def signer_healthy(self) -> bool:
-        """False while this process's sequencer cannot sign (HSM down, tampering refused)."""
-        return self.sequencer is None or self.sequencer.healthy
+        """False while the sequencer is known not to sign (HSM down, tampering refused, gone)."""
+        now = time.monotonic()
+        if now - self._status_checked > 0.5:  # waiters ask often; the heartbeat moves once a second
+            self._status_cache = self.signer_status()["healthy"] is not False
+            self._status_checked = now
+        return self._status_cache
 
     def tally_signer(self):
         """The HSM tally key, after checking it is the one the bundle publishes."""

@@ -196,3 +196,24 @@ def test_finalise_signs_an_empty_closed_election(rig):
     assert size == 0
     assert rig.storage.latest_checkpoint(ELECTION) == (0, note)
     assert rig.sequencer.finalise(ELECTION) == (0, note)  # idempotent
+
+
+def test_other_processes_see_the_sequencer_through_its_heartbeat(rig):
+    import json
+    import time
+
+    from hsm_signer.sequencer import read_heartbeat
+
+    assert read_heartbeat(rig.storage) is None
+    rig.sequencer.start()
+    try:
+        deadline = time.monotonic() + 5
+        while read_heartbeat(rig.storage) is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        beat = read_heartbeat(rig.storage)
+        assert beat["healthy"] is True and beat["fresh"] and beat["error"] is None
+    finally:
+        rig.sequencer.stop()
+    rig.storage.set_signer_status(json.dumps({"healthy": True, "error": None, "at": time.time() - 60}))
+    assert read_heartbeat(rig.storage)["fresh"] is False

@@ -202,11 +202,9 @@ def keys():
 def health():
     svc = service()
     hsm = svc.hsm.health()
-    sequencer = svc.sequencer
-    if sequencer is None:
-        seq = {"mode": "external", "status": "unknown"}
-    else:
-        seq = {"mode": "in-process", "status": "ok" if sequencer.healthy else "unavailable"}
+    signer = svc.signer_status()
+    status = {True: "ok", False: "unavailable", None: "unknown"}[signer["healthy"]]
+    seq = {"mode": signer["mode"], "status": status}
     ok = hsm["status"] == "ok" and seq["status"] != "unavailable"
     body = {"status": "ok" if ok else "unavailable", "hsm": {"status": hsm["status"]}, "sequencer": seq}
     response = jsonify(body)

@@ -186,6 +186,16 @@ class SqlStorage:
                            [(election_id, level, index, value) for level, index, value in nodes])
             db.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?)", (election_id, size, checkpoint, now()))
 
+    def set_signer_status(self, status: str) -> None:
+        """The sequencer's heartbeat (JSON text), for processes that do not run it."""
+        with self._write() as db:
+            db.execute("INSERT INTO meta VALUES ('signer_status', ?) "
+                       "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (status,))
+
+    def signer_status(self) -> str | None:
+        row = self._one("SELECT value FROM meta WHERE key = 'signer_status'")
+        return row[0] if row else None
+
     # --- checkpoints, entries, tally ------------------------------------------------------
     def latest_checkpoint(self, election_id: str) -> tuple[int, str] | None:
         row = self._one("SELECT size, note FROM checkpoints WHERE election = ? ORDER BY size DESC LIMIT 1",
