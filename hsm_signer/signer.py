@@ -13,6 +13,7 @@ Ed25519 signs the message itself (PureEdDSA) and returns the 64-byte signature.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac as _hmac
 from typing import Protocol, runtime_checkable
@@ -59,6 +60,7 @@ class Mac(Protocol):
         """HMAC-SHA256(key, data), 32 bytes."""
 
 
+@functools.lru_cache(maxsize=64)  # an audit checks many signatures by the same few keys
 def load_public_key(der: bytes) -> ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey:
     """Parse a DER SubjectPublicKeyInfo, accepting only P-256 and Ed25519 keys."""
     try:
