@@ -60,9 +60,13 @@ class Mac(Protocol):
         """HMAC-SHA256(key, data), 32 bytes."""
 
 
-@functools.lru_cache(maxsize=64)  # an audit checks many signatures by the same few keys
 def load_public_key(der: bytes) -> ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey:
     """Parse a DER SubjectPublicKeyInfo, accepting only P-256 and Ed25519 keys."""
+    return _load_public_key(bytes(der))
+
+
+@functools.lru_cache(maxsize=64)  # an audit checks many signatures by the same few keys
+def _load_public_key(der: bytes) -> ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey:
     try:
         key = serialization.load_der_public_key(der)
     except ValueError as exc:
