@@ -18,7 +18,7 @@ import hashlib
 import hmac as _hmac
 from typing import Protocol, runtime_checkable
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
@@ -69,7 +69,7 @@ def load_public_key(der: bytes) -> ec.EllipticCurvePublicKey | ed25519.Ed25519Pu
 def _load_public_key(der: bytes) -> ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey:
     try:
         key = serialization.load_der_public_key(der)
-    except ValueError as exc:
+    except (ValueError, UnsupportedAlgorithm) as exc:
         raise VerificationError(f"public key is not a valid DER SubjectPublicKeyInfo: {exc}") from None
     if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
         return key
