@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import http.client
 import queue
 import random
 import threading
@@ -65,7 +66,7 @@ def test_kill_9_mid_stream_loses_no_ballot_and_stores_none_twice(tokens, tmp_pat
                     sent[code] = ballot
                 try:
                     status, _, body = http("POST", url, {"code": code, "selections": ballot}, timeout=15)
-                except OSError:
+                except (OSError, http.client.HTTPException):  # refused, reset, or cut mid-answer
                     with lock:
                         uncertain.add(code)
                     return  # the server is gone
