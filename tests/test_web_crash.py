@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import base64
 import json
-import http.client
 import queue
 import random
 import threading
 import time
+from http.client import HTTPException
 
 from hsm_signer.log.leaf import Leaf
 from hsm_signer.log.receipt import Receipt
@@ -66,7 +66,7 @@ def test_kill_9_mid_stream_loses_no_ballot_and_stores_none_twice(tokens, tmp_pat
                     sent[code] = ballot
                 try:
                     status, _, body = http("POST", url, {"code": code, "selections": ballot}, timeout=15)
-                except (OSError, http.client.HTTPException):  # refused, reset, or cut mid-answer
+                except (OSError, HTTPException):  # refused, reset, or cut mid-answer
                     with lock:
                         uncertain.add(code)
                     return  # the server is gone
