@@ -1,18 +1,27 @@
-"""The public bulletin board: each election's state, latest signed checkpoint and entries.
+"""The public bulletin board: each election's state, latest signed checkpoint, entries,
+and once the poll is closed and tallied, the signed tally and the election record.
 
 Only what a signed checkpoint covers is shown, page by page, so what anyone reads here
-can be checked against the signed log. (The tally and election record pages join this
-blueprint later.) Nothing here can identify a voter: entries carry no code or identity.
+can be checked against the signed log; the tally is shown only after its signature
+verified with the published tally key. Nothing here can identify a voter: entries carry
+no code or identity.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template, request
+import os
+import tempfile
+from pathlib import Path
+
+from flask import Blueprint, Response, render_template, request, send_file
 
 from hsm_signer.errors import FormatError
 from hsm_signer.log.leaf import Leaf
+from hsm_signer.record import archive_record, export_record
+from hsm_signer.tally import tally_summary
 
 from .context import election_record, service, signed_size
+from .errors import WebError
 
 bp = Blueprint("board", __name__, url_prefix="/board")
 
@@ -47,7 +56,52 @@ def election(election_id: str):
     end = min(start + PAGE, size)
     leaves = service().storage.entries(election_id, start, end) if start < end else []
     entries = [(start + i, _leaf(raw)) for i, raw in enumerate(leaves)]
+    tally_note = service().storage.get_tally(election_id)
+    tally = tally_summary(tally_note, service().bundle, record.election) if tally_note else None
     return render_template(
         "board_election.html", record=record, size=size, note=note, entries=entries, start=start, end=end,
-        page=PAGE, counts=service().storage.count_codes(election_id),
+        page=PAGE, counts=service().storage.count_codes(election_id), tally=tally,
         previous=start - PAGE if start > 0 else None, following=end if end < size else None)
+
+
+@bp.get("/<election_id>/tally.txt")
+def tally_note(election_id: str):
+    """The signed tally note itself, for ``openssl`` and ``hsm-signer verify --checkpoint``."""
+    election_record(election_id)
+    note = service().storage.get_tally(election_id)
+    if note is None:
+        raise WebError("tally_not_found")
+    return Response(note, mimetype="text/plain; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{election_id}-tally.txt"'})
+
+
+def _published_record(election_id: str) -> Path:
+    """The exported record of a tallied election and its ZIP, made once and kept.
+
+    Lives beside the configuration (``published-records/``); written to a temporary
+    directory and renamed into place, so concurrent first requests cannot see half of it.
+    """
+    svc = service()
+    base = svc.config.base_dir / "published-records"
+    archive = base / f"{election_id}.zip"
+    if archive.exists():
+        return archive
+    base.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{election_id}-", dir=base))
+    export_record(svc.storage, svc.config.key_bundle, election_id, work / election_id)
+    with open(work / "record.zip", "wb") as out:
+        archive_record(work / election_id, out)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(work / "record.zip", archive)  # atomic: the first complete archive wins
+    return archive
+
+
+@bp.get("/<election_id>/record.zip")
+def record_download(election_id: str):
+    """The whole election record (definition, keys, entries, checkpoints, tally, manifest)."""
+    election_record(election_id)
+    if service().storage.get_tally(election_id) is None:
+        raise WebError("tally_not_found", "the election record is published once the tally is signed")
+    return send_file(_published_record(election_id), mimetype="application/zip", as_attachment=True,
+                     download_name=f"{election_id}-record.zip")

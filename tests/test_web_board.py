@@ -1,0 +1,60 @@
+"""The bulletin board after the poll: the signed tally, its note, and the whole record to audit."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pytest
+
+from hsm_signer.audit import audit_record
+from hsm_signer.lifecycle import close_poll
+from hsm_signer.service import Service
+from hsm_signer.tally import tally_election
+from web import create_app
+
+from servicekit import DEMO_ELECTION, open_election, provision
+
+ELECTION = DEMO_ELECTION["id"]
+
+
+@pytest.fixture
+def service(tokens, tmp_path):
+    svc = Service.open(provision(tokens, tmp_path / "state").load(), with_sequencer=True).start()
+    yield svc
+    svc.close()
+
+
+@pytest.fixture
+def client(service):
+    return create_app(service=service, test_config={"TESTING": True}).test_client()
+
+
+def test_the_board_publishes_the_signed_tally_and_the_record_once_counted(client, service, tmp_path):
+    codes = open_election(service, 4)
+    service.ballots.cast(ELECTION, codes[0], {"leader": ["bob"], "board": ["dan"]})
+    service.ballots.cast(ELECTION, codes[1], {"leader": ["bob"], "board": []}, channel="postal")
+    service.ballots.cast(ELECTION, codes[2], {"leader": ["carol"], "board": ["dan", "erin"]})
+
+    page = client.get(f"/board/{ELECTION}").get_data(as_text=True)
+    assert "Signed tally" not in page
+    assert client.get(f"/board/{ELECTION}/tally.txt").status_code == 404
+    assert client.get(f"/board/{ELECTION}/record.zip").status_code == 404
+
+    close_poll(service, ELECTION)
+    signed = tally_election(service, ELECTION)
+    page = client.get(f"/board/{ELECTION}").get_data(as_text=True)
+    assert "Signed tally" in page and "Counted from all 3 entries of the final log (2 online,\n1 by post)" in page
+    assert "<tr><td>Bob</td><td>1</td><td>1</td><td>2</td></tr>" in page
+
+    note = client.get(f"/board/{ELECTION}/tally.txt")
+    assert note.status_code == 200 and note.get_data(as_text=True) == signed.note
+
+    download = client.get(f"/board/{ELECTION}/record.zip")
+    assert download.status_code == 200 and download.mimetype == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(download.data)) as archive:
+        archive.extractall(tmp_path / "fetched")
+    (record_dir,) = (tmp_path / "fetched").iterdir()
+    result = audit_record(record_dir)
+    assert result.tree_size == 3
+    assert client.get(f"/board/{ELECTION}/record.zip").data == download.data  # made once, served again
