@@ -116,3 +116,35 @@ def postgres(tmp_path_factory):
     yield server
     server.stop()
     shutil.rmtree(base, ignore_errors=True)
+
+
+# --- a whole service on a fresh token (tests/servicekit.py) ---------------------------------
+
+@pytest.fixture
+def kit(tokens, tmp_path):
+    """A service directory in tmp_path: token with keys, key bundle, PIN file, config.toml."""
+    from servicekit import provision
+    return provision(tokens, tmp_path)
+
+
+@pytest.fixture
+def service(kit):
+    """The running service of ``kit``, sequencer in-process."""
+    from hsm_signer.service import Service
+    svc = Service.open(kit.load(), with_sequencer=True).start()
+    yield svc
+    svc.close()
+
+
+@pytest.fixture
+def codes(service):
+    """The test election (servicekit.DEMO_ELECTION), open, with 10 voting codes."""
+    from servicekit import open_election
+    return open_election(service, 10)
+
+
+@pytest.fixture
+def client(service):
+    """A Flask test client of the web app over ``service``."""
+    from web import create_app
+    return create_app(service=service, test_config={"TESTING": True}).test_client()

@@ -22,39 +22,16 @@ from hsm_signer.log.merkle import leaf_hash, verify_consistency, verify_inclusio
 from hsm_signer.log.checkpoint import Checkpoint
 from hsm_signer.log.note import parse_note
 from hsm_signer.log.receipt import Receipt
-from hsm_signer.service import Service
 from hsm_signer.verify import verify_receipt
 from web import create_app
 from web.errors import ERRORS
 from web.openapi import document
 
-from servicekit import DEMO_ELECTION, open_election, provision
+from servicekit import DEMO_ELECTION
 
 ELECTION = DEMO_ELECTION["id"]
 VOTE = {"leader": ["carol"], "board": ["erin", "dan"]}
 API = "/api/v1"
-
-
-@pytest.fixture
-def kit(tokens, tmp_path):
-    return provision(tokens, tmp_path)
-
-
-@pytest.fixture
-def service(kit):
-    svc = Service.open(kit.load(), with_sequencer=True).start()
-    yield svc
-    svc.close()
-
-
-@pytest.fixture
-def codes(service):
-    return open_election(service, 10)
-
-
-@pytest.fixture
-def client(service):
-    return create_app(service=service, test_config={"TESTING": True}).test_client()
 
 
 def cast(client, code, selections=VOTE, election=ELECTION):

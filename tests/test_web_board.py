@@ -5,29 +5,14 @@ from __future__ import annotations
 import io
 import zipfile
 
-import pytest
 
 from hsm_signer.audit import audit_record
 from hsm_signer.lifecycle import close_poll
-from hsm_signer.service import Service
 from hsm_signer.tally import tally_election
-from web import create_app
 
-from servicekit import DEMO_ELECTION, open_election, provision
+from servicekit import DEMO_ELECTION, open_election
 
 ELECTION = DEMO_ELECTION["id"]
-
-
-@pytest.fixture
-def service(tokens, tmp_path):
-    svc = Service.open(provision(tokens, tmp_path / "state").load(), with_sequencer=True).start()
-    yield svc
-    svc.close()
-
-
-@pytest.fixture
-def client(service):
-    return create_app(service=service, test_config={"TESTING": True}).test_client()
 
 
 def test_the_board_publishes_the_signed_tally_and_the_record_once_counted(client, service, tmp_path):

@@ -16,11 +16,10 @@ import pytest
 
 from hsm_signer.log.leaf import Leaf
 from hsm_signer.log.receipt import Receipt
-from hsm_signer.service import Service
 from hsm_signer.verify import verify_receipt
 from web import create_app
 
-from servicekit import DEMO_ELECTION, open_election, provision
+from servicekit import DEMO_ELECTION, open_election
 from test_web_live import cli
 
 ELECTION = DEMO_ELECTION["id"]
@@ -40,18 +39,6 @@ def browser():
         launched = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield launched
         launched.close()
-
-
-@pytest.fixture
-def kit(tokens, tmp_path):
-    return provision(tokens, tmp_path)
-
-
-@pytest.fixture
-def service(kit):
-    svc = Service.open(kit.load(), with_sequencer=True).start()
-    yield svc
-    svc.close()
 
 
 @pytest.fixture

@@ -33,23 +33,6 @@ API = "/api/v1"
 BALLOTS = f"{API}/elections/{ELECTION}/ballots"
 
 
-@pytest.fixture
-def kit(tokens, tmp_path):
-    return provision(tokens, tmp_path)
-
-
-@pytest.fixture
-def service(kit):
-    svc = Service.open(kit.load(), with_sequencer=True).start()
-    yield svc
-    svc.close()
-
-
-@pytest.fixture
-def codes(service):
-    return open_election(service, 10)
-
-
 def make_client(service, remote_addr="192.0.2.10", **config):
     client = create_app(service=service, test_config={"TESTING": True, **config}).test_client()
     client.environ_base["REMOTE_ADDR"] = remote_addr

@@ -13,16 +13,14 @@ import re
 import urllib.parse
 from html.parser import HTMLParser
 
-import pytest
 from werkzeug.datastructures import MultiDict
 
 from hsm_signer.log.leaf import Leaf
 from hsm_signer.log.receipt import Receipt
-from hsm_signer.service import Service
 from hsm_signer.verify import verify_receipt
 from web import create_app
 
-from servicekit import DEMO_ELECTION, open_election, provision
+from servicekit import DEMO_ELECTION
 
 ELECTION = DEMO_ELECTION["id"]
 
@@ -49,23 +47,6 @@ class Form(HTMLParser):
             self.labels.add(a["for"])
         elif tag == "input" and self.forms:
             self.forms[-1][1].append((a.get("name", ""), a.get("value", ""), a.get("type", "text"), "checked" in a))
-
-
-@pytest.fixture
-def service(tokens, tmp_path):
-    svc = Service.open(provision(tokens, tmp_path).load(), with_sequencer=True).start()
-    yield svc
-    svc.close()
-
-
-@pytest.fixture
-def codes(service):
-    return open_election(service, 10)
-
-
-@pytest.fixture
-def client(service):
-    return create_app(service=service, test_config={"TESTING": True}).test_client()
 
 
 def token_of(html: str) -> str:
