@@ -148,3 +148,21 @@ def client(service):
     """A Flask test client of the web app over ``service``."""
     from web import create_app
     return create_app(service=service, test_config={"TESTING": True}).test_client()
+
+
+@pytest.fixture
+def officials(tokens, tmp_path, capsys):
+    """Run ``hsm-signer`` commands in-process on a fresh service directory:
+    ``officials("election", "open", "e1", expect=0) -> (stdout, stderr)``; ``officials.kit``."""
+    from hsm_signer.cli import main
+    from servicekit import provision
+    kit = provision(tokens, tmp_path / "state")
+
+    def run(*argv, expect=0):
+        capsys.readouterr()
+        status = main(["--config", str(kit.config_path), *argv])
+        out = capsys.readouterr()
+        assert status == expect, out.err
+        return out.out, out.err
+    run.kit = kit
+    return run

@@ -6,11 +6,8 @@ import csv
 import json
 import stat
 
-import pytest
 
-from hsm_signer.cli import main
 
-from servicekit import provision
 
 DEFINITION = """
 id = "club-2026"
@@ -20,20 +17,6 @@ id = "chair"
 title = "Chair"
 options = [{ id = "ann", title = "Ann" }, { id = "ben", title = "Ben" }]
 """
-
-
-@pytest.fixture
-def officials(tokens, tmp_path, capsys):
-    kit = provision(tokens, tmp_path / "state")
-
-    def run(*argv, expect=0):
-        capsys.readouterr()
-        status = main(["--config", str(kit.config_path), *argv])
-        out = capsys.readouterr()
-        assert status == expect, out.err
-        return out.out, out.err
-    run.kit = kit
-    return run
 
 
 def test_an_election_run_by_officials_from_the_command_line(officials, tmp_path):

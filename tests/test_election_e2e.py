@@ -20,7 +20,6 @@ import pytest
 
 from hsm_signer.audit import LevelTree
 from hsm_signer.bundle import KeyBundle
-from hsm_signer.cli import main
 from hsm_signer.log.checkpoint import Checkpoint
 from hsm_signer.log.merkle import leaf_hash
 from hsm_signer.log.note import b64encode, parse_note
@@ -28,7 +27,6 @@ from hsm_signer.log.receipt import Receipt
 from hsm_signer.service import Service
 from hsm_signer.verify import verify_receipt
 
-from servicekit import provision
 
 AUDIT_MD = Path(__file__).resolve().parent.parent / "docs" / "AUDIT.md"
 DEFINITION = """
@@ -53,20 +51,6 @@ ONLINE = [
     {"leader": [], "board": ["ann"]},
     {"leader": ["truss"], "board": ["ben", "cat"]},
 ]
-
-
-@pytest.fixture
-def officials(tokens, tmp_path, capsys):
-    kit = provision(tokens, tmp_path / "state")
-
-    def run(*argv, expect=0):
-        capsys.readouterr()
-        status = main(["--config", str(kit.config_path), *argv])
-        out = capsys.readouterr()
-        assert status == expect, out.err
-        return out.out, out.err
-    run.kit = kit
-    return run
 
 
 def openssl_recipe() -> str:
