@@ -7,7 +7,6 @@ are per thread; every write is its own transaction, committed before the call re
 
 from __future__ import annotations
 
-import threading
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
@@ -41,33 +40,17 @@ class PostgresStorage(SqlStorage):
         except ImportError:
             raise ConfigError("PostgreSQL storage needs psycopg: pip install 'hsm-signer[postgres]'",
                               "storage.url") from None
+        super().__init__()
         self._psycopg = psycopg
         self.url = url
         self.name = "PostgreSQL database"
-        self._local = threading.local()
-        self._all: list[Any] = []
-        self._lock = threading.Lock()
         self._migrate()
 
-    @property
-    def db(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
-            try:
-                conn = self._psycopg.connect(self.url, autocommit=True)
-            except self._psycopg.OperationalError as exc:
-                raise ConfigError(f"cannot connect to PostgreSQL: {exc}".splitlines()[0], "storage.url") from None
-            self._local.conn = conn
-            with self._lock:
-                self._all.append(conn)
-        return conn
-
-    def close(self) -> None:
-        with self._lock:
-            for conn in self._all:
-                conn.close()
-            self._all.clear()
-        self._local = threading.local()
+    def _connect(self) -> Any:
+        try:
+            return self._psycopg.connect(self.url, autocommit=True)
+        except self._psycopg.OperationalError as exc:
+            raise ConfigError(f"cannot connect to PostgreSQL: {exc}".splitlines()[0], "storage.url") from None
 
     @contextmanager
     def _write(self) -> Iterator[_Cursor]:

@@ -8,6 +8,7 @@ engines run the same way (``INSERT ... RETURNING``, partial indexes, row values)
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from contextlib import AbstractContextManager
 from typing import Any, Iterable, Sequence
 
@@ -29,11 +30,39 @@ class StorageError(HsmSignerError):
 
 
 class SqlStorage:
-    """Implements :class:`~hsm_signer.storage.base.Storage` over a DB-API connection."""
+    """Implements :class:`~hsm_signer.storage.base.Storage` over DB-API connections,
+    one per thread (neither sqlite3 nor psycopg connections may be shared by threads
+    in the middle of a transaction)."""
 
     name = "database"
 
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._all: list[Any] = []
+        self._lock = threading.Lock()
+
+    @property
+    def db(self) -> Any:
+        """This thread's connection, opened on first use."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def close(self) -> None:
+        """Close every thread's connection."""
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
     # --- what a dialect provides ----------------------------------------------------------
+    def _connect(self) -> Any:
+        raise NotImplementedError
+
     def _write(self) -> AbstractContextManager[Any]:
         """A transaction that takes the write lock at once; yields a cursor-like object."""
         raise NotImplementedError
@@ -42,9 +71,6 @@ class SqlStorage:
         raise NotImplementedError
 
     def _schema(self) -> list[str]:
-        raise NotImplementedError
-
-    def close(self) -> None:
         raise NotImplementedError
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple | None:
