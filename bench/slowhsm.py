@@ -1,0 +1,66 @@
+"""A slow HSM, for benchmarks only: a :class:`~hsm_signer.signer.Signer` that takes longer.
+
+Real HSMs are far slower than SoftHSM: a USB-attached HSM manages about ten signatures a
+second. :class:`SlowSigner` wraps any signer and adds a fixed delay to every signature
+(100 ms by default, i.e. ~10 signatures/s), so a benchmark can show whether the service
+still keeps up. It signs with the wrapped key, so every signature stays real and
+verifiable.
+
+Two models of "slow", both measured by the benchmarks:
+
+* ``SlowSigner(signer)`` — the signature takes 100 ms more; nothing else waits for it
+  (the HSM, or a second one, still answers the voting-code HMACs meanwhile);
+* ``SlowSigner.around_hsm(signer)`` — the delay is spent *holding the process's PKCS#11
+  lock* (:data:`hsm_signer.hsm.PKCS11_LOCK`), as a device that does one thing at a time
+  would: every other PKCS#11 call of that process (the code HMACs, in a process that also
+  serves requests) waits behind the signature.
+
+This module is never imported by the product; a signer from here must never sign
+anything published by an election.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+USB_HSM_DELAY = 0.100
+"""Seconds added per signature: a USB-class HSM (~10 signatures/s)."""
+
+
+class SlowSigner:
+    """``inner`` with ``delay`` seconds added to every :meth:`sign` (benchmarks only)."""
+
+    def __init__(self, inner, delay: float = USB_HSM_DELAY, *, hold=None):
+        self._inner = inner
+        self.delay = delay
+        self._hold = hold  # a lock held through the delay and the signature, or None
+        self.signatures = 0
+
+    @classmethod
+    def around_hsm(cls, inner, delay: float = USB_HSM_DELAY) -> "SlowSigner":
+        """Wrap an HSM signer: the delay holds the process's PKCS#11 lock, like a slow device."""
+        from hsm_signer.hsm import PKCS11_LOCK
+        return cls(inner, delay, hold=PKCS11_LOCK)
+
+    @property
+    def algorithm(self) -> str:
+        return self._inner.algorithm
+
+    @property
+    def key_id(self) -> str:
+        return self._inner.key_id
+
+    @property
+    def public_key_der(self) -> bytes:
+        return self._inner.public_key_der
+
+    def sign(self, message: bytes) -> bytes:
+        with self._hold if self._hold is not None else contextlib.nullcontext():
+            time.sleep(self.delay)
+            signature = self._inner.sign(message)
+        self.signatures += 1
+        return signature
+
+    def __repr__(self) -> str:
+        return f"SlowSigner({self._inner!r}, delay={self.delay})"
