@@ -122,3 +122,19 @@ def test_a_service_runs_on_postgresql(tokens, tmp_path, postgres):
         assert service.storage.tree_size(ELECTION) == 5
     finally:
         service.close()
+
+
+def test_node_reads_are_primary_key_lookups_not_scans(tmp_path):
+    """Regression: get_nodes scanned every node of the election (O(n) per proof) on SQLite."""
+    import sqlite3
+
+    store = open_storage(f"sqlite:///{tmp_path}/plan.sqlite3")
+    captured = []
+    store.db.set_trace_callback(captured.append)
+    store.db.executemany("INSERT INTO nodes VALUES (?, ?, ?, ?)", [("e", 0, i, b"h" * 32) for i in range(64)])
+    keys = [(0, i) for i in range(0, 60, 2)]  # as many as a proof asks: the old form was planned as a scan
+    assert store.get_nodes("e", keys) == [b"h" * 32] * len(keys)
+    (query,) = [q for q in captured if q.startswith("SELECT level, idx, hash FROM nodes")]
+    plan = " ".join(str(row) for row in sqlite3.connect(tmp_path / "plan.sqlite3").execute("EXPLAIN QUERY PLAN " + query))
+    assert "MULTI-INDEX OR" in plan and "election=? AND level=? AND idx=?" in plan
+    store.close()

@@ -181,12 +181,11 @@ class SqlStorage:
         found: dict[tuple[int, int], bytes] = {}
         for start in range(0, len(wanted), 200):
             chunk = wanted[start:start + 200]
-            pairs = " OR ".join(["(level = ? AND idx = ?)"] * len(chunk))
-            params: list[Any] = [election_id]
-            for level, index in chunk:
-                params += [level, index]
-            for level, index, value in self._query(
-                    f"SELECT level, idx, hash FROM nodes WHERE election = ? AND ({pairs})", params):
+            # The election inside every term: SQLite then looks each node up by primary key
+            # (MULTI-INDEX OR); with it factored out it scanned every node of the election.
+            terms = " OR ".join(["(election = ? AND level = ? AND idx = ?)"] * len(chunk))
+            params = [value for level, index in chunk for value in (election_id, level, index)]
+            for level, index, value in self._query(f"SELECT level, idx, hash FROM nodes WHERE {terms}", params):
                 found[(level, index)] = bytes(value)
         for level, index in wanted:
             if (level, index) not in found:
