@@ -9,6 +9,7 @@ transaction (``BEGIN IMMEDIATE``), so a code check and its consumption cannot in
 from __future__ import annotations
 
 import sqlite3
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -19,6 +20,7 @@ from .sql import SqlStorage, StorageError, schema  # noqa: F401  (StorageError r
 class SQLiteStorage(SqlStorage):
     def __init__(self, path: str | Path):
         super().__init__()
+        self._writer = threading.Lock()
         self.path = Path(path)
         self.name = f"database {self.path}"
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -37,14 +39,18 @@ class SQLiteStorage(SqlStorage):
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        # Threads of this process queue on a Python lock first: one that loses the race
+        # for SQLite's write lock would sleep in SQLite's busy handler (1, 2, 5 ... 100 ms
+        # steps) however soon the holder commits. Other processes still meet the handler.
+        with self._writer:
+            db = self.db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         return self.db.execute(sql, params).fetchall()
