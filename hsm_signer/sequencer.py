@@ -111,25 +111,41 @@ class SignerState:
 
 
 class Notifier:
-    """Wakes receipt waiters in this process when a batch is committed."""
+    """In-process wake-ups: new entries wake the sequencer, committed batches wake waiters.
+
+    Two conditions, so that a stored ballot does not wake every request waiting for its
+    receipt (each would query the database for a receipt that cannot be there yet).
+    """
 
     def __init__(self) -> None:
-        self._condition = threading.Condition()
-        self._generation = 0
+        self._batches = threading.Condition()
+        self._batch = 0
+        self._work = threading.Condition()
+        self._pending = 0
 
     def notify(self) -> None:
-        with self._condition:
-            self._generation += 1
-            self._condition.notify_all()
+        """A batch was committed: wake the receipt waiters."""
+        with self._batches:
+            self._batch += 1
+            self._batches.notify_all()
 
     def wait(self, timeout: float) -> None:
-        with self._condition:
-            start = self._generation
-            self._condition.wait_for(lambda: self._generation != start, timeout=timeout)
+        """Wait for the next committed batch (or the timeout)."""
+        with self._batches:
+            start = self._batch
+            self._batches.wait_for(lambda: self._batch != start, timeout=timeout)
 
     def wake_sequencer(self) -> None:
-        """A new entry was stored (the sequencer waits on the same condition)."""
-        self.notify()
+        """A new entry was stored."""
+        with self._work:
+            self._pending += 1
+            self._work.notify_all()
+
+    def wait_for_work(self, timeout: float) -> None:
+        """The sequencer's idle wait: until an entry is stored (or the timeout)."""
+        with self._work:
+            start = self._pending
+            self._work.wait_for(lambda: self._pending != start, timeout=timeout)
 
 
 class Sequencer:
@@ -321,7 +337,7 @@ class Sequencer:
                 self._stop.wait(1.0)
                 continue
             if not done:
-                self.notifier.wait(self.max_wait)
+                self.notifier.wait_for_work(self.max_wait)
 
     def start(self) -> "Sequencer":
         """Run in a background thread; raises SequencerBusyError if another one runs."""
@@ -339,6 +355,6 @@ class Sequencer:
 
     def stop(self) -> None:
         self._stop.set()
-        self.notifier.notify()
+        self.notifier.wake_sequencer()
         if self._thread is not None:
             self._thread.join(timeout=10)
