@@ -11,6 +11,7 @@ from hsm_signer.election import Election
 from hsm_signer.errors import ElectionError
 from hsm_signer.log.tree import MissingNodeError
 from hsm_signer.storage import UnknownCodeError, open_storage
+from hsm_signer.storage.base import CastRequest
 from hsm_signer.storage.sql import StorageError
 
 from servicekit import DEMO_ELECTION
@@ -72,6 +73,49 @@ def test_two_voters_racing_with_one_code_store_one_ballot(storage):
         t.join()
     assert sorted(results) == [False] * 7 + [True]
     assert len(storage.pending(ELECTION, 10)) == 1
+
+
+def request(code: int, ballot: str, channel="online", election=ELECTION):
+    return CastRequest(election, bytes([code]) * 32, channel, ballot.ljust(32, "0"), f"leaf-{ballot}".encode(),
+                       b"link-" + ballot.encode(), require_state="open")
+
+
+def test_several_ballots_are_stored_in_one_transaction_each_with_its_own_outcome(storage):
+    cast(storage, 4, "used")
+    outcomes = storage.cast_many([request(5, "new1"), request(4, "late"), request(0xEE, "bad"),
+                                  request(6, "twice-a"), request(6, "twice-b", channel="postal"),
+                                  request(7, "new2", election="no-such-election")])
+    new1, late, bad, twice_a, twice_b, elsewhere = outcomes
+    assert new1.stored and new1.entry.ballot_id.startswith("new1")
+    assert not late.stored and late.status == "online" and late.link == b"link-used"
+    assert isinstance(bad, UnknownCodeError)
+    # The same code twice in one group: the first consumes it, the second finds it used.
+    assert twice_a.stored and not twice_b.stored and twice_b.status == "online" and twice_b.link == b"link-twice-a"
+    assert isinstance(elsewhere, ElectionError) and "no election 'no-such-election'" in str(elsewhere)
+    assert sorted(e.ballot_id[:4] for e in storage.pending(ELECTION, 10)) == ["new1", "twic", "used"]
+    assert storage.count_codes(ELECTION) == {"unused": 7, "online": 3, "postal": 0}
+    storage.set_state(ELECTION, "closed")
+    (closed,) = storage.cast_many([request(8, "after")])
+    assert isinstance(closed, ElectionError) and "is closed, not open" in str(closed)
+
+
+def test_a_failing_group_stores_none_of_its_ballots(storage):
+    """One transaction: a database error (here a duplicate ballot id) rolls back the whole group."""
+    cast(storage, 1, "dup")
+    with pytest.raises(Exception):
+        storage.cast_many([request(2, "fine"), request(3, "dup")])
+    assert [e.ballot_id[:3] for e in storage.pending(ELECTION, 10)] == ["dup"]
+    assert storage.code_status(ELECTION, bytes([2]) * 32) == ("unused", None)
+
+
+def test_seq_at_and_elections_with_pending(storage):
+    seqs = [cast(storage, i, f"s{i}").entry.seq for i in range(3)]
+    assert storage.elections_with_pending() == [ELECTION]
+    storage.commit_batch(ELECTION, [(s, i) for i, s in enumerate(seqs[:2])], [], 2, "note-2")
+    assert [storage.seq_at(ELECTION, i) for i in range(3)] == [seqs[0], seqs[1], None]
+    assert storage.elections_with_pending() == [ELECTION]
+    storage.commit_batch(ELECTION, [(seqs[2], 2)], [], 3, "note-3")
+    assert storage.elections_with_pending() == []
 
 
 def test_batches_must_extend_the_stored_tree(storage):
@@ -137,4 +181,18 @@ def test_node_reads_are_primary_key_lookups_not_scans(tmp_path):
     (query,) = [q for q in captured if q.startswith("SELECT level, idx, hash FROM nodes")]
     plan = " ".join(str(row) for row in sqlite3.connect(tmp_path / "plan.sqlite3").execute("EXPLAIN QUERY PLAN " + query))
     assert "MULTI-INDEX OR" in plan and "election=? AND level=? AND idx=?" in plan
+    store.close()
+
+
+def test_the_sequencer_finds_pending_elections_without_scanning_the_log(tmp_path):
+    """Regression: a DISTINCT over entries scanned the whole log between every two batches."""
+    import sqlite3
+
+    store = open_storage(f"sqlite:///{tmp_path}/plan.sqlite3")
+    captured = []
+    store.db.set_trace_callback(captured.append)
+    assert store.elections_with_pending() == []
+    (query,) = [q for q in captured if "leaf_index IS NULL" in q]
+    plan = " ".join(str(row) for row in sqlite3.connect(tmp_path / "plan.sqlite3").execute("EXPLAIN QUERY PLAN " + query))
+    assert "SEARCH entries USING COVERING INDEX" in plan and "SCAN entries" not in plan
     store.close()

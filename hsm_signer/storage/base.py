@@ -9,6 +9,8 @@ The contract that matters for the invariants:
 
 * :meth:`Storage.cast` consumes a code and stores its ballot in one transaction: either
   both happen or neither does. A used code returns what it was used for instead.
+  :meth:`Storage.cast_many` does the same for several ballots in one transaction (one
+  durable commit for all of them: group commit), each with its own outcome.
 * :meth:`Storage.commit_batch` assigns leaf indexes, stores tree nodes and the signed
   checkpoint in one transaction.
 * Storage never sees a voting code: only its HSM-keyed hash, and the ballot id encrypted
@@ -43,6 +45,19 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class CastRequest:
+    """One ballot to store, consuming its code (the arguments of :meth:`Storage.cast`)."""
+
+    election_id: str
+    code_hash: bytes
+    channel: str
+    ballot_id: str
+    leaf: bytes
+    link: bytes
+    require_state: str
+
+
+@dataclass(frozen=True)
 class CastOutcome:
     """What :meth:`Storage.cast` did: ``stored`` a new entry, or found the code ``used``."""
 
@@ -69,12 +84,14 @@ class Storage(Protocol):
     def code_status(self, election_id: str, code_hash: bytes) -> tuple[str, bytes | None]: ...
     def cast(self, election_id: str, code_hash: bytes, channel: str, ballot_id: str, leaf: bytes,
              link: bytes, require_state: str) -> CastOutcome: ...
+    def cast_many(self, requests: Sequence[CastRequest]) -> list[CastOutcome | Exception]: ...
     def entry_by_ballot(self, ballot_id: str) -> Entry | None: ...
 
     # the sequencer
     def pending(self, election_id: str, limit: int) -> list[Entry]: ...
     def elections_with_pending(self) -> list[str]: ...
     def tree_size(self, election_id: str) -> int: ...
+    def seq_at(self, election_id: str, leaf_index: int) -> int | None: ...
     def get_nodes(self, election_id: str, keys: Sequence[tuple[int, int]]) -> list[bytes]: ...
     def commit_batch(self, election_id: str, assignments: Sequence[tuple[int, int]],
                      nodes: Sequence[tuple[int, int, bytes]], size: int, checkpoint: str) -> None: ...

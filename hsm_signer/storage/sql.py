@@ -15,7 +15,7 @@ from typing import Any, Iterable, Sequence
 from ..election import DRAFT, Election
 from ..errors import ElectionError, HsmSignerError, PollNotOpenError, UnknownElectionError
 from ..log.tree import MissingNodeError
-from .base import ONLINE, POSTAL, UNUSED, CastOutcome, ElectionRecord, Entry, UnknownCodeError
+from .base import ONLINE, POSTAL, UNUSED, CastOutcome, CastRequest, ElectionRecord, Entry, UnknownCodeError
 
 SCHEMA_VERSION = 1
 _ENTRY = "seq, election, ballot_id, leaf, leaf_index"
@@ -40,6 +40,7 @@ class SqlStorage:
         self._local = threading.local()
         self._all: list[Any] = []
         self._lock = threading.Lock()
+        self._parsed: dict[str, Election] = {}
 
     @property
     def db(self) -> Any:
@@ -103,11 +104,21 @@ class SqlStorage:
         row = self._one("SELECT definition, state FROM elections WHERE id = ?", (election_id,))
         if row is None:
             raise UnknownElectionError(f"no election {election_id!r}; create it with `hsm-signer election create`")
-        return ElectionRecord(Election.from_json(row[0]), row[1])
+        return ElectionRecord(self._election(row[0]), row[1])
 
     def list_elections(self) -> list[ElectionRecord]:
         rows = self._query("SELECT definition, state FROM elections ORDER BY created_at, id")
-        return [ElectionRecord(Election.from_json(d), s) for d, s in rows]
+        return [ElectionRecord(self._election(d), s) for d, s in rows]
+
+    def _election(self, definition: str) -> Election:
+        """The parsed definition; parsed once per text (every cast reads it, and it never changes)."""
+        election = self._parsed.get(definition)
+        if election is None:
+            election = Election.from_json(definition)
+            if len(self._parsed) >= 256:
+                self._parsed.clear()
+            self._parsed[definition] = election
+        return election
 
     def set_state(self, election_id: str, state: str) -> None:
         with self._write() as db:
@@ -135,26 +146,54 @@ class SqlStorage:
 
     def cast(self, election_id: str, code_hash: bytes, channel: str, ballot_id: str, leaf: bytes,
              link: bytes, require_state: str) -> CastOutcome:
-        if channel not in (ONLINE, POSTAL):
-            raise ValueError(f"unknown channel {channel!r}")
+        outcome = self.cast_many([CastRequest(election_id, code_hash, channel, ballot_id, leaf, link,
+                                              require_state)])[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def cast_many(self, requests: Sequence[CastRequest]) -> list[CastOutcome | Exception]:
+        """Store several ballots in one transaction: one durable commit for all of them.
+
+        Each request gets its own outcome, or the exception it alone raises (unknown code,
+        election not open); those do not affect the others. Requests are applied in the
+        order of their code rows, so concurrent transactions lock rows in the same order
+        (no deadlock between PostgreSQL hosts), and a code that appears twice is consumed
+        by the first and found used by the second. A database error rolls back all of them.
+        """
+        for request in requests:
+            if request.channel not in (ONLINE, POSTAL):
+                raise ValueError(f"unknown channel {request.channel!r}")
+        results: list[CastOutcome | Exception | None] = [None] * len(requests)
+        order = sorted(range(len(requests)), key=lambda i: (requests[i].election_id, requests[i].code_hash))
         with self._write() as db:
-            state = db.execute("SELECT state FROM elections WHERE id = ?", (election_id,)).fetchone()
-            if state is None:
-                raise UnknownElectionError(f"no election {election_id!r}")
-            if state[0] != require_state:
-                raise PollNotOpenError(f"election {election_id!r} is {state[0]}, "
-                                    f"not {require_state}")
-            row = db.execute(f"SELECT status, link FROM codes WHERE election = ? AND code_hash = ?{self._lock_row}",
-                             (election_id, code_hash)).fetchone()
-            if row is None:
-                raise UnknownCodeError()
-            if row[0] != UNUSED:
-                return CastOutcome(stored=False, status=row[0], link=bytes(row[1]), entry=None)
-            seq = db.execute("INSERT INTO entries (election, ballot_id, leaf) VALUES (?, ?, ?) RETURNING seq",
-                             (election_id, ballot_id, leaf)).fetchone()[0]
-            db.execute("UPDATE codes SET status = ?, link = ? WHERE election = ? AND code_hash = ?",
-                       (channel, link, election_id, code_hash))
-        return CastOutcome(stored=True, status=channel, link=link, entry=Entry(seq, election_id, ballot_id, leaf, None))
+            states: dict[str, str | None] = {}
+            for i in order:
+                results[i] = self._cast_one(db, requests[i], states)
+        return results  # type: ignore[return-value]
+
+    def _cast_one(self, db: Any, request: CastRequest, states: dict[str, str | None]) -> CastOutcome | Exception:
+        election_id, code_hash = request.election_id, request.code_hash
+        if election_id not in states:
+            row = db.execute("SELECT state FROM elections WHERE id = ?", (election_id,)).fetchone()
+            states[election_id] = row[0] if row else None
+        state = states[election_id]
+        if state is None:
+            return UnknownElectionError(f"no election {election_id!r}")
+        if state != request.require_state:
+            return PollNotOpenError(f"election {election_id!r} is {state}, not {request.require_state}")
+        row = db.execute(f"SELECT status, link FROM codes WHERE election = ? AND code_hash = ?{self._lock_row}",
+                         (election_id, code_hash)).fetchone()
+        if row is None:
+            return UnknownCodeError()
+        if row[0] != UNUSED:
+            return CastOutcome(stored=False, status=row[0], link=bytes(row[1]), entry=None)
+        seq = db.execute("INSERT INTO entries (election, ballot_id, leaf) VALUES (?, ?, ?) RETURNING seq",
+                         (election_id, request.ballot_id, request.leaf)).fetchone()[0]
+        db.execute("UPDATE codes SET status = ?, link = ? WHERE election = ? AND code_hash = ?",
+                   (request.channel, request.link, election_id, code_hash))
+        return CastOutcome(stored=True, status=request.channel, link=request.link,
+                           entry=Entry(seq, election_id, request.ballot_id, request.leaf, None))
 
     _lock_row = ""  # PostgreSQL adds FOR UPDATE; SQLite's write lock already covers it
 
@@ -169,12 +208,20 @@ class SqlStorage:
             (election_id, limit))]
 
     def elections_with_pending(self) -> list[str]:
+        # Per election, an index lookup for one unsequenced entry: the sequencer asks this
+        # between batches, and a DISTINCT over entries scanned the whole log each time.
         return [r[0] for r in self._query(
-            "SELECT DISTINCT election FROM entries WHERE leaf_index IS NULL ORDER BY election")]
+            "SELECT id FROM elections WHERE EXISTS (SELECT 1 FROM entries WHERE entries.election = elections.id "
+            "AND entries.leaf_index IS NULL) ORDER BY id")]
 
     def tree_size(self, election_id: str) -> int:
         row = self._one("SELECT MAX(leaf_index) FROM entries WHERE election = ?", (election_id,))
         return 0 if row is None or row[0] is None else row[0] + 1
+
+    def seq_at(self, election_id: str, leaf_index: int) -> int | None:
+        """The arrival number (seq) of the entry at a leaf index, None if none is there."""
+        row = self._one("SELECT seq FROM entries WHERE election = ? AND leaf_index = ?", (election_id, leaf_index))
+        return row[0] if row else None
 
     def get_nodes(self, election_id: str, keys: Sequence[tuple[int, int]]) -> list[bytes]:
         wanted = list(dict.fromkeys(keys))
