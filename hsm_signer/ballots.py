@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -25,14 +25,15 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from . import codes as codes_mod
-from .election import OPEN, BallotError
+from .election import OPEN, BallotError, Election
 from .errors import ElectionError, HsmSignerError, HsmUnavailableError, PollNotOpenError
 from .log.leaf import BALLOT, POSTAL as POSTAL_LEAF, Leaf
 from .log.receipt import Receipt
 from .log.tree import MerkleTree
+from .intake import CastIntake
 from .sequencer import Notifier
 from .signer import Mac
-from .storage.base import ONLINE, POSTAL, Storage, StoreView, UnknownCodeError
+from .storage.base import ONLINE, POSTAL, CastOutcome, CastRequest, Storage, StoreView, UnknownCodeError
 
 
 class InvalidCodeError(ElectionError):
@@ -81,6 +82,15 @@ def open_link(code: str, election_id: str, link: bytes) -> str:
 class Submission:
     ballot_id: str
     new: bool  # stored by this call; False: the same ballot was already stored with this code
+    election_id: str = ""
+    seq: int | None = None  # the stored entry's arrival number, when this call stored it
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    code: str            # normalised; never logged
+    clean: dict          # validated selections
+    request: CastRequest
 
 
 @dataclass(frozen=True)
@@ -91,9 +101,12 @@ class CodeStatus:
 
 class BallotBox:
     def __init__(self, storage: Storage, code_mac: Mac, notifier: Notifier | None = None, *,
-                 receipt_timeout: float = 10.0, poll_interval: float = 0.005,
-                 signer_healthy: Callable[[], bool] | None = None, unhealthy_grace: float = 1.0):
+                 receipt_timeout: float = 10.0, poll_interval: float = 0.02,
+                 signer_healthy: Callable[[], bool] | None = None, unhealthy_grace: float = 1.0,
+                 intake: CastIntake | None = None):
         self.storage = storage
+        # Ballots are stored through one writer per process, grouped per transaction.
+        self.intake = intake or CastIntake(storage)
         self.code_mac = code_mac
         self.notifier = notifier
         self.receipt_timeout = receipt_timeout
@@ -102,6 +115,10 @@ class BallotBox:
         # instead of holding the request for the whole timeout.
         self.signer_healthy = signer_healthy or (lambda: True)
         self.unhealthy_grace = unhealthy_grace
+
+    def close(self) -> None:
+        """Store what is queued, then stop the intake's writer thread."""
+        self.intake.close()
 
     # --- codes ---------------------------------------------------------------------------
     def _code(self, election_id: str, typed: str) -> tuple[str, bytes]:
@@ -122,35 +139,70 @@ class BallotBox:
     # --- casting --------------------------------------------------------------------------
     def submit(self, election_id: str, typed: str, selections: object, channel: str = ONLINE) -> Submission:
         """Store the ballot (or find the identical earlier one)."""
+        result = self.submit_many(election_id, [(typed, selections)], channel)[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def submit_many(self, election_id: str, ballots: Sequence[tuple[str, object]],
+                    channel: str = ONLINE) -> list[Submission | ElectionError]:
+        """Store several (code, selections) ballots, in as few transactions as the intake groups
+        them; each gets its :class:`Submission` or its own error (invalid code or ballot, code
+        used). An election that is not open fails the whole call."""
         record = self.storage.get_election(election_id)
         if record.state != OPEN:
             raise PollNotOpenError(f"the poll for election {election_id!r} is {record.state}: "
                                 f"{'it has not opened yet' if record.state == 'draft' else 'it has closed'}")
-        clean = record.election.validate_selections(selections)
-        code, digest = self._code(election_id, typed)
-        leaf = Leaf.new(election_id, BALLOT if channel == ONLINE else POSTAL_LEAF, clean)
-        link = seal_link(code, election_id, leaf.ballot_id)
-        try:
-            outcome = self.storage.cast(election_id, digest, channel, leaf.ballot_id, leaf.to_bytes(), link,
-                                        require_state=OPEN)
-        except UnknownCodeError:
-            raise InvalidCodeError() from None
+        results: list[Submission | ElectionError | None] = [None] * len(ballots)
+        prepared: list[tuple[int, _Prepared]] = []
+        for i, (typed, selections) in enumerate(ballots):
+            try:
+                prepared.append((i, self._prepare(record.election, typed, selections, channel)))
+            except ElectionError as exc:
+                results[i] = exc
+        outcomes = self.intake.cast_many([item.request for _, item in prepared]) if prepared else []
+        stored = False
+        for (i, item), outcome in zip(prepared, outcomes):
+            if isinstance(outcome, UnknownCodeError):
+                results[i] = InvalidCodeError()
+            elif isinstance(outcome, Exception):
+                raise outcome  # the election closed meanwhile, or the database failed
+            else:
+                stored = stored or outcome.stored
+                try:
+                    results[i] = self._finish(item, outcome)
+                except ElectionError as exc:
+                    results[i] = exc
+        if stored and self.notifier:
+            self.notifier.wake_sequencer()
+        return results  # type: ignore[return-value]
+
+    def _prepare(self, election: Election, typed: str, selections: object, channel: str) -> "_Prepared":
+        clean = election.validate_selections(selections)
+        code, digest = self._code(election.id, typed)
+        leaf = Leaf.new(election.id, BALLOT if channel == ONLINE else POSTAL_LEAF, clean)
+        request = CastRequest(election.id, digest, channel, leaf.ballot_id, leaf.to_bytes(),
+                              seal_link(code, election.id, leaf.ballot_id), require_state=OPEN)
+        return _Prepared(code, clean, request)
+
+    def _finish(self, item: "_Prepared", outcome: CastOutcome) -> Submission:
+        request = item.request
         if outcome.stored:
-            if self.notifier:
-                self.notifier.wake_sequencer()
-            return Submission(leaf.ballot_id, new=True)
+            return Submission(request.ballot_id, new=True, election_id=request.election_id,
+                              seq=outcome.entry.seq if outcome.entry else None)
         # The code was used before: the same ballot again is idempotent, anything else conflicts.
-        if outcome.status != channel:
+        if outcome.status != request.channel:
             raise CodeUsedError(outcome.status)
-        ballot_id = open_link(code, election_id, outcome.link)
+        ballot_id = open_link(item.code, request.election_id, outcome.link)
         entry = self.storage.entry_by_ballot(ballot_id)
-        if entry is None or dict(Leaf.from_bytes(entry.leaf).selections) != {k: tuple(v) for k, v in clean.items()}:
+        if entry is None or dict(Leaf.from_bytes(entry.leaf).selections) != {
+                k: tuple(v) for k, v in item.clean.items()}:
             raise CodeUsedError(outcome.status)
-        return Submission(ballot_id, new=False)
+        return Submission(ballot_id, new=False, election_id=request.election_id)
 
     def cast(self, election_id: str, typed: str, selections: object, channel: str = ONLINE) -> Receipt:
         """Submit and wait for the signed receipt."""
-        return self.wait_for_receipt(self.submit(election_id, typed, selections, channel).ballot_id)
+        return self.wait_for(self.submit(election_id, typed, selections, channel))
 
     # --- receipts ------------------------------------------------------------------------
     def receipt(self, ballot_id: str) -> Receipt | None:
@@ -166,21 +218,45 @@ class BallotBox:
         return Receipt(election=entry.election, leaf_index=entry.leaf_index, leaf=entry.leaf,
                        inclusion_proof=tuple(proof), checkpoint=note)
 
-    def wait_for_receipt(self, ballot_id: str, timeout: float | None = None) -> Receipt:
+    def wait_for(self, submission: Submission, timeout: float | None = None) -> Receipt:
+        """Wait for the receipt of a ballot just submitted (woken when its batch is signed)."""
+        return self.wait_for_receipt(submission.ballot_id, timeout, election_id=submission.election_id,
+                                     seq=submission.seq)
+
+    def wait_for_receipt(self, ballot_id: str, timeout: float | None = None, *,
+                         election_id: str | None = None, seq: int | None = None) -> Receipt:
+        """The ballot's receipt once a signed checkpoint covers it, or ReceiptPendingError.
+
+        With the entry's ``election_id`` and ``seq`` (from :class:`Submission`), and a sequencer
+        in this process, the receipt is looked up only once the batch that sequenced it is
+        committed; otherwise at every batch, or every ``poll_interval`` when the sequencer runs
+        in another process.
+        """
         started = time.monotonic()
         deadline = started + (self.receipt_timeout if timeout is None else timeout)
+        in_process = self.notifier is not None and self.notifier.has_source
+        hinted = in_process and bool(election_id) and seq is not None
+        check = not hinted or self.notifier.sequenced_through(election_id) >= seq
         while True:
-            receipt = self.receipt(ballot_id)
-            if receipt is not None:
-                return receipt
+            if check:
+                receipt = self.receipt(ballot_id)
+                if receipt is not None:
+                    return receipt
+                if hinted and self.notifier.sequenced_through(election_id) >= seq:
+                    hinted = False  # sequenced but not found (see hsm_signer.notify): look at every batch
             remaining = deadline - time.monotonic()
             if remaining <= 0 or (not self.signer_healthy()
                                   and time.monotonic() - started >= self.unhealthy_grace):
                 raise ReceiptPendingError(ballot_id)
-            if self.notifier:
-                self.notifier.wait(min(remaining, 0.05))
+            if in_process:
+                # Woken by the batch that sequences this ballot (or by any batch, unhinted); at
+                # least every quarter second look anyway, and notice a signer in trouble.
+                woken = self.notifier.wait(min(remaining, 0.25), election_id if hinted else None,
+                                           seq if hinted else None)
+                check = not hinted or not woken or self.notifier.sequenced_through(election_id) >= seq
             else:
                 time.sleep(min(remaining, self.poll_interval))
+                check = True
 
 
 __all__ = ["BallotBox", "BallotError", "CodeStatus", "Submission", "CodeUsedError", "InvalidCodeError",

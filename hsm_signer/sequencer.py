@@ -34,6 +34,7 @@ from .log.checkpoint import Checkpoint, open_checkpoint, origin_for, sign_checkp
 from .log.merkle import leaf_hash, verify_consistency
 from .log.note import NoteVerifier
 from .log.tree import MerkleTree
+from .notify import Notifier
 from .signer import Signer
 from .storage.base import Storage, StoreView
 
@@ -41,6 +42,10 @@ log = logging.getLogger(__name__)
 
 
 HEARTBEAT_INTERVAL = 1.0
+BUSY_POLL = 0.002
+"""Seconds between looks for new entries while ballots are arriving (see _run_loop)."""
+BUSY_WINDOW = 2.0
+"""How long after the last batch the sequencer keeps looking that often."""
 HEARTBEAT_STALE = 10.0
 
 
@@ -110,44 +115,6 @@ class SignerState:
                 os.close(fd)
 
 
-class Notifier:
-    """In-process wake-ups: new entries wake the sequencer, committed batches wake waiters.
-
-    Two conditions, so that a stored ballot does not wake every request waiting for its
-    receipt (each would query the database for a receipt that cannot be there yet).
-    """
-
-    def __init__(self) -> None:
-        self._batches = threading.Condition()
-        self._batch = 0
-        self._work = threading.Condition()
-        self._pending = 0
-
-    def notify(self) -> None:
-        """A batch was committed: wake the receipt waiters."""
-        with self._batches:
-            self._batch += 1
-            self._batches.notify_all()
-
-    def wait(self, timeout: float) -> None:
-        """Wait for the next committed batch (or the timeout)."""
-        with self._batches:
-            start = self._batch
-            self._batches.wait_for(lambda: self._batch != start, timeout=timeout)
-
-    def wake_sequencer(self) -> None:
-        """A new entry was stored."""
-        with self._work:
-            self._pending += 1
-            self._work.notify_all()
-
-    def wait_for_work(self, timeout: float) -> None:
-        """The sequencer's idle wait: until an entry is stored (or the timeout)."""
-        with self._work:
-            start = self._pending
-            self._work.wait_for(lambda: self._pending != start, timeout=timeout)
-
-
 class Sequencer:
     def __init__(self, storage: Storage, signer: Signer, key_name: str, state: SignerState, *,
                  batch_size: int = 1000, max_wait: float = 0.02, notifier: Notifier | None = None):
@@ -189,7 +156,7 @@ class Sequencer:
         self.state.set(election_id, Signed(size, root))
         self.signatures += 1
         self.sequenced += len(pending)
-        self.notifier.notify()
+        self.notifier.notify(election_id, pending[-1].seq)
         return len(pending)
 
     def _check_stored_tree(self, election_id: str) -> Signed | None:
@@ -307,7 +274,16 @@ class Sequencer:
             log.warning("sequencer heartbeat not written: %s", exc)
 
     def _loop(self) -> None:
+        self.notifier.has_source = True
+        try:
+            self._run_loop()
+        finally:
+            self.notifier.has_source = False
+            self.notifier.notify()  # waiters go back to polling the database
+
+    def _run_loop(self) -> None:
         next_beat = 0.0
+        last_batch = -BUSY_WINDOW
         reported = None
         while not self._stop.is_set():
             periodic = time.monotonic() >= next_beat
@@ -336,8 +312,15 @@ class Sequencer:
                 log.error("sequencer: %s", exc)
                 self._stop.wait(1.0)
                 continue
-            if not done:
-                self.notifier.wait_for_work(self.max_wait)
+            if done:
+                last_batch = time.monotonic()
+            else:
+                # Ballots stored by this process wake us at once; those stored by other
+                # processes (the web server, when the sequencer runs on its own) are only
+                # seen by looking. Look every few milliseconds while ballots are arriving,
+                # every max_wait once the log has been quiet for a while.
+                busy = time.monotonic() - last_batch < BUSY_WINDOW
+                self.notifier.wait_for_work(min(self.max_wait, BUSY_POLL) if busy else self.max_wait)
 
     def start(self) -> "Sequencer":
         """Run in a background thread; raises SequencerBusyError if another one runs."""

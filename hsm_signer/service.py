@@ -18,6 +18,7 @@ from .bundle import KeyBundle
 from .errors import ConfigError
 from .sequencer import Notifier, Sequencer, SignerState, read_heartbeat
 from .storage import Storage, open_storage
+from .watch import CommitWatcher
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ class Service:
     ballots: BallotBox
     notifier: Notifier
     sequencer: Sequencer | None = None
+    watcher: CommitWatcher | None = None
     _checkpoint_signer: object = field(default=None, repr=False)
     _status_cache: bool = field(default=True, repr=False)
     _status_checked: float = field(default=0.0, repr=False)
@@ -98,12 +100,21 @@ class Service:
                               "at this token's ceremony bundle")
         return signer
 
+    def watch_commits(self) -> CommitWatcher:
+        """Wake this process's receipt waiters on batches a sequencer in another process commits."""
+        if self.watcher is None:
+            self.watcher = CommitWatcher(self.storage, self.notifier).start()
+        return self.watcher
+
     def start(self) -> "Service":
         if self.sequencer is not None:
             self.sequencer.start()
         return self
 
     def close(self) -> None:
+        self.ballots.close()
+        if self.watcher is not None:
+            self.watcher.stop()
         if self.sequencer is not None:
             self.sequencer.stop()
         self.storage.close()

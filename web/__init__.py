@@ -34,6 +34,7 @@ def create_app(config: config_mod.Config | str | Path | None = None, *, service:
     if service is None:
         cfg = config if isinstance(config, config_mod.Config) else config_mod.load(config)
         service = Service.open(cfg, with_sequencer=False).start()
+        service.watch_commits()  # the sequencer is another process: learn of its batches
     cfg = service.config
 
     app = Flask(__name__)

@@ -22,4 +22,4 @@ class Cast:
 def cast(ballots: BallotBox, election_id: str, code: str, selections: object) -> Cast:
     """Submit, then wait for the signed receipt (ReceiptPendingError if it is slow)."""
     submission = ballots.submit(election_id, code, selections)
-    return Cast(submission.ballot_id, ballots.wait_for_receipt(submission.ballot_id), submission.new)
+    return Cast(submission.ballot_id, ballots.wait_for(submission), submission.new)

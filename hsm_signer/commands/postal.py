@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 from pathlib import Path
 
 from ..ballots import CodeUsedError, InvalidCodeError, ReceiptPendingError
@@ -21,6 +22,9 @@ from ..election import BallotError
 from ..errors import ConfigError, HsmSignerError
 from ..storage.base import POSTAL
 from ._common import open_service, start_own_sequencer
+
+POSTAL_CHUNK = 1000
+"""Rows stored per group commit (and between progress lines)."""
 
 
 def register(subparsers) -> None:
@@ -78,13 +82,20 @@ def record_cmd(args) -> int:
         start_own_sequencer(service)
         report = {"recorded": [], "duplicates": [], "invalid": [], "pending": []}
         stored: list[tuple[int, str]] = []
-        for line, code, selections in rows:
-            try:
-                stored.append((line, service.ballots.submit(args.election, code, selections, channel=POSTAL).ballot_id))
-            except CodeUsedError as exc:
-                report["duplicates"].append({"line": line, "reason": str(exc)})
-            except (InvalidCodeError, BallotError) as exc:
-                report["invalid"].append({"line": line, "reason": str(exc)})
+        for start in range(0, len(rows), POSTAL_CHUNK):
+            chunk = rows[start:start + POSTAL_CHUNK]
+            results = service.ballots.submit_many(args.election, [(code, sel) for _, code, sel in chunk], channel=POSTAL)
+            for (line, _, _), result in zip(chunk, results):
+                if isinstance(result, CodeUsedError):
+                    report["duplicates"].append({"line": line, "reason": str(result)})
+                elif isinstance(result, (InvalidCodeError, BallotError)):
+                    report["invalid"].append({"line": line, "reason": str(result)})
+                elif isinstance(result, Exception):
+                    raise result
+                else:
+                    stored.append((line, result.ballot_id))
+            if len(rows) > POSTAL_CHUNK:
+                print(f"  stored {min(start + POSTAL_CHUNK, len(rows)):,} of {len(rows):,} rows", file=sys.stderr)
         for line, ballot_id in stored:
             try:
                 receipt = service.ballots.wait_for_receipt(ballot_id, timeout=60)

@@ -1,0 +1,95 @@
+"""In-process wake-ups between the request threads and the sequencer.
+
+Two directions, kept apart so that nobody is woken for nothing:
+
+* a stored ballot wakes the sequencer (:meth:`Notifier.wake_sequencer`), not the
+  requests waiting for receipts;
+* a committed batch wakes only the requests whose ballots it sequenced. The sequencer
+  says up to which entry (``seq``) of which election it sequenced; a waiter that knows its
+  entry's ``seq`` sleeps until then. Waking every waiter on every batch made each of them
+  query the database for a receipt that, for most, was not there yet.
+
+The ``seq`` test is a hint, never trusted for correctness: a woken waiter still looks its
+receipt up, and one that does not find it (PostgreSQL can commit a lower ``seq`` after a
+higher one) or that gives no ``seq`` waits for the next batch instead.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+
+
+class Notifier:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sequenced: dict[str, int] = {}                 # election -> highest seq sequenced
+        self._waiting: dict[str, list[tuple[int, int, threading.Event]]] = {}  # heaps by seq
+        self._next_batch: list[threading.Event] = []         # woken by any batch
+        self._tiebreak = itertools.count()
+        self._work = threading.Condition()
+        self._pending = 0
+        # Something in this process calls notify() for every committed batch: the
+        # sequencer's loop, or a CommitWatcher (hsm_signer.watch) when it runs elsewhere.
+        self.has_source = False
+
+    # --- committed batches -> receipt waiters ---------------------------------------------
+    def notify(self, election_id: str | None = None, through_seq: int | None = None) -> None:
+        """A batch was committed: for ``election_id`` up to entry ``through_seq`` (None: wake all)."""
+        with self._lock:
+            woken, self._next_batch = self._next_batch, []
+            if election_id is None or through_seq is None:
+                for heap in self._waiting.values():
+                    woken += [event for _, _, event in heap]
+                self._waiting.clear()
+            else:
+                if through_seq > self._sequenced.get(election_id, -1):
+                    self._sequenced[election_id] = through_seq
+                heap = self._waiting.get(election_id, [])
+                while heap and heap[0][0] <= through_seq:
+                    woken.append(heapq.heappop(heap)[2])
+        for event in woken:
+            event.set()
+
+    def sequenced_through(self, election_id: str) -> int:
+        """The highest entry seq of the election a batch in this process has sequenced (-1: none)."""
+        with self._lock:
+            return self._sequenced.get(election_id, -1)
+
+    def wait(self, timeout: float, election_id: str | None = None, seq: int | None = None) -> bool:
+        """Sleep until a batch sequences entry ``seq`` of ``election_id`` (without them: until the
+        next batch), or the timeout; True if woken by a batch."""
+        event = threading.Event()
+        with self._lock:
+            if election_id is None or seq is None or self._sequenced.get(election_id, -1) >= seq:
+                item = None
+                self._next_batch.append(event)
+            else:
+                item = (seq, next(self._tiebreak), event)
+                heapq.heappush(self._waiting.setdefault(election_id, []), item)
+        if event.wait(timeout):
+            return True
+        with self._lock:  # timed out: take our entry back
+            if item is None:
+                if event in self._next_batch:
+                    self._next_batch.remove(event)
+            else:
+                heap = self._waiting.get(election_id, [])
+                if item in heap:
+                    heap.remove(item)
+                    heapq.heapify(heap)
+        return event.is_set()
+
+    # --- stored ballots -> the sequencer ------------------------------------------------------
+    def wake_sequencer(self) -> None:
+        """A new entry was stored."""
+        with self._work:
+            self._pending += 1
+            self._work.notify_all()
+
+    def wait_for_work(self, timeout: float) -> None:
+        """The sequencer's idle wait: until an entry is stored (or the timeout)."""
+        with self._work:
+            start = self._pending
+            self._work.wait_for(lambda: self._pending != start, timeout=timeout)

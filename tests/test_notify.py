@@ -1,0 +1,104 @@
+"""Wake-ups: a committed batch wakes the requests whose ballots it sequenced, and no others."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from hsm_signer.notify import Notifier
+from hsm_signer.watch import CommitWatcher
+
+
+def _waiter(notifier, results, key, *args):
+    def run():
+        results[key] = notifier.wait(5.0, *args)
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def _settle():
+    time.sleep(0.05)
+
+
+def test_a_batch_wakes_only_the_waiters_it_sequenced():
+    notifier = Notifier()
+    results: dict = {}
+    threads = [_waiter(notifier, results, seq, "e", seq) for seq in (3, 7, 12)]
+    other = _waiter(notifier, results, "other-election", "f", 1)
+    _settle()
+    notifier.notify("e", 7)
+    threads[0].join(1), threads[1].join(1)
+    _settle()
+    assert results == {3: True, 7: True}
+    notifier.notify("e", 12)
+    threads[2].join(1)
+    assert results[12] is True and "other-election" not in results
+    notifier.notify()  # no election: everyone
+    other.join(1)
+    assert results["other-election"] is True
+    assert notifier.sequenced_through("e") == 12 and notifier.sequenced_through("f") == -1
+
+
+def test_a_waiter_without_a_seq_wakes_at_the_next_batch_of_any_election():
+    notifier = Notifier()
+    results: dict = {}
+    thread = _waiter(notifier, results, "any")
+    _settle()
+    notifier.notify("e", 1)
+    thread.join(1)
+    assert results == {"any": True}
+
+
+def test_a_waiter_whose_entry_was_already_reported_waits_for_the_next_batch():
+    notifier = Notifier()
+    notifier.notify("e", 10)
+    results: dict = {}
+    thread = _waiter(notifier, results, "late", "e", 5)  # seq 5 <= 10: not found yet, so any batch
+    _settle()
+    assert "late" not in results
+    notifier.notify("e", 11)
+    thread.join(1)
+    assert results == {"late": True}
+
+
+def test_a_timed_out_waiter_leaves_nothing_behind():
+    notifier = Notifier()
+    assert notifier.wait(0.01, "e", 4) is False
+    assert notifier.wait(0.01) is False
+    assert notifier._waiting.get("e") == [] and notifier._next_batch == []
+
+
+def test_the_watcher_turns_another_process_s_commits_into_wake_ups(tmp_path):
+    """Storage shows a new checkpoint (another process's sequencer): the waiters of its entries wake."""
+    from hsm_signer.election import Election
+    from hsm_signer.storage import open_storage
+
+    from servicekit import DEMO_ELECTION
+
+    election = DEMO_ELECTION["id"]
+    store = open_storage(f"sqlite:///{tmp_path}/db.sqlite3")
+    store.create_election(Election.from_dict(DEMO_ELECTION))
+    store.set_state(election, "open")
+    store.add_codes(election, [bytes([i]) * 32 for i in range(3)])
+    seqs = [store.cast(election, bytes([i]) * 32, "online", f"w{i}".ljust(32, "0"), b"leaf", b"link",
+                       require_state="open").entry.seq for i in range(3)]
+    notifier = Notifier()
+    watcher = CommitWatcher(store, notifier, interval=0.002).start()
+    try:
+        assert notifier.has_source
+        results: dict = {}
+        first, last = _waiter(notifier, results, "first", election, seqs[0]), _waiter(notifier, results, "last", election, seqs[2])
+        _settle()
+        store.commit_batch(election, [(seqs[0], 0), (seqs[1], 1)], [], 2, "note-2")
+        first.join(2)
+        _settle()
+        assert results == {"first": True}
+        store.commit_batch(election, [(seqs[2], 2)], [], 3, "note-3")
+        last.join(2)
+        assert results == {"first": True, "last": True}
+        assert notifier.sequenced_through(election) == seqs[2]
+    finally:
+        watcher.stop()
+        store.close()
+    assert not notifier.has_source
