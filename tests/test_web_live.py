@@ -81,9 +81,10 @@ def http(method: str, url: str, body: object | None = None, timeout: float = 30)
 class ServeProcess:
     """``hsm-signer serve`` in its own session (so kill -9 reaches gunicorn's worker too)."""
 
-    def __init__(self, config: Path, log: Path, **env: str):
+    def __init__(self, config: Path, log: Path, *args: str, **env: str):
         self.config = config
         self.log = log
+        self.args = args  # more `serve` options, e.g. ("--sequencer", "thread")
         self.env = command_env(**env)
         self.port = free_port()
         self.process: subprocess.Popen | None = None
@@ -96,7 +97,7 @@ class ServeProcess:
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "hsm_signer", "--config", str(self.config), "serve",
-                 "--port", str(self.port), "--threads", "8"],
+                 "--port", str(self.port), "--threads", "8", *self.args],
                 stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -1,16 +1,22 @@
-"""``hsm-signer serve``: the web front end and the sequencer in one process.
+"""``hsm-signer serve``: the web front end, with the sequencer beside it.
 
-Runs the Flask app under gunicorn with **one** worker process and a pool of threads
-(``gthread``). One worker, because the sequencer must run in exactly one process (its
-lock file enforces that) and its in-process notifier wakes receipt waiters at once;
-threads, because a request spends most of its time waiting for the batch signature.
-Gunicorn rather than Werkzeug's development server: a bounded thread pool (SQLite
-storage keeps one connection per thread, so a thread-per-request server would pile up
-connections), worker supervision and graceful shutdown on SIGTERM.
+The web server is the Flask app under gunicorn with **one** worker process and a pool of
+threads (``gthread``). The sequencer runs, by ``--sequencer``:
 
-The HSM is opened in the worker, after the fork: PKCS#11 sessions do not survive fork().
-If a separate ``hsm-signer sequencer`` already runs for this database, this process
-leaves the signing to it and polls for receipts.
+* ``process`` (the default): as its own process; ``serve`` then supervises two children,
+  the sequencer and the web server (:mod:`.supervise` says how and why). The web worker
+  learns of committed batches through a :class:`~hsm_signer.watch.CommitWatcher`.
+* ``thread``: inside the web worker, as before; chosen anyway when the HSM PIN is typed
+  in (``prompt`` or ``shares``), so that it is asked for once.
+* ``none``: not at all; another process signs (``hsm-signer sequencer``, or the
+  supervisor of the default form).
+
+Threads, because a request spends most of its time waiting for its batch's signature: a
+waiting thread costs no CPU, and the pool must cover the voters casting at the same time
+(default 64). Gunicorn rather than Werkzeug's development server: a bounded thread pool
+(SQLite storage keeps one connection per thread), worker supervision and graceful
+shutdown on SIGTERM. The HSM is opened in the worker, after the fork: PKCS#11 sessions
+do not survive fork().
 
 For several worker processes run gunicorn directly with ``web:create_app()`` and one
 ``hsm-signer sequencer`` (docs/WEB.md).
@@ -25,19 +31,25 @@ from ..errors import ConfigError, HsmSignerError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_THREADS = 16
+DEFAULT_THREADS = 64
+SEQUENCER_MODES = ("process", "thread", "none")
+INTERACTIVE_PIN_SOURCES = ("prompt", "shares")
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("serve", help="serve the voter pages and the API, with the sequencer in-process")
+    parser = subparsers.add_parser("serve", help="serve the voter pages and the API, with the sequencer beside them")
     parser.add_argument("--host", help="address to listen on (default: server.host of the config)")
     parser.add_argument("--port", type=int, help="port to listen on (default: server.port of the config)")
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                         help=f"request threads (default {DEFAULT_THREADS})")
+    parser.add_argument("--sequencer", choices=SEQUENCER_MODES, default="process",
+                        help="run the sequencer as a process of its own (default), as a thread of the "
+                             "web worker (chosen anyway when the HSM PIN is typed in), or not at all "
+                             "(another process signs)")
     parser.set_defaults(func=run)
 
 
-def _gunicorn_app(cfg: config_mod.Config, bind: str, threads: int):
+def _gunicorn_app(cfg: config_mod.Config, bind: str, threads: int, sequencer: str):
     from gunicorn.app.base import BaseApplication
 
     state: dict = {}
@@ -51,8 +63,11 @@ def _gunicorn_app(cfg: config_mod.Config, bind: str, threads: int):
         try:
             service = Service.open(cfg)
             state["service"] = service
-            if start_own_sequencer(service) is None:
-                log.info("another sequencer signs for this database; this server polls for receipts")
+            if sequencer == "none":
+                service.watch_commits()
+            elif start_own_sequencer(service) is None:
+                log.info("another sequencer signs for this database; this server follows its batches")
+                service.watch_commits()
             return create_app(service=service)
         except HsmSignerError as exc:
             log.error("cannot start: %s", exc)
@@ -79,7 +94,7 @@ def _gunicorn_app(cfg: config_mod.Config, bind: str, threads: int):
 
 
 def serve(cfg: config_mod.Config, *, host: str | None = None, port: int | None = None,
-          threads: int = DEFAULT_THREADS) -> int:
+          threads: int = DEFAULT_THREADS, sequencer: str = "process") -> int:
     """Serve until SIGTERM or Ctrl-C (``hsm-signer serve`` and ``hsm-signer demo``).
 
     Host and port default to the config's ``[server]`` table.
@@ -88,12 +103,24 @@ def serve(cfg: config_mod.Config, *, host: str | None = None, port: int | None =
     port = cfg.server.port if port is None else port
     if threads < 1:
         raise ConfigError("--threads must be at least 1")
+    if sequencer not in SEQUENCER_MODES:
+        raise ConfigError(f"--sequencer must be one of {', '.join(SEQUENCER_MODES)}")
+    if sequencer == "process" and cfg.hsm.pin.source in INTERACTIVE_PIN_SOURCES:
+        log.info("the HSM PIN is typed in (%s): the sequencer runs in the web process, so it is asked once",
+                 cfg.hsm.pin.source)
+        sequencer = "thread"
+    if sequencer == "process":
+        from .supervise import Supervisor, child_command
+        web = child_command(cfg.path, "serve", "--host", host, "--port", str(port), "--threads", str(threads),
+                            "--sequencer", "none")
+        return Supervisor(web, child_command(cfg.path, "sequencer")).run()
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    log.info("serving http://%s/ with the sequencer in-process (%d threads)", bind, threads)
-    _gunicorn_app(cfg, bind, threads).run()  # gunicorn exits the process when it stops
+    log.info("serving http://%s/ (%d threads); the sequencer %s", bind, threads,
+             "runs in this process" if sequencer == "thread" else "runs in another process")
+    _gunicorn_app(cfg, bind, threads, sequencer).run()  # gunicorn exits the process when it stops
     return 0
 
 
 def run(args) -> int:
     cfg = config_mod.load(args.config)  # validated here, before any process starts
-    return serve(cfg, host=args.host, port=args.port, threads=args.threads)
+    return serve(cfg, host=args.host, port=args.port, threads=args.threads, sequencer=args.sequencer)
