@@ -5,9 +5,11 @@ configurations docs/WEB.md documents, each compared with a hello-world app serve
 *exactly* the same configuration:
 
 * ``serve`` (the default, "enough for an election of the 2022 size on one host"):
-  ``hsm-signer serve`` — gunicorn, one worker process, ``gthread`` with 16 threads, the
-  sequencer in that process; its hello-world twin is :mod:`bench.hello_server`, which
-  builds the very same gunicorn application and only swaps the WSGI app;
+  ``hsm-signer serve`` — gunicorn, one worker process, ``gthread`` with the default
+  request threads (``serve.DEFAULT_THREADS``, 64), and the sequencer in a process of its
+  own that ``serve`` starts and supervises; its hello-world twin is
+  :mod:`bench.hello_server`, which builds the very same gunicorn application (same
+  thread count) and only swaps the WSGI app;
 * ``workers``: ``gunicorn --workers 4 --worker-class gthread --threads 16
   --access-logfile - --no-control-socket 'web:create_app()'`` plus one separate
   ``hsm-signer sequencer`` process (workers poll for receipts); its twin is the same
@@ -15,8 +17,15 @@ configurations docs/WEB.md documents, each compared with a hello-world app serve
 
 The real app runs with SoftHSM keys and SQLite WAL + synchronous=FULL; every 2xx answer
 is a signed receipt with its inclusion proof. The slow HSM is :mod:`bench.slow_server`
-(+100 ms per checkpoint signature, a USB-class HSM). Hello-world
-(:mod:`bench.hello_app`) parses the JSON body and answers 201.
+(+100 ms per checkpoint signature, a USB-class HSM; the sequencer process of a slow
+server is slow too). Hello-world (:mod:`bench.hello_app`) parses the JSON body and
+answers 201.
+
+The full run adds rows for the alternatives the defaults were chosen over, each on its
+own fresh server: a device that does one PKCS#11 operation at a time across all the
+server's processes ("device-exclusive"), the sequencer as a thread of the web worker
+(``--sequencer thread``, the previous design) and 16 request threads (``--threads 16``,
+the previous default).
 
 Load: ``wrk`` on loopback posting ballots, each with a distinct voting code (Lua script
 ``bench/wrk/cast.lua``; why wrk: :mod:`bench.loadgen`), the same connections and duration
@@ -40,8 +49,6 @@ NAME = "cast"
 TITLE = "Cast throughput vs the framework ceiling (HTTP), fast and slow HSM"
 
 RATE_LIMIT_ENV = {"HSM_SIGNER_WEB_RATELIMIT_DEFAULT": "100000000 per minute"}
-PROPOSED_FIXES = "keyed-node-read,writer-lock"
-"""The product changes the profile points at (bench/whatif.py), measured as extra rows."""
 
 
 @dataclass(frozen=True)
@@ -50,33 +57,45 @@ class Variant:
     config: str = "serve"        # "serve" (hsm-signer serve) or "workers" (gunicorn 4 workers + sequencer)
     hello: bool = False
     slow: bool = False
-    exclusive: bool = False      # slow HSM that holds the PKCS#11 lock through the delay
-    whatif: str = ""             # bench/whatif.py fixes applied in the server processes
-    threads: int | None = None   # request threads; None: the documented 16
+    exclusive: bool = False      # slow HSM holding a lock across the server's processes through the delay
+    sequencer: str = "process"   # serve --sequencer: "process" (the default) or "thread" (in the web worker)
+    threads: int | None = None   # request threads; None: serve.DEFAULT_THREADS, or WORKER_THREADS for "workers"
     full_only: bool = False      # extra rows of the full run (not in --smoke)
 
 
 HELLO, FAST, SLOW = "hello-world", "hsm-signer", "hsm-signer, slow HSM"
-WORKERS = 4
+WORKERS, WORKER_THREADS = 4, 16
+"""docs/WEB.md's several-workers command line: gunicorn workers, and threads in each."""
 MAX_CODES_RATE = 1500
 """Ballots/s the first round issues codes for (later rounds: twice the rate seen)."""
+PROFILE_SECONDS = 6
+"""Seconds per py-spy recording; a profiled server's recordings follow one another under one load."""
 VARIANTS = (
     Variant(HELLO, hello=True),
     Variant(FAST),
     Variant(SLOW, slow=True),
     Variant("slow HSM, device-exclusive", slow=True, exclusive=True, full_only=True),
-    Variant("what-if: proposed fixes", whatif=PROPOSED_FIXES, full_only=True),
-    Variant("what-if: proposed fixes, slow HSM", slow=True, whatif=PROPOSED_FIXES, full_only=True),
-    Variant("what-if: fixes, 128 threads", whatif=PROPOSED_FIXES, threads=128, full_only=True),
-    Variant("what-if: fixes, 128 threads, slow HSM", slow=True, whatif=PROPOSED_FIXES, threads=128, full_only=True),
+    Variant("sequencer as a thread", sequencer="thread", full_only=True),
+    Variant("sequencer as a thread, slow HSM", slow=True, sequencer="thread", full_only=True),
+    Variant("16 threads", threads=16, full_only=True),
+    Variant("16 threads, slow HSM", slow=True, threads=16, full_only=True),
     Variant("workers: hello-world", config="workers", hello=True, full_only=True),
     Variant("workers: hsm-signer", config="workers", full_only=True),
     Variant("workers: hsm-signer, slow HSM", config="workers", slow=True, full_only=True),
-    Variant("workers: what-if: proposed fixes", config="workers", whatif=PROPOSED_FIXES, full_only=True),
 )
+ALTERNATIVES = ("slow HSM, device-exclusive", "sequencer as a thread", "sequencer as a thread, slow HSM",
+                "16 threads", "16 threads, slow HSM")
+"""Rows that change one thing of the default server (their chart colour differs)."""
+
+
+def _default_threads() -> int:
+    """``hsm-signer serve``'s request threads when ``--threads`` is not given."""
+    from hsm_signer.commands.serve import DEFAULT_THREADS
+    return DEFAULT_THREADS
 
 
 def _hello_of(variant: Variant) -> str:
+    """The hello-world a row is divided by: its configuration's, always at the default thread count."""
     return "workers: hello-world" if variant.config == "workers" else HELLO
 
 
@@ -129,7 +148,7 @@ def _gunicorn_command(app: str, port: int, threads: int | None) -> list[str]:
     """docs/WEB.md's several-workers command line, on loopback."""
     import sys
     return [sys.executable, "-m", "gunicorn", "--workers", str(WORKERS), "--worker-class", "gthread",
-            "--threads", str(threads or 16), "--bind", f"127.0.0.1:{port}", "--access-logfile", "-",
+            "--threads", str(threads or WORKER_THREADS), "--bind", f"127.0.0.1:{port}", "--access-logfile", "-",
             "--no-control-socket", app]
 
 
@@ -146,18 +165,18 @@ def _real_server(directory: Path, conf: Path, label: str, variant: Variant, *, c
     finally:
         service.close()
     port = free_port()
-    cli = "bench.slow_server" if variant.slow else ("bench.whatif" if variant.whatif else "hsm_signer")
-    env = {**RATE_LIMIT_ENV, "HSM_SIGNER_BENCH_WHATIF": variant.whatif,
-           "HSM_SIGNER_BENCH_SLOW_HSM_EXCLUSIVE": "1" if variant.exclusive else "0",
+    cli = "bench.slow_server" if variant.slow else "hsm_signer"
+    env = {**RATE_LIMIT_ENV, "HSM_SIGNER_BENCH_SLOW_HSM_EXCLUSIVE": "1" if variant.exclusive else "0",
            "HSM_SIGNER_CONFIG": str(kit.config_path)}
     if variant.config == "serve":
         args = ["--config", str(kit.config_path), "serve", "--host", "127.0.0.1", "--port", str(port)]
         if variant.threads:
             args += ["--threads", str(variant.threads)]
+        if variant.sequencer == "thread":
+            args += ["--sequencer", "thread"]
         server = Server(f"{variant.name} #{serial}", python_module(cli, *args), port, directory / "server.log", env=env)
         return kit, codes, server
-    app = "bench.whatif:create_app()" if variant.whatif else "web:create_app()"
-    web = Server(f"{variant.name} #{serial}", _gunicorn_command(app, port, variant.threads), port,
+    web = Server(f"{variant.name} #{serial}", _gunicorn_command("web:create_app()", port, variant.threads), port,
                  directory / "server.log", env=env)
     sequencer = Server(f"sequencer #{serial}", python_module(cli, "--config", str(kit.config_path), "sequencer"),
                        None, directory / "sequencer.log", env=env, ready_text="sequencer running")
@@ -241,8 +260,8 @@ def run(ctx: Context) -> dict:
     for variant in variants[3:]:
         if not variant.hello:
             ratios[f"{variant.name}.over_hello"] = table[variant.name]["over_hello"]
-    pairs = {"what-if: proposed fixes, slow HSM": "what-if: proposed fixes",
-             "what-if: fixes, 128 threads, slow HSM": "what-if: fixes, 128 threads",
+    pairs = {"sequencer as a thread, slow HSM": "sequencer as a thread",
+             "16 threads, slow HSM": "16 threads",
              "workers: hsm-signer, slow HSM": "workers: hsm-signer",
              "slow HSM, device-exclusive": FAST}
     for slow_name, fast_name in pairs.items():
@@ -261,57 +280,77 @@ def run(ctx: Context) -> dict:
                f"{slow['ok_per_s']:,.0f}/s ({ratios['slow_over_fast']:.2f}× fast), p99 {slow['p99_ms']:.0f} ms")
     result = {"summary": summary, "ratios": ratios, "goals": goals, "table": table, "runs": runs,
               "variants": {v.name: {"config": v.config, "slow": v.slow, "exclusive": v.exclusive,
-                                    "whatif": v.whatif, "threads": v.threads} for v in variants},
+                                    "sequencer": v.sequencer, "threads": v.threads} for v in variants},
               "params": {"seconds": seconds, "warmup_seconds": warmup, "connections": connections,
-                         "rounds": rounds, "wrk_threads": 2, "workers": WORKERS, "slow_delay_ms": 100}}
+                         "rounds": rounds, "wrk_threads": 2, "workers": WORKERS, "worker_threads": WORKER_THREADS,
+                         "slow_delay_ms": 100,
+                         "serve_threads": _default_threads()}}
     if not ctx.smoke and not all(g["met"] for g in goals):
         result["profile"] = _profile(ctx, conf, connections, MAX_CODES_RATE)
     return result
 
 
 def _profile(ctx: Context, conf: Path, connections: int, bound: float) -> dict:
-    """Where the real server's time goes under the same load: py-spy on its worker process."""
+    """Where the default server's time goes under the same load: py-spy on its web worker.
+
+    Fast HSM only, the sequencer process too (where its CPU goes): with the sequencer in
+    a process of its own, the worker's profile no longer shows it.
+    """
+    import threading
+
     from . import loadgen
     from .servers import profile, py_spy_available, summarize_profile
 
     if not py_spy_available():
         return {"skipped": "py-spy is not installed (pip install py-spy)"}
     profiles = {}
+    each = PROFILE_SECONDS
     for slow in (False, True):
-        seconds = 12
         directory = ctx.workdir / f"profile-{'slow' if slow else 'fast'}"
         variant = Variant(SLOW if slow else FAST, slow=slow)
+        # (what, heading, GIL holder only)
+        recordings = [("worker", "cpu (GIL holder)", True), ("worker", "wall clock (all threads)", False)]
+        if not slow:
+            recordings.append(("sequencer", "sequencer process, cpu", True))
+        seconds = each * len(recordings) + 2
         kit, codes, server = _real_server(directory, conf, f"bench-profile-{int(slow)}", variant,
-                                          codes_needed=math.ceil(bound * (seconds + 4)) + 500, serial=99)
+                                          codes_needed=math.ceil(bound * (seconds + 2)) + 500, serial=99)
         codes_file = _write_codes(directory / "codes.txt", codes)
         with server:
-            worker = server.worker_pids()[0]
-            import threading
             load = threading.Thread(target=loadgen.cast_load, args=(server.port, codes_file, kit.election_id),
-                                    kwargs={"seconds": seconds + 2, "connections": connections})
+                                    kwargs={"seconds": seconds, "connections": connections})
             load.start()
             time.sleep(1)
+            pids = {"worker": server.worker_pids()[0], "sequencer": next(iter(server.sequencer_pids()), None)}
             entry = {}
-            for kind, gil_only in (("cpu (GIL holder)", True), ("wall clock (all threads)", False)):
-                raw = directory / f"profile-{'gil' if gil_only else 'wall'}.txt"
-                spy = profile(worker, seconds / 2, raw, gil_only=gil_only)
-                spy.wait(timeout=seconds + 30)
-                entry[kind] = summarize_profile(raw) if raw.exists() else {"error": spy.stderr.read().decode()[-300:]}
-                entry[kind]["seconds"] = seconds / 2
+            for what, heading, gil_only in recordings:
+                if pids[what] is None:
+                    entry[heading] = {"error": f"no {what} process found"}
+                    continue
+                raw = directory / f"profile-{what}-{'gil' if gil_only else 'wall'}.txt"
+                spy = profile(pids[what], each, raw, gil_only=gil_only)
+                spy.wait(timeout=each + 30)
+                entry[heading] = summarize_profile(raw) if raw.exists() else {"error": spy.stderr.read().decode()[-300:]}
+                entry[heading]["seconds"] = each
             load.join()
         profiles["slow HSM" if slow else "fast HSM"] = entry
-        ctx.log(f"cast/profile {'slow' if slow else 'fast'}: {entry['cpu (GIL holder)'].get('samples')} GIL samples")
+        ctx.log(f"cast/profile {'slow' if slow else 'fast'}: "
+                + ", ".join(f"{heading}: {data.get('samples')} samples" for heading, data in entry.items()))
     return profiles
 
 
 def render(result: dict, charts) -> str:
     table, p = result["table"], result["params"]
+    threads = p.get("serve_threads") or _default_threads()
+    worker_threads = p.get("worker_threads", WORKER_THREADS)
     lines = [result["summary"] + ".", "",
-             "Server configurations: *serve* = `hsm-signer serve` (gunicorn, 1 worker, gthread, 16 threads, "
-             f"sequencer in-process); *workers* = gunicorn {p['workers']} workers × gthread 16 threads + a separate "
-             f"`hsm-signer sequencer` (docs/WEB.md). Each hello-world runs in exactly its configuration. Load: wrk, {p['connections']} connections, {p['wrk_threads']} "
-             f"threads, {p['seconds']} s per run after a {p['warmup_seconds']} s warm-up, median of {p['rounds']} "
-             "interleaved rounds, each on a fresh server and database.", "",
+             f"Server configurations: *serve* = `hsm-signer serve` (gunicorn, 1 worker, gthread, {threads} threads, "
+             "the sequencer in its own process, started and supervised by serve); *workers* = gunicorn "
+             f"{p['workers']} workers × gthread {worker_threads} threads + a separate `hsm-signer sequencer` "
+             "(docs/WEB.md). Each hello-world runs in exactly its configuration, at its default thread count. "
+             f"Load: wrk, {p['connections']} connections, {p['wrk_threads']} threads, {p['seconds']} s per run after "
+             f"a {p['warmup_seconds']} s warm-up, median of {p['rounds']} interleaved rounds, each on a fresh server "
+             "and database.", "",
              "| server | ballots/s (2xx) | / hello-world | p50 ms | p95 ms | p99 ms | HSM signatures per ballot | non-2xx |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, row in table.items():
@@ -320,12 +359,14 @@ def render(result: dict, charts) -> str:
                      f"{fmt(row['p95_ms'])} | {fmt(row['p99_ms'])} | {'–' if spb is None else f'{spb:.4f}'} | "
                      f"{row['non_ok']} |")
     if len(table) > 3:
-        lines += ["", "Rows after the first three are extra measurements of the same run; \"/ hello-world\" is "
-                  "against the hello-world of the same server configuration. *device-exclusive* "
-                  "holds the process's PKCS#11 lock through the 100 ms (a one-thing-at-a-time device: the code "
-                  "HMACs wait behind each signature); *what-if* rows run the server with the product changes "
-                  f"proposed below applied as patches by bench/whatif.py ({PROPOSED_FIXES}), and with "
-                  "`hsm-signer serve --threads 128`. They are not the product's figures."]
+        lines += ["", "Rows after the first three are extra measurements of the same run, each changing one thing "
+                  "of the default server; \"/ hello-world\" is against the hello-world of the same server "
+                  "configuration at its default thread count (for the *16 threads* rows too). "
+                  "*device-exclusive*: the slow HSM does one PKCS#11 operation at a time across all the "
+                  "server's processes (the code HMACs wait behind each 100 ms signature); "
+                  "*sequencer as a thread*: `hsm-signer serve --sequencer thread`, the previous design, where the "
+                  "sequencer shares the web worker's interpreter and GIL; *16 threads*: `hsm-signer serve "
+                  f"--threads 16`, the previous default (now {threads})."]
     lines.append("")
     lines.append("| goal | target | measured | verdict |")
     lines.append("|---|---|---:|---|")
@@ -333,15 +374,16 @@ def render(result: dict, charts) -> str:
         lines.append(f"| {g['name']} | {g['target']} | {g['measured']} | "
                      f"{'met' if g['met'] else 'MISSED, ' + g.get('shortfall', '')} |")
     lines.append("")
-    colors = ["#999999" if "hello" in name else "#dd8452" if "what-if" in name else "#4c72b0" for name in table]
+    colors = ["#999999" if "hello" in name else "#55a868" if name in ALTERNATIVES else "#4c72b0" for name in table]
     lines.append(charts.hbars("cast", list(table), [row["ok_per_s"] for row in table.values()],
-                              title="Ballots per second over HTTP (grey: hello-world; orange: what-if)",
+                              title="Ballots per second over HTTP (grey: hello-world; green: an alternative)",
                               xlabel="2xx answers per second (log)", logx=True, colors=colors,
                               annotate=[f"{row['ok_per_s']:,.0f}/s, p99 {row['p99_ms']:,.0f} ms"
                                         for row in table.values()]))
     profile_data = result.get("profile")
     if profile_data:
-        lines += ["", "**Profile** (py-spy on the real server's worker under the same load):", ""]
+        lines += ["", "**Profile** (py-spy on the default server under the same load: its web worker, and with "
+                  "the fast HSM its sequencer process):", ""]
         if "skipped" in profile_data:
             lines.append(profile_data["skipped"])
         for variant, kinds in profile_data.items():

@@ -16,10 +16,7 @@ config: SoftHSM keys, SQLite WAL + synchronous=FULL), the voters over HTTP:
 
 The total is the sum of phases 1-8 (setting up the token, keys and election definition
 is the key ceremony's job, weeks earlier, and is not counted). Every phase has a time
-limit; a phase that hits it ends the run there ("did not finish"). When the product as
-shipped does not finish, the full run repeats the election with the product changes
-proposed by the other benchmarks applied as patches (:mod:`bench.whatif`), reported
-as a "what if", not as the product's figures.
+limit; a phase that hits it ends the run there ("did not finish").
 """
 
 from __future__ import annotations
@@ -36,7 +33,6 @@ NAME = "election"
 TITLE = "The full election at the motivating scale (160,000 members)"
 
 PHASES = ("codes", "open", "online", "postal", "close", "tally", "export", "audit")
-PROPOSED_FIXES = "keyed-node-read,writer-lock"
 
 
 def missing_prerequisite() -> str | None:
@@ -69,22 +65,19 @@ class PhaseTimeout(Exception):
 class Election:
     """One election run: the commands, the server, and each phase's time."""
 
-    def __init__(self, ctx: Context, directory: Path, conf: Path, label: str, *, whatif: str, limits: dict):
+    def __init__(self, ctx: Context, directory: Path, conf: Path, label: str, *, limits: dict):
         from . import servicekit
         self.ctx = ctx
         self.directory = directory
         self.kit = servicekit.provision(directory, label=label, token_conf=conf)
-        self.whatif = whatif
         self.limits = limits
-        self.env = {"HSM_SIGNER_BENCH_WHATIF": whatif,
-                    "HSM_SIGNER_WEB_RATELIMIT_DEFAULT": "100000000 per minute"}
+        self.env = {"HSM_SIGNER_WEB_RATELIMIT_DEFAULT": "100000000 per minute"}
         self.phases: dict[str, dict] = {}
-        self.tag = "what-if" if whatif else "as shipped"
+        self.tag = "as shipped"
 
     def command(self, *args: str) -> list[str]:
         from .servers import python_module
-        return python_module("bench.whatif" if self.whatif else "hsm_signer", "--config",
-                             str(self.kit.config_path), *args)
+        return python_module("hsm_signer", "--config", str(self.kit.config_path), *args)
 
     def cli(self, phase: str | None, *args: str, timeout: float) -> tuple[float, str]:
         import os
@@ -165,7 +158,6 @@ class Election:
         outcome["phases"] = {p: {k: (round(v, 2) if isinstance(v, float) else v) for k, v in self.phases[p].items()}
                              for p in done}
         outcome["total_seconds"] = round(sum(self.phases[p]["seconds"] for p in done), 1)
-        outcome["whatif"] = self.whatif
         outcome["limits_seconds"] = self.limits
         return outcome
 
@@ -220,21 +212,13 @@ def run(ctx: Context) -> dict:
     limits = {"codes": ctx.size(600, 60), "online": ctx.size(600, 60), "postal": ctx.size(600, 60),
               "close": ctx.size(600, 60), "tally": ctx.size(600, 60), "export": ctx.size(600, 60),
               "audit": ctx.size(600, 60)}
-    runs = {}
-    runs["as shipped"] = Election(ctx, ctx.workdir / "shipped", conf, "bench-election-1", whatif="",
-                                  limits=limits).run(members, online, postal, batch, connections)
-    if not ctx.smoke and (not runs["as shipped"]["finished"] or runs["as shipped"]["total_seconds"] > 180):
-        # A longer online limit than the as-shipped run's: this run is here to show every phase's time.
-        runs["what-if: proposed fixes"] = Election(ctx, ctx.workdir / "whatif", conf, "bench-election-2",
-                                                   whatif=PROPOSED_FIXES, limits={**limits, "online": 900}).run(
-            members, online, postal, batch, connections)
+    runs = {"as shipped": Election(ctx, ctx.workdir / "shipped", conf, "bench-election-1",
+                                   limits=limits).run(members, online, postal, batch, connections)}
     shipped = runs["as shipped"]
     ratios = {"total_over_3_minutes": round(shipped["total_seconds"] / 180, 3)}
     online_phase = shipped["phases"].get("online", {})
     if online_phase.get("receipts_per_s"):
         ratios["online_receipts_per_s_over_needed"] = round(online_phase["receipts_per_s"] / (online / 60), 3)
-    if "what-if: proposed fixes" in runs and runs["what-if: proposed fixes"]["finished"]:
-        ratios["whatif_total_over_3_minutes"] = round(runs["what-if: proposed fixes"]["total_seconds"] / 180, 3)
     if shipped["finished"]:
         measured = shipped["total_seconds"]
         g = goal("full election total", measured, 180, higher_is_better=False, unit=" s")
@@ -244,10 +228,6 @@ def run(ctx: Context) -> dict:
         g = {"name": "full election total", "target": "≤ 180 s", "measured": None, "met": False,
              "shortfall": f"did not finish: {shipped['stopped']} (≥ {shipped['total_seconds']:,.0f} s spent)"}
         summary = f"as shipped, did not finish: {shipped['stopped']}"
-    whatif = runs.get("what-if: proposed fixes")
-    if whatif:
-        summary += ("; with the proposed fixes: " + (f"{whatif['total_seconds']:,.0f} s in total" if whatif["finished"]
-                                                     else f"did not finish either ({whatif['stopped']})"))
     return {"summary": summary, "ratios": ratios, "goals": [g], "runs": runs,
             "params": {"members": members, "online": online, "postal": postal, "postal_batch": batch,
                        "connections": connections, "limits_seconds": limits}}

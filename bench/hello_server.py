@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=serve.DEFAULT_THREADS)
     args = parser.parse_args(argv)
     cfg = config_mod.load(args.config)
-    application = serve._gunicorn_app(cfg, f"{args.host}:{args.port}", args.threads)
+    # "thread": no sequencer process is started; the app that would run one is replaced below.
+    application = serve._gunicorn_app(cfg, f"{args.host}:{args.port}", args.threads, "thread")
     type(application).load = lambda self: create_app()  # the only difference from `hsm-signer serve`
     application.run()
     return 0

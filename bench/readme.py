@@ -52,8 +52,8 @@ def section(results: dict, base: str = "bench/results") -> str:
     cast = b.get("cast", {})
     table = cast.get("table", {})
     extra = []
-    for name in ("what-if: proposed fixes", "what-if: fixes, 128 threads, slow HSM", "workers: hsm-signer",
-                 "workers: hsm-signer, slow HSM"):
+    for name in ("sequencer as a thread", "sequencer as a thread, slow HSM", "16 threads, slow HSM",
+                 "workers: hsm-signer", "workers: hsm-signer, slow HSM"):
         if name in table:
             row = table[name]
             extra.append(f"{name}: {fmt(row['ok_per_s'])} ballots/s ({row['over_hello']:.2f}× its hello-world), "

@@ -78,12 +78,39 @@ class Server:
         except OSError:
             return "(no log)"
 
-    def worker_pids(self) -> list[int]:
-        """The server's processes other than its first one (gunicorn's workers), else itself."""
+    def _descendants(self) -> list[tuple[int, str, bool]]:
+        """(pid, command line, has children) of every process below the first one."""
         if self.process is None:
             return []
-        children = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout.split()
-        return [int(pid) for pid in children] or [self.process.pid]
+        found: list[tuple[int, str]] = []
+        parents: set[int] = set()
+        frontier = [self.process.pid]
+        while frontier:
+            parent = frontier.pop()
+            listing = subprocess.run(["pgrep", "-a", "-P", str(parent)], capture_output=True, text=True).stdout
+            for line in listing.splitlines():
+                pid, _, command = line.partition(" ")
+                if pid.isdigit():
+                    parents.add(parent)
+                    found.append((int(pid), command.strip()))
+                    frontier.append(int(pid))
+        return [(pid, command, pid in parents) for pid, command in found]
+
+    def worker_pids(self) -> list[int]:
+        """The server's request-serving processes: gunicorn's workers, else the process itself.
+
+        Workers are the leaves of the process tree (gunicorn's master has children; with
+        ``hsm-signer serve``'s supervisor in between, the worker is a grandchild), other than
+        the sequencer process ``serve`` starts beside the web server: see :meth:`sequencer_pids`.
+        """
+        if self.process is None:
+            return []
+        workers = [pid for pid, command, parent in self._descendants() if not parent and not _is_sequencer(command)]
+        return workers or [self.process.pid]
+
+    def sequencer_pids(self) -> list[int]:
+        """The sequencer processes the server started (``hsm-signer serve``'s child), if any."""
+        return [pid for pid, command, _ in self._descendants() if _is_sequencer(command)]
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -119,6 +146,16 @@ class ServerGroup:
     def worker_pids(self) -> list[int]:
         return [pid for server in self.servers if server.port is not None for pid in server.worker_pids()]
 
+    def sequencer_pids(self) -> list[int]:
+        """Sequencers started by the web servers, and the group's own sequencer processes (no port)."""
+        pids = []
+        for server in self.servers:
+            if server.port is not None:
+                pids += server.sequencer_pids()
+            elif server.process is not None:
+                pids.append(server.process.pid)
+        return pids
+
     def start(self) -> "ServerGroup":
         started = []
         try:
@@ -140,6 +177,11 @@ class ServerGroup:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+def _is_sequencer(command: str) -> bool:
+    """``python -m hsm_signer --config CFG sequencer`` (or ``bench.slow_server``), as ``serve`` starts it."""
+    return command.endswith(" sequencer")
 
 
 def python_module(module: str, *args: str) -> list[str]:

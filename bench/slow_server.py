@@ -10,7 +10,11 @@ at a time would (the code HMACs of this process then wait behind each signature)
 The key, the signatures and everything else are the product's own.
 
 These environment variables are read here and nowhere else; the product has no slow mode.
-Gunicorn forks its worker from this process, so the worker inherits the change.
+Gunicorn forks its worker from this process, so the worker inherits the change; the
+sequencer process that ``serve`` starts runs through this module too. For the exclusive
+device, the PKCS#11 lock of every process of the server becomes one lock across them
+(:class:`bench.slowhsm.DeviceLock`): a device does one thing at a time, whichever
+process asks.
 """
 
 from __future__ import annotations
@@ -20,7 +24,16 @@ import sys
 
 ENV_VAR = "HSM_SIGNER_BENCH_SLOW_HSM_MS"
 EXCLUSIVE_ENV_VAR = "HSM_SIGNER_BENCH_SLOW_HSM_EXCLUSIVE"
+DEVICE_LOCK_ENV_VAR = "HSM_SIGNER_BENCH_DEVICE_LOCK"
 DEFAULT_MS = 100.0
+
+
+def _default_device_lock() -> str:
+    """Beside the server's config file: one lock file per benchmark server."""
+    config = os.environ.get("HSM_SIGNER_CONFIG")
+    if not config:
+        raise SystemExit("the exclusive slow HSM needs HSM_SIGNER_CONFIG or HSM_SIGNER_BENCH_DEVICE_LOCK")
+    return os.path.join(os.path.dirname(os.path.abspath(config)), "bench-device.lock")
 
 
 def install(delay_s: float, exclusive: bool = False) -> None:
@@ -28,6 +41,14 @@ def install(delay_s: float, exclusive: bool = False) -> None:
     from hsm_signer.service import Service
 
     from .slowhsm import SlowSigner
+
+    from hsm_signer.commands import supervise
+    supervise.CHILD_MODULE = "bench.slow_server"  # serve's sequencer process is slow too
+    if exclusive:
+        from hsm_signer.hsm import token
+
+        from .slowhsm import DeviceLock
+        token.PKCS11_LOCK = DeviceLock(os.environ.get(DEVICE_LOCK_ENV_VAR) or _default_device_lock())
 
     original = Service.make_sequencer
 
@@ -41,11 +62,8 @@ def install(delay_s: float, exclusive: bool = False) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from . import whatif
-
     delay_ms = float(os.environ.get(ENV_VAR, DEFAULT_MS))
     install(delay_ms / 1000, exclusive=os.environ.get(EXCLUSIVE_ENV_VAR) == "1")
-    whatif.install_from_env()  # only for "what if" runs; see bench/whatif.py
     from hsm_signer.cli import main as hsm_signer_main
     return hsm_signer_main(argv)
 

@@ -22,6 +22,9 @@ anything published by an election.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
+import threading
 import time
 
 USB_HSM_DELAY = 0.100
@@ -39,9 +42,9 @@ class SlowSigner:
 
     @classmethod
     def around_hsm(cls, inner, delay: float = USB_HSM_DELAY) -> "SlowSigner":
-        """Wrap an HSM signer: the delay holds the process's PKCS#11 lock, like a slow device."""
-        from hsm_signer.hsm import PKCS11_LOCK
-        return cls(inner, delay, hold=PKCS11_LOCK)
+        """Wrap an HSM signer: the delay holds the PKCS#11 lock (as installed now), like a slow device."""
+        from hsm_signer.hsm import token
+        return cls(inner, delay, hold=token.PKCS11_LOCK)
 
     @property
     def algorithm(self) -> str:
@@ -64,3 +67,34 @@ class SlowSigner:
 
     def __repr__(self) -> str:
         return f"SlowSigner({self._inner!r}, delay={self.delay})"
+
+
+class DeviceLock:
+    """A stand-in for the PKCS#11 lock held across processes: a device that does one thing at a time.
+
+    Re-entrant within a thread like the product's lock; the outermost hold also takes an
+    ``flock`` on a file shared by every process of one server. The file is opened per
+    process (a descriptor inherited over fork() would share its lock with the parent).
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self._rlock = threading.RLock()
+        self._depth = 0
+        self._fd: int | None = None
+        self._pid = 0
+
+    def __enter__(self) -> "DeviceLock":
+        self._rlock.acquire()
+        self._depth += 1
+        if self._depth == 1:
+            if self._pid != os.getpid():
+                self._fd, self._pid = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid()
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._rlock.release()
