@@ -38,14 +38,19 @@ def _cast(server, code) -> tuple[int, bytes]:
     return status, body
 
 
-def test_a_dead_sequencer_is_started_again_and_receipts_keep_coming(tokens, tmp_path):
+def _serve(tokens, tmp_path, *args: str) -> tuple[ServeProcess, list[str]]:
+    """A started ``hsm-signer serve`` (with ``args``) for an open election, and its codes."""
     kit = provision(tokens, tmp_path)
     service = Service.open(kit.load())
     try:
         codes = open_election(service, 4)
     finally:
         service.close()
-    server = ServeProcess(kit.config_path, tmp_path / "serve.log").start()
+    return ServeProcess(kit.config_path, tmp_path / "serve.log", *args).start(), codes
+
+
+def test_a_dead_sequencer_is_started_again_and_receipts_keep_coming(tokens, tmp_path):
+    server, codes = _serve(tokens, tmp_path)
     try:
         (first,) = _sequencers(server)
         assert _cast(server, codes[0])[0] == 201
@@ -65,13 +70,7 @@ def test_a_dead_sequencer_is_started_again_and_receipts_keep_coming(tokens, tmp_
 
 
 def test_sigterm_to_serve_alone_stops_both_children(tokens, tmp_path):
-    kit = provision(tokens, tmp_path)
-    service = Service.open(kit.load())
-    try:
-        codes = open_election(service, 2)
-    finally:
-        service.close()
-    server = ServeProcess(kit.config_path, tmp_path / "serve.log").start()
+    server, codes = _serve(tokens, tmp_path)
     children = _tree(server.process.pid)
     assert len(_sequencers(server)) == 1 and any(" serve " in c and "--sequencer none" in c for c in children.values())
     assert _cast(server, codes[0])[0] == 201
@@ -83,13 +82,7 @@ def test_sigterm_to_serve_alone_stops_both_children(tokens, tmp_path):
 
 
 def test_the_sequencer_can_run_inside_the_web_process(tokens, tmp_path):
-    kit = provision(tokens, tmp_path)
-    service = Service.open(kit.load())
-    try:
-        codes = open_election(service, 2)
-    finally:
-        service.close()
-    server = ServeProcess(kit.config_path, tmp_path / "serve.log", "--sequencer", "thread").start()
+    server, codes = _serve(tokens, tmp_path, "--sequencer", "thread")
     try:
         assert _sequencers(server) == []
         assert _cast(server, codes[0])[0] == 201

@@ -1,9 +1,9 @@
 """``hsm-signer serve``'s default form: the web server and the sequencer as two supervised processes.
 
 The sequencer gets an interpreter of its own: sharing one with the request threads, every
-step of a batch waited for the GIL behind them, which stretched each batch (hence every
-receipt) several-fold under load (bench/results/REPORT.md). This small parent process
-starts both children and watches them:
+step of a batch waits for the GIL behind them, which lengthens each batch, hence every
+receipt, with a slow HSM (bench/results/REPORT.md: "sequencer as a thread" rows). This
+small parent process starts both children and watches them:
 
 * the sequencer (``hsm-signer sequencer``) first, so receipts flow as soon as the web
   server answers; if it dies it is started again after a growing pause (1 s, doubling up
