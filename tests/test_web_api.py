@@ -80,6 +80,14 @@ def test_the_same_ballot_again_returns_the_original_receipt_and_another_ballot_i
     assert service.storage.tree_size(ELECTION) == 1
 
 
+def test_a_ballot_arriving_during_shutdown_is_refused_with_503_and_not_stored(client, service, codes):
+    service.ballots.close()  # what Service.close does first when the worker stops
+    answer = cast(client, codes[0])
+    assert answer.status_code == 503 and answer.json["error"] == "unhealthy"
+    assert "not stored" in answer.json["message"] and answer.headers["Retry-After"] == "5"
+    assert service.ballots.code_status(ELECTION, codes[0]).status == "unused"
+
+
 def test_code_status_tells_unused_online_and_postal_and_gives_the_holder_the_receipt(client, service, codes):
     def status(code):
         response = client.post(f"{API}/elections/{ELECTION}/code-status", json={"code": code})

@@ -23,6 +23,7 @@ from werkzeug.exceptions import HTTPException
 from hsm_signer.ballots import CodeUsedError, InvalidCodeError, ReceiptPendingError
 from hsm_signer.election import BallotError
 from hsm_signer.errors import HsmError, HsmUnavailableError, PollNotOpenError, UnknownElectionError
+from hsm_signer.intake import IntakeClosedError
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,8 @@ def from_exception(exc: Exception) -> WebError | None:
     if isinstance(exc, HsmError):
         log.error("HSM error: %s", exc)
         return WebError("hsm_unavailable", headers={"Retry-After": retry_after()})
+    if isinstance(exc, IntakeClosedError):  # shutting down: nothing was stored
+        return WebError("unhealthy", str(exc), headers={"Retry-After": "5"})
     if isinstance(exc, PollNotOpenError):  # e.g. closed between our state check and the cast
         return WebError("poll_not_open", str(exc))
     if isinstance(exc, UnknownElectionError):
