@@ -30,6 +30,7 @@ moved as a whole. Example (the demo writes one like it)::
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,3 +182,29 @@ def open_hsm(settings: HsmSettings):
         pin_source=settings.pin.build(),
         retry=RetryPolicy(attempts=settings.retry_attempts, down_retry_interval=settings.down_retry_interval),
     ).open()
+
+
+def config_text(*, module: str, token_label: str, pin: dict[str, str | list[str]], bundle: str,
+                softhsm_conf: str | None = None, storage_url: str = "sqlite:///ballots.sqlite3",
+                batch_size: int = 1000, max_wait_ms: int = 20, server: dict[str, str | int] | None = None,
+                header: str = "") -> str:
+    """A configuration file's text, for the programs that write one (the demo, test and
+    benchmark kits): every value quoted the one way, in the tables :func:`parse` reads."""
+    def value(item: str | int | list[str]) -> str:
+        if isinstance(item, list):
+            return "[" + ", ".join(json.dumps(entry) for entry in item) + "]"
+        return str(item) if isinstance(item, int) else json.dumps(item)  # a JSON string is a TOML string
+
+    def table(name: str, entries: dict) -> list[str]:
+        return [f"[{name}]", *(f"{key} = {value(item)}" for key, item in entries.items() if item is not None)]
+
+    lines = [f"# {line}" for line in header.splitlines()]
+    lines += table("hsm", {"module": module, "token_label": token_label, "softhsm_conf": softhsm_conf})
+    lines += table("hsm.pin", pin) + [""]
+    lines += table("keys", {"bundle": bundle}) + [""]
+    lines += table("storage", {"url": storage_url}) + [""]
+    lines += table("sequencer", {"batch_size": batch_size, "max_wait_ms": max_wait_ms,
+                                 "state_file": "sequencer-state.json"})
+    if server:
+        lines += [""] + table("server", server)
+    return "\n".join(lines) + "\n"

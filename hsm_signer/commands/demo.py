@@ -39,34 +39,13 @@ def register(subparsers) -> None:
 
 def _config_text(state: Path, module: str, token_label: str, share_files: list[Path], bundle_dir: Path,
                  port: int) -> str:
-    shares = ", ".join(f'"{os.path.relpath(p, state)}"' for p in share_files)
-    return f"""# Written by `hsm-signer demo`. Rehearsal material: never for a real election.
-[hsm]
-module = "{module}"
-token_label = "{token_label}"
-softhsm_conf = "softhsm/softhsm2.conf"
-
-[hsm.pin]
-# Two of the three rehearsal share files rebuild the token's user PIN (2-of-3).
-source = "shares"
-share_files = [{shares}]
-
-[keys]
-bundle = "{os.path.relpath(bundle_dir, state)}"
-
-[storage]
-url = "sqlite:///ballots.sqlite3"
-
-[sequencer]
-batch_size = 1000
-max_wait_ms = 20
-state_file = "sequencer-state.json"
-
-[server]
-host = "127.0.0.1"
-port = {port}
-secret_key_file = "web-secret.key"
-"""
+    return config_mod.config_text(
+        header="Written by `hsm-signer demo`. Rehearsal material: never for a real election.\n"
+               "The PIN: two of the three rehearsal share files rebuild the token's user PIN (2-of-3).",
+        module=module, token_label=token_label, softhsm_conf="softhsm/softhsm2.conf",
+        pin={"source": "shares", "share_files": [os.path.relpath(p, state) for p in share_files]},
+        bundle=os.path.relpath(bundle_dir, state),
+        server={"host": "127.0.0.1", "port": port, "secret_key_file": "web-secret.key"})
 
 
 def bootstrap(state: Path, port: int, codes: int = DEMO_CODES) -> Path:

@@ -1,0 +1,62 @@
+"""Throwaway service directories on a SoftHSM token, for tests and benchmarks.
+
+What a key ceremony produces, minus the ceremony: checkpoint and tally signing keys and
+the voting-code HMAC key generated on the token, their key bundle, the user PIN in a file
+and a ``config.toml`` that points at all of it. Never for an election: the PIN sits in a
+plain file and nobody witnessed the keys (the demo runs the real ceremony instead).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+from . import codes as codes_mod
+from . import config as config_mod
+from .bundle import KeyBundle, KeyEntry
+from .election import OPEN, Election
+from .hsm import FixedPin, Hsm
+from .hsm.manage import generate_mac_key, generate_signing_key
+from .softhsm import SoftHsmToken
+
+
+def write_service_dir(token: SoftHsmToken, directory: Path, *, ceremony_id: str, tally_algorithm: str = "ecdsa-p256",
+                      module: str | None = None, batch_size: int = 1000, max_wait_ms: int = 20,
+                      header: str = "") -> Path:
+    """Generate the keys on ``token`` and write the bundle, PIN file and config; the config's path.
+
+    ``module``: reach the token through another PKCS#11 module (the p11-kit client, for a
+    network HSM a test can kill)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    entries = []
+    with Hsm(token.module, token_label=token.label, pin_source=FixedPin(token.user_pin)) as hsm:
+        for number, (purpose, algorithm) in enumerate((("checkpoint", "ecdsa-p256"), ("tally", tally_algorithm)), 1):
+            label = f"{token.label}-{purpose}"
+            signer = generate_signing_key(hsm, label, bytes([number]), algorithm)
+            entries.append(KeyEntry.for_signing_key(purpose, label, f"{number:02x}", signer.public_key_der,
+                                                    f"{ceremony_id}/{purpose}"))
+        generate_mac_key(hsm, f"{token.label}-codes", b"\x03")
+        entries.append(KeyEntry.for_mac_key(f"{token.label}-codes", "03"))
+    created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    KeyBundle(ceremony_id=ceremony_id, created=created, keys=tuple(entries)).write(directory / "keys")
+    pin_file = directory / "user-pin.txt"
+    pin_file.write_text(token.user_pin)
+    os.chmod(pin_file, 0o600)
+    config_path = directory / "config.toml"
+    config_path.write_text(config_mod.config_text(
+        header=header, module=module or token.module, token_label=token.label, softhsm_conf=str(token.conf),
+        pin={"source": "file", "path": "user-pin.txt"}, bundle="keys", batch_size=batch_size,
+        max_wait_ms=max_wait_ms), encoding="utf-8")
+    return config_path
+
+
+def open_election(service, definition: dict, count: int) -> list[str]:
+    """Create and open an election with ``count`` codes; return the codes (display form)."""
+    election = Election.from_dict(definition)
+    service.storage.create_election(election)
+    issued = list(codes_mod.issue(service.ballots.code_mac, election.id, count))
+    service.storage.add_codes(election.id, [digest for _, digest in issued])
+    service.storage.set_state(election.id, OPEN)
+    return [codes_mod.display(code) for code, _ in issued]
