@@ -18,13 +18,9 @@ from pathlib import Path
 import pytest
 
 from hsm_signer import softhsm
+from hsm_signer.p11kit import P11KIT_SERVER, P11KitServer  # noqa: F401  (re-exported)
+from hsm_signer.p11kit import find_client as find_p11kit_client  # noqa: F401
 
-P11KIT_SERVER = "/usr/libexec/p11-kit/p11-kit-server"
-P11KIT_CLIENT_CANDIDATES = (
-    "/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so",
-    "/usr/lib/aarch64-linux-gnu/pkcs11/p11-kit-client.so",
-    "/usr/lib/pkcs11/p11-kit-client.so",
-)
 SO_PIN = "so-pin-1234"
 USER_PIN = "user-pin-5678"
 
@@ -64,57 +60,6 @@ def pykcs11(token: softhsm.SoftHsmToken, operation: str, arg: str | None = None,
     if result.returncode != 0:
         raise AssertionError(f"PyKCS11 client failed: {result.stderr.strip()}")
     return json.loads(result.stdout)
-
-
-def find_p11kit_client() -> str | None:
-    return next((p for p in P11KIT_CLIENT_CANDIDATES if os.path.exists(p)), None)
-
-
-class P11KitServer:
-    """A token served by ``p11-kit server`` on a Unix socket: a network HSM to kill.
-
-    The server forks a child per connection, so it runs in its own session and an
-    outage kills the whole process group.
-    """
-
-    def __init__(self, token: softhsm.SoftHsmToken, socket_path: Path):
-        self.token = token
-        self.socket_path = socket_path
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def address(self) -> str:
-        return f"unix:path={self.socket_path}"
-
-    def start(self) -> None:
-        if self.socket_path.exists():
-            self.socket_path.unlink()
-        self.process = subprocess.Popen(
-            [P11KIT_SERVER, "-f", "-n", str(self.socket_path), "--provider", self.token.module,
-             f"pkcs11:token={self.token.label}"],
-            env={**os.environ, **self.token.env()}, start_new_session=True,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
-        deadline = time.monotonic() + 10
-        while not self.socket_path.exists():
-            if self.process.poll() is not None:
-                raise RuntimeError(f"p11-kit server exited: {self.process.stderr.read().decode()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError("p11-kit server did not create its socket within 10 s")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        """Simulate an outage: kill the server and every child serving a connection."""
-        if self.process is None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait(timeout=10)
-        self.process = None
-        if self.socket_path.exists():
-            self.socket_path.unlink()
 
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
