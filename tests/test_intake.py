@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
 
@@ -26,9 +27,16 @@ def _prepare(store):
     return store
 
 
-@pytest.fixture
-def storage(tmp_path):
-    store = _prepare(open_storage(f"sqlite:///{tmp_path}/db.sqlite3"))
+_databases = itertools.count()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def storage(request, tmp_path):
+    if request.param == "sqlite":
+        store = open_storage(f"sqlite:///{tmp_path}/db.sqlite3")
+    else:
+        store = open_storage(request.getfixturevalue("postgres").create_database(f"intake{next(_databases)}"))
+    store = _prepare(store)
     yield store
     store.close()
 
