@@ -161,12 +161,12 @@ class BallotBox:
             except ElectionError as exc:
                 results[i] = exc
         outcomes = self.intake.cast_many([item.request for _, item in prepared]) if prepared else []
-        stored = False
+        stored, failure = False, None
         for (i, item), outcome in zip(prepared, outcomes):
             if isinstance(outcome, UnknownCodeError):
                 results[i] = InvalidCodeError()
             elif isinstance(outcome, Exception):
-                raise outcome  # the election closed meanwhile, or the database failed
+                failure = failure or outcome  # the election closed meanwhile, or the database failed
             else:
                 stored = stored or outcome.stored
                 try:
@@ -174,7 +174,9 @@ class BallotBox:
                 except ElectionError as exc:
                     results[i] = exc
         if stored and self.notifier:
-            self.notifier.wake_sequencer()
+            self.notifier.wake_sequencer()  # also when another ballot of the call failed
+        if failure is not None:
+            raise failure  # what was stored stays stored: submitting again is idempotent
         return results  # type: ignore[return-value]
 
     def _prepare(self, election: Election, typed: str, selections: object, channel: str) -> "_Prepared":

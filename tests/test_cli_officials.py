@@ -78,3 +78,19 @@ def test_verify_reports_a_tampered_receipt_with_exit_status_1(officials, tmp_pat
     path.write_text(json.dumps(receipt))
     _, err = officials("verify", str(path), "--keys", str(officials.kit.directory / "keys"), expect=1)
     assert err.startswith("hsm-signer: FAILED: receipt leaf index 1 is not covered by its checkpoint")
+
+
+def test_a_large_postal_batch_is_stored_in_groups_with_progress(officials, tmp_path):
+    definition = tmp_path / "club.toml"
+    definition.write_text(DEFINITION)
+    officials("election", "create", str(definition))
+    officials("codes", "issue", "club-2026", "--count", "2500", "--out", str(tmp_path / "codes.csv"))
+    officials("election", "open", "club-2026")
+    codes = [r["code"] for r in csv.DictReader((tmp_path / "codes.csv").open())]
+    postal = tmp_path / "postal.csv"
+    postal.write_text("code,chair\n" + "".join(f"{code},{'ann' if i % 3 else 'ben'}\n" for i, code in enumerate(codes)))
+    out, err = officials("postal", "record", "club-2026", "--csv", str(postal))
+    assert "postal ballots: 2500 recorded, 0 rejected as duplicates" in out
+    assert "stored 1,000 of 2,500 rows" in err and "stored 2,500 of 2,500 rows" in err
+    out, _ = officials("election", "list")
+    assert "club-2026\topen\t2500 entries\tcodes: 0 unused, 0 online, 2500 postal" in out
