@@ -6,6 +6,7 @@ module (SoftHSM reads its configuration at C_Initialize, once per process).
 
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
 import shutil
@@ -166,3 +167,18 @@ def officials(tokens, tmp_path, capsys):
         return out.out, out.err
     run.kit = kit
     return run
+
+
+_databases = itertools.count()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_storage(request, tmp_path):
+    """A fresh, empty storage on SQLite and on a throwaway PostgreSQL database (the contract)."""
+    from hsm_signer.storage import open_storage
+    if request.param == "sqlite":
+        store = open_storage(f"sqlite:///{tmp_path}/db.sqlite3")
+    else:
+        store = open_storage(request.getfixturevalue("postgres").create_database(f"contract{next(_databases)}"))
+    yield store
+    store.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import sqlite3
 import threading
 
@@ -11,7 +10,7 @@ import pytest
 from hsm_signer.election import Election
 from hsm_signer.errors import ElectionError
 from hsm_signer.intake import CastIntake, IntakeClosedError
-from hsm_signer.storage import UnknownCodeError, open_storage
+from hsm_signer.storage import UnknownCodeError
 from hsm_signer.storage.base import CastRequest
 from hsm_signer.storage.sqlite import SQLiteStorage
 
@@ -27,18 +26,9 @@ def _prepare(store):
     return store
 
 
-_databases = itertools.count()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def storage(request, tmp_path):
-    if request.param == "sqlite":
-        store = open_storage(f"sqlite:///{tmp_path}/db.sqlite3")
-    else:
-        store = open_storage(request.getfixturevalue("postgres").create_database(f"intake{next(_databases)}"))
-    store = _prepare(store)
-    yield store
-    store.close()
+@pytest.fixture
+def storage(empty_storage):
+    return _prepare(empty_storage)
 
 
 def request(code: int, ballot: str) -> CastRequest:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import threading
 
 import pytest
@@ -17,20 +16,14 @@ from hsm_signer.storage.sql import StorageError
 from servicekit import DEMO_ELECTION
 
 ELECTION = DEMO_ELECTION["id"]
-_databases = itertools.count()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def storage(request, tmp_path):
-    if request.param == "sqlite":
-        store = open_storage(f"sqlite:///{tmp_path}/db.sqlite3")
-    else:
-        store = open_storage(request.getfixturevalue("postgres").create_database(f"contract{next(_databases)}"))
-    store.create_election(Election.from_dict(DEMO_ELECTION))
-    store.set_state(ELECTION, "open")
-    store.add_codes(ELECTION, [bytes([i]) * 32 for i in range(10)])
-    yield store
-    store.close()
+@pytest.fixture
+def storage(empty_storage):
+    empty_storage.create_election(Election.from_dict(DEMO_ELECTION))
+    empty_storage.set_state(ELECTION, "open")
+    empty_storage.add_codes(ELECTION, [bytes([i]) * 32 for i in range(10)])
+    return empty_storage
 
 
 def cast(storage, code: int, ballot: str, channel="online"):
