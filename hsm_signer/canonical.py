@@ -14,7 +14,7 @@ with a fraction or exponent, no NaN/Infinity.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Sequence
 
 from .errors import FormatError
 
@@ -120,3 +120,16 @@ def loads_strict(data: bytes | str) -> Any:
         )
     except json.JSONDecodeError as exc:
         raise FormatError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+
+
+def exact_object(obj: Any, fields: Sequence[str], what: str) -> dict[str, Any]:
+    """``obj`` if it is a JSON object with exactly ``fields``, else FormatError naming ``what``."""
+    if not isinstance(obj, dict):
+        raise FormatError(f"{what} must be a JSON object, got {type(obj).__name__}")
+    missing = [name for name in fields if name not in obj]
+    if missing:
+        raise FormatError(f"{what} is missing field(s): {', '.join(missing)}")
+    unknown = sorted(set(obj) - set(fields))
+    if unknown:
+        raise FormatError(f"{what} has unknown field(s): {', '.join(unknown)}")
+    return obj

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from ..canonical import canonicalize, loads_strict
+from ..canonical import canonicalize, exact_object, loads_strict
 from ..errors import FormatError
 
 LEAF_VERSION = "hsm-signer/leaf/v1"
@@ -113,14 +113,7 @@ class Leaf:
             obj = loads_strict(bytes(data))
         except FormatError as exc:
             raise FormatError(f"leaf: {exc}") from None
-        if not isinstance(obj, dict):
-            raise FormatError(f"leaf must be a JSON object, got {type(obj).__name__}")
-        missing = [name for name in FIELDS if name not in obj]
-        if missing:
-            raise FormatError(f"leaf is missing field(s): {', '.join(missing)}")
-        unknown = sorted(set(obj) - set(FIELDS))
-        if unknown:
-            raise FormatError(f"leaf has unknown field(s): {', '.join(unknown)}")
+        exact_object(obj, FIELDS, "leaf")
         if obj["version"] != LEAF_VERSION:
             raise FormatError(f"leaf version must be {LEAF_VERSION!r}, got {obj['version']!r}")
         for name in ("election", "type", "ballot_id"):

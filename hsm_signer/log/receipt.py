@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..canonical import loads_strict
+from ..canonical import exact_object, loads_strict
 from ..errors import FormatError
 from .leaf import check_id
 from .merkle import HASH_SIZE
@@ -67,14 +67,7 @@ class Receipt:
 
     @classmethod
     def from_dict(cls, obj: object) -> "Receipt":
-        if not isinstance(obj, dict):
-            raise FormatError(f"receipt must be a JSON object, got {type(obj).__name__}")
-        missing = [name for name in FIELDS if name not in obj]
-        if missing:
-            raise FormatError(f"receipt is missing field(s): {', '.join(missing)}")
-        unknown = sorted(set(obj) - set(FIELDS))
-        if unknown:
-            raise FormatError(f"receipt has unknown field(s): {', '.join(unknown)}")
+        exact_object(obj, FIELDS, "receipt")
         if obj["version"] != RECEIPT_VERSION:
             raise FormatError(f"receipt.version must be {RECEIPT_VERSION!r}, got {obj['version']!r}")
         for name in ("election", "leaf", "checkpoint"):
