@@ -55,6 +55,24 @@ class Official:
         return slug_of(self.name)
 
 
+class Roster:
+    """The officials by role, for a configuration with an ``officials`` field."""
+
+    officials: tuple[Official, ...]
+
+    @property
+    def administrator(self) -> Official:
+        return next(o for o in self.officials if ADMINISTRATOR in o.roles)
+
+    @property
+    def share_holders(self) -> tuple[Official, ...]:
+        return tuple(o for o in self.officials if SHARE_HOLDER in o.roles)
+
+    @property
+    def witnesses(self) -> tuple[Official, ...]:
+        return tuple(o for o in self.officials if WITNESS in o.roles)
+
+
 @dataclass(frozen=True)
 class KeySpec:
     purpose: str
@@ -76,7 +94,7 @@ class HsmSpec:
 
 
 @dataclass(frozen=True)
-class CeremonyConfig:
+class CeremonyConfig(Roster):
     """A validated ceremony configuration."""
 
     ceremony_id: str
@@ -92,17 +110,6 @@ class CeremonyConfig:
     source_sha256: str | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)
 
-    @property
-    def administrator(self) -> Official:
-        return next(o for o in self.officials if ADMINISTRATOR in o.roles)
-
-    @property
-    def share_holders(self) -> tuple[Official, ...]:
-        return tuple(o for o in self.officials if SHARE_HOLDER in o.roles)
-
-    @property
-    def witnesses(self) -> tuple[Official, ...]:
-        return tuple(o for o in self.officials if WITNESS in o.roles)
 
     def key(self, purpose: str) -> KeySpec:
         return next(k for k in self.keys if k.purpose == purpose)

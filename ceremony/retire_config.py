@@ -38,11 +38,11 @@ from hsm_signer.errors import ConfigError
 from hsm_signer.hsm.pins import PinSpec
 from hsm_signer.strict import Table, load_toml, resolve_path
 
-from .config import ADMINISTRATOR, ID_RE, LABEL_RE, WITNESS, Official, apply_overrides, read_official, resolve_module
+from .config import ADMINISTRATOR, ID_RE, LABEL_RE, WITNESS, Official, Roster, apply_overrides, read_official, resolve_module
 
 
 @dataclass(frozen=True)
-class RetireConfig:
+class RetireConfig(Roster):
     bundle: Path
     labels: tuple[str, ...]
     reason: str
@@ -57,14 +57,6 @@ class RetireConfig:
     source: Path | None = None
     source_sha256: str | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def administrator(self) -> Official:
-        return next(o for o in self.officials if ADMINISTRATOR in o.roles)
-
-    @property
-    def witnesses(self) -> tuple[Official, ...]:
-        return tuple(o for o in self.officials if WITNESS in o.roles)
 
     def record(self) -> dict[str, Any]:
         return {
