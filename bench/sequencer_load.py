@@ -37,18 +37,16 @@ def cast_burst(directory, signer, mac, *, ballots: int, clients: int, batch_size
     """Issue ``ballots`` codes, cast them all from ``clients`` threads; return rate and latencies."""
     from hsm_signer import codes as codes_mod
     from hsm_signer.ballots import BallotBox
-    from hsm_signer.election import OPEN, Election
+    from hsm_signer.election import Election
     from hsm_signer.log.receipt import Receipt
     from hsm_signer.sequencer import Notifier, Sequencer, SignerState
     from hsm_signer.storage.sqlite import SQLiteStorage
+    from hsm_signer.throwaway import open_election_on
 
     directory.mkdir(parents=True, exist_ok=True)
     storage = SQLiteStorage(directory / "ballots.sqlite3")
     election = Election.from_dict(ELECTION_DEFINITION)
-    storage.create_election(election)
-    issued = list(codes_mod.issue(mac, election.id, ballots))
-    storage.add_codes(election.id, [digest for _, digest in issued])
-    storage.set_state(election.id, OPEN)
+    issued = open_election_on(storage, mac, ELECTION_DEFINITION, ballots)
     notifier = Notifier()
     box = BallotBox(storage, mac, notifier, receipt_timeout=60)
     sequencer = Sequencer(storage, signer, "bench/checkpoint", SignerState(directory / "signer-state.json"),
@@ -153,14 +151,12 @@ def anatomy(directory, signer, mac, *, ballots: int, batch: int = 100) -> dict:
     from hsm_signer.sequencer import Sequencer, SignerState
     from hsm_signer.storage.base import ONLINE, CastRequest
     from hsm_signer.storage.sqlite import SQLiteStorage
+    from hsm_signer.throwaway import open_election_on
 
     directory.mkdir(parents=True, exist_ok=True)
     storage = SQLiteStorage(directory / "ballots.sqlite3")
     election = Election.from_dict(ELECTION_DEFINITION)
-    storage.create_election(election)
-    issued = list(codes_mod.issue(mac, election.id, ballots))
-    storage.add_codes(election.id, [digest for _, digest in issued])
-    storage.set_state(election.id, OPEN)
+    issued = open_election_on(storage, mac, ELECTION_DEFINITION, ballots)
     box = BallotBox(storage, mac, None)
     box.intake.storage = stored = _TimedStorage(storage)  # the writer thread's transactions, timed
     sequencer = Sequencer(storage, signer, "bench/checkpoint", SignerState(directory / "signer-state.json"),

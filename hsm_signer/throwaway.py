@@ -52,11 +52,17 @@ def write_service_dir(token: SoftHsmToken, directory: Path, *, ceremony_id: str,
     return config_path
 
 
+def open_election_on(storage, code_mac, definition: dict, count: int) -> list[tuple[str, bytes]]:
+    """Create and open an election with ``count`` codes hashed by ``code_mac``; the (code, hash) pairs."""
+    election = Election.from_dict(definition)
+    storage.create_election(election)
+    issued = list(codes_mod.issue(code_mac, election.id, count))
+    storage.add_codes(election.id, [digest for _, digest in issued])
+    storage.set_state(election.id, OPEN)
+    return issued
+
+
 def open_election(service, definition: dict, count: int) -> list[str]:
     """Create and open an election with ``count`` codes; return the codes (display form)."""
-    election = Election.from_dict(definition)
-    service.storage.create_election(election)
-    issued = list(codes_mod.issue(service.ballots.code_mac, election.id, count))
-    service.storage.add_codes(election.id, [digest for _, digest in issued])
-    service.storage.set_state(election.id, OPEN)
+    issued = open_election_on(service.storage, service.ballots.code_mac, definition, count)
     return [codes_mod.display(code) for code, _ in issued]
