@@ -30,16 +30,8 @@ class Charts:
             return NO_MATPLOTLIB
         plt = self._pyplot()
         fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-        for label, (xs, ys) in series.items():
-            ax.plot(xs, ys, marker="o", markersize=3, label=label)
-        if logx:
-            ax.set_xscale("log")
-        if logy:
-            ax.set_yscale("log")
+        _plot_lines(ax, series, xlabel=xlabel, ylabel=ylabel, logx=logx, logy=logy)
         ax.set_title(title)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.grid(True, which="both", alpha=0.3)
         ax.legend()
         return self._save(fig, name)
 
@@ -52,16 +44,8 @@ class Charts:
         rows = (len(panels) + 1) // 2
         fig, axes = plt.subplots(rows, 2, figsize=(10, 3.6 * rows), dpi=100, squeeze=False)
         for ax, (panel_title, series) in zip(axes.flat, panels):
-            for label, (xs, ys) in series.items():
-                ax.plot(xs, ys, marker="o", markersize=3, label=label)
-            if logx:
-                ax.set_xscale("log")
-            if logy:
-                ax.set_yscale("log")
+            _plot_lines(ax, series, xlabel=xlabel, ylabel=ylabel, logx=logx, logy=logy)
             ax.set_title(panel_title, fontsize=10)
-            ax.set_xlabel(xlabel)
-            ax.set_ylabel(ylabel)
-            ax.grid(True, which="both", alpha=0.3)
         for ax in list(axes.flat)[len(panels):]:
             ax.axis("off")
         handles, labels = axes.flat[0].get_legend_handles_labels()
@@ -118,3 +102,16 @@ class Charts:
         import matplotlib.pyplot as plt
         plt.close(fig)
         return f"![{name}]({path.name})"
+
+
+def _plot_lines(ax, series: dict[str, tuple[list, list]], *, xlabel: str, ylabel: str, logx: bool, logy: bool) -> None:
+    """One line per series on ``ax``, with its axes labelled, scaled and gridded."""
+    for label, (xs, ys) in series.items():
+        ax.plot(xs, ys, marker="o", markersize=3, label=label)
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="both", alpha=0.3)
