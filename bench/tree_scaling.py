@@ -108,32 +108,6 @@ class SqliteNodeStore:
         self.storage.close()
 
 
-class SqliteKeyedReadNodeStore(SqliteNodeStore):
-    """The same table and writes, read with ``election = ?`` repeated inside every OR term.
-
-    ``SqlStorage.get_nodes`` asks ``WHERE election = ? AND ((level = ? AND idx = ?) OR ...)``;
-    SQLite 3.40 plans that as a search on ``election`` alone and filters every node of
-    the election (``EXPLAIN QUERY PLAN``: ``SEARCH nodes USING INDEX ... (election=?)``),
-    so each read costs O(n). Spelling the election in each term gives a ``MULTI-INDEX OR``
-    of primary-key lookups. This variant shows what that one-line change would give.
-    """
-
-    def get_nodes(self, keys):
-        from hsm_signer.log.tree import MissingNodeError
-        wanted = list(dict.fromkeys(keys))
-        found = {}
-        for start in range(0, len(wanted), 200):
-            chunk = wanted[start:start + 200]
-            terms = " OR ".join(["(election = ? AND level = ? AND idx = ?)"] * len(chunk))
-            params = [value for level, index in chunk for value in (self.election, level, index)]
-            for level, index, value in self.storage._query(f"SELECT level, idx, hash FROM nodes WHERE {terms}", params):
-                found[(level, index)] = bytes(value)
-        missing = [k for k in wanted if k not in found]
-        if missing:
-            raise MissingNodeError(f"tree node (level {missing[0][0]}, index {missing[0][1]}) is missing")
-        return [found[k] for k in keys]
-
-
 def _leaf_hashes(count: int) -> list[bytes]:
     blob = os.urandom(32 * count)
     return [blob[i:i + 32] for i in range(0, 32 * count, 32)]
@@ -230,7 +204,6 @@ def run(ctx: Context) -> dict:
         "memory": ctx.size(10_000_000, 30_000),
         "memory-dict": ctx.size(1_000_000, 10_000),
         "sqlite": ctx.size(1_000_000, 10_000),
-        "sqlite-keyed-read": ctx.size(1_000_000, 10_000),
     }
     rounds = ctx.size(7, 3)
     common = dict(rounds=rounds, budget=ctx.size(0.5, 0.05), slow_ms=ctx.size(50, 1e9))
@@ -241,15 +214,14 @@ def run(ctx: Context) -> dict:
     stores["memory-dict"] = _grow_and_measure(ctx, "memory-dict", InMemoryNodeStore(), limits["memory-dict"],
                                               grow_batch=100_000, proofs=ctx.size(500, 100),
                                               singles=ctx.size(200, 50), time_limit=ctx.size(300, 5), **common)
-    for label, cls in (("sqlite", SqliteNodeStore), ("sqlite-keyed-read", SqliteKeyedReadNodeStore)):
-        store = cls(ctx.workdir / f"{label}.sqlite3")
-        try:
-            stores[label] = _grow_and_measure(ctx, label, store, limits[label], grow_batch=20_000,
-                                              proofs=ctx.size(200, 50), singles=ctx.size(20, 5),
-                                              time_limit=ctx.size(600, 5), **common)
-        finally:
-            store.close()
-        (ctx.workdir / f"{label}.sqlite3").unlink(missing_ok=True)
+    store = SqliteNodeStore(ctx.workdir / "sqlite.sqlite3")
+    try:
+        stores["sqlite"] = _grow_and_measure(ctx, "sqlite", store, limits["sqlite"], grow_batch=20_000,
+                                             proofs=ctx.size(200, 50), singles=ctx.size(20, 5),
+                                             time_limit=ctx.size(600, 5), **common)
+    finally:
+        store.close()
+    (ctx.workdir / "sqlite.sqlite3").unlink(missing_ok=True)
 
     ratios = {}
     for label, data in stores.items():
@@ -260,23 +232,17 @@ def run(ctx: Context) -> dict:
     # longer by this factor (the right-edge read of an append grows the same way).
     memory = stores["memory"]["points"]
     ratios["memory.log2_size_growth"] = round(math.log2(memory[-1]["size"]) / math.log2(memory[0]["size"]), 3)
-    # The product's SQLite read against the keyed read, at the largest size both reached.
-    both = {p["size"]: p for p in stores["sqlite"]["points"]}
-    common_sizes = [p["size"] for p in stores["sqlite-keyed-read"]["points"] if p["size"] in both]
-    at = common_sizes[-1]
-    keyed = {p["size"]: p for p in stores["sqlite-keyed-read"]["points"]}[at]
-    ratios["sqlite_product_over_keyed_read.inclusion"] = round(both[at]["inclusion"] / keyed["inclusion"], 2)
-    ratios["sqlite_product_over_keyed_read.append_single"] = round(both[at]["append_single"] / keyed["append_single"], 2)
+    sqlite = stores["sqlite"]["points"]
     big = memory[-1]
     summary = (f"at {big['size']:,} leaves (in memory): {big['append_batch_per_leaf']:.1f} µs per appended leaf "
                f"in 1000-leaf batches, {big['inclusion']:.0f} µs per inclusion proof, "
                f"{big['consistency']:.0f} µs per consistency proof; "
                f"{ratios['memory.inclusion.largest_over_smallest']:.2f}× the 1,000-leaf cost "
                f"(log2 growth alone predicts {ratios['memory.log2_size_growth']:.2f}×). "
-               f"SQLite through the product's get_nodes: an inclusion proof at {at:,} leaves costs "
-               f"{both[at]['inclusion'] / 1000:.1f} ms, {ratios['sqlite_product_over_keyed_read.inclusion']:.0f}× "
-               f"the keyed read's {keyed['inclusion'] / 1000:.2f} ms")
-    return {"summary": summary, "ratios": ratios, "stores": stores, "compared_at": at,
+               f"SQLite through the product's get_nodes: an inclusion proof at {sqlite[-1]['size']:,} leaves costs "
+               f"{sqlite[-1]['inclusion'] / 1000:.2f} ms, "
+               f"{ratios['sqlite.inclusion.largest_over_smallest']:.2f}× its {sqlite[0]['size']:,}-leaf cost")
+    return {"summary": summary, "ratios": ratios, "stores": stores,
             "params": {"limits": limits, "rounds": rounds}}
 
 
