@@ -11,7 +11,7 @@ configurations docs/WEB.md documents, each compared with a hello-world app serve
   :mod:`bench.hello_server`, which builds the very same gunicorn application (same
   thread count) and only swaps the WSGI app;
 * ``workers``: ``gunicorn --workers 4 --worker-class gthread --threads 16
-  --access-logfile - --no-control-socket 'web:create_app()'`` plus one separate
+  --access-logfile - --no-control-socket 'hsm_signer.web:create_app()'`` plus one separate
   ``hsm-signer sequencer`` process (workers poll for receipts); its twin is the same
   gunicorn command line with ``'bench.hello_app:create_app()'``.
 
@@ -104,7 +104,7 @@ def missing_prerequisite() -> str | None:
     if not loadgen.available():
         return "wrk is not installed (apt-get install wrk)"
     try:
-        from web import create_app  # noqa: F401
+        from hsm_signer.web import create_app  # noqa: F401
     except ImportError as exc:
         return f"the web app cannot be imported yet ({exc})"
     return None
@@ -176,7 +176,7 @@ def _real_server(directory: Path, conf: Path, label: str, variant: Variant, *, c
             args += ["--sequencer", "thread"]
         server = Server(f"{variant.name} #{serial}", python_module(cli, *args), port, directory / "server.log", env=env)
         return kit, codes, server
-    web = Server(f"{variant.name} #{serial}", _gunicorn_command("web:create_app()", port, variant.threads), port,
+    web = Server(f"{variant.name} #{serial}", _gunicorn_command("hsm_signer.web:create_app()", port, variant.threads), port,
                  directory / "server.log", env=env)
     sequencer = Server(f"sequencer #{serial}", python_module(cli, "--config", str(kit.config_path), "sequencer"),
                        None, directory / "sequencer.log", env=env, ready_text="sequencer running")

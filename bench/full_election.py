@@ -41,7 +41,7 @@ def missing_prerequisite() -> str | None:
         if command not in MODULES:
             return f"the `hsm-signer {command}` command does not exist yet"
     try:
-        from web import create_app  # noqa: F401
+        from hsm_signer.web import create_app  # noqa: F401
     except ImportError as exc:
         return f"the web app cannot be imported yet ({exc})"
     return None

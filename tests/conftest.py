@@ -147,7 +147,7 @@ def codes(service):
 @pytest.fixture
 def client(service):
     """A Flask test client of the web app over ``service``."""
-    from web import create_app
+    from hsm_signer.web import create_app
     return create_app(service=service, test_config={"TESTING": True}).test_client()
 
 

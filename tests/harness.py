@@ -21,6 +21,11 @@ from hsm_signer import softhsm
 from hsm_signer.p11kit import P11KIT_SERVER, P11KitServer  # noqa: F401  (re-exported)
 from hsm_signer.p11kit import find_client as find_p11kit_client  # noqa: F401
 
+# The console script installed beside the interpreter running the tests (the venv's bin/),
+# never whatever happens to be on PATH: a fresh machine has nothing there.
+_SCRIPT = Path(sys.executable).with_name("hsm-signer")
+HSM_SIGNER_COMMAND: list[str] = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "hsm_signer"]
+
 SO_PIN = "so-pin-1234"
 USER_PIN = "user-pin-5678"
 

@@ -14,19 +14,16 @@ import io
 
 import pytest
 
-from ceremony.config import REHEARSAL_EXAMPLE
-from ceremony.io import CLEAR_SCREEN, CeremonyAbortedError, TerminalIO
+from hsm_signer.ceremony.config import REHEARSAL_EXAMPLE
+from hsm_signer.ceremony.io import CLEAR_SCREEN, CeremonyAbortedError, TerminalIO
 from hsm_signer.commands.ceremony import parse_overrides
 from hsm_signer.errors import ConfigError
 
+from harness import HSM_SIGNER_COMMAND
 from test_ceremony_run import _labels  # one label counter for every ceremony token of this process
 
-HSM_SIGNER = shutil.which("hsm-signer") or ""
-
-
 def cli(*args: str, cwd: Path, conf: Path, stdin: str | None = None) -> subprocess.CompletedProcess:
-    command = [HSM_SIGNER] if HSM_SIGNER else [sys.executable, "-m", "hsm_signer"]
-    return subprocess.run(command + list(args), cwd=cwd, env={**os.environ, "SOFTHSM2_CONF": str(conf)},
+    return subprocess.run(HSM_SIGNER_COMMAND + list(args), cwd=cwd, env={**os.environ, "SOFTHSM2_CONF": str(conf)},
                           input=stdin, capture_output=True, text=True, timeout=120)
 
 
@@ -196,11 +193,11 @@ def test_an_interactive_ceremony_driven_through_its_terminal(softhsm_conf, tmp_p
     import pexpect.popen_spawn
     args = ["ceremony", "run", str(REHEARSAL_EXAMPLE), "--set", f"hsm.token_label={new_label()}"]
     env = {**os.environ, "SOFTHSM2_CONF": str(softhsm_conf)}
-    command = HSM_SIGNER or sys.executable
+    command, *prefix = HSM_SIGNER_COMMAND
     if terminal == "pty":
-        child = pexpect.spawn(command, args, cwd=str(tmp_path), env=env, timeout=60)
+        child = pexpect.spawn(command, prefix + args, cwd=str(tmp_path), env=env, timeout=60)
     else:
-        child = pexpect.popen_spawn.PopenSpawn([command] + args, cwd=str(tmp_path), env=env, timeout=60)
+        child = pexpect.popen_spawn.PopenSpawn(HSM_SIGNER_COMMAND + args, cwd=str(tmp_path), env=env, timeout=60)
     shares = drive(child, pexpect)
     status = child.wait() if terminal == "pipes" else (child.close() or child.exitstatus)
     assert status == 0

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from ceremony.config import (
+from hsm_signer.ceremony.config import (
     EXAMPLES, REHEARSAL_EXAMPLE, load_config, load_rehearsal, parse_config,
 )
-from ceremony.retire_config import load_retire_config, parse_retire_config
+from hsm_signer.ceremony.retire_config import load_retire_config, parse_retire_config
 from hsm_signer import softhsm
 from hsm_signer.errors import ConfigError
 from hsm_signer.hsm.pins import EnvPin, FilePin, PromptPin

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from ceremony.config import load_rehearsal
-from ceremony.io import CeremonyAbortedError, NonInteractiveIO
-from ceremony.runner import run_ceremony
-from ceremony.transcript import Transcript, parse_transcript
-from ceremony.verify import verify_bundle_dir
+from hsm_signer.ceremony.config import load_rehearsal
+from hsm_signer.ceremony.io import CeremonyAbortedError, NonInteractiveIO
+from hsm_signer.ceremony.runner import run_ceremony
+from hsm_signer.ceremony.transcript import Transcript, parse_transcript
+from hsm_signer.ceremony.verify import verify_bundle_dir
 from harness import pykcs11
 from hsm_signer.errors import ConfigError, HsmConfigError
 from hsm_signer.hsm import FixedPin, Hsm

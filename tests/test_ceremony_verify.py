@@ -15,15 +15,15 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ceremony import evidence
-from ceremony.retire import run_retirement
-from ceremony.retire_config import parse_retire_config
-from ceremony.runner import run_ceremony
-from ceremony.signatures import sign_head
-from ceremony.summary import ceremony_summary, retirement_summary
-from ceremony.transcript import GENESIS, head_statement, parse_transcript, transcript_head
-from ceremony.verify import read_bundle_dir, verify_bundle_dir, verify_bundle_files
-from ceremony.verify_retirement import verify_retirement_files
+from hsm_signer.ceremony import evidence
+from hsm_signer.ceremony.retire import run_retirement
+from hsm_signer.ceremony.retire_config import parse_retire_config
+from hsm_signer.ceremony.runner import run_ceremony
+from hsm_signer.ceremony.signatures import sign_head
+from hsm_signer.ceremony.summary import ceremony_summary, retirement_summary
+from hsm_signer.ceremony.transcript import GENESIS, head_statement, parse_transcript, transcript_head
+from hsm_signer.ceremony.verify import read_bundle_dir, verify_bundle_dir, verify_bundle_files
+from hsm_signer.ceremony.verify_retirement import verify_retirement_files
 from hsm_signer.bundle import KeyBundle, KeyEntry
 from hsm_signer.canonical import canonicalize
 from hsm_signer.errors import ConfigError, FormatError, HsmConfigError, VerificationError

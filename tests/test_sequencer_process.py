@@ -12,7 +12,7 @@ from pathlib import Path
 from hsm_signer.log.receipt import Receipt
 from hsm_signer.service import Service
 from hsm_signer.verify import verify_receipt
-from web import create_app
+from hsm_signer.web import create_app
 
 from servicekit import DEMO_ELECTION, open_election
 

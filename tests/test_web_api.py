@@ -23,10 +23,11 @@ from hsm_signer.log.checkpoint import Checkpoint
 from hsm_signer.log.note import parse_note
 from hsm_signer.log.receipt import Receipt
 from hsm_signer.verify import verify_receipt
-from web import create_app
-from web.errors import ERRORS
-from web.openapi import document
+from hsm_signer.web import create_app
+from hsm_signer.web.errors import ERRORS
+from hsm_signer.web.openapi import document
 
+from harness import HSM_SIGNER_COMMAND
 from servicekit import DEMO_ELECTION
 
 ELECTION = DEMO_ELECTION["id"]
@@ -42,9 +43,7 @@ def verify_cli(receipt_json: str, keys, tmp_path) -> subprocess.CompletedProcess
     """``hsm-signer verify RECEIPT --keys BUNDLE`` as a voter would run it."""
     path = tmp_path / "receipt.json"
     path.write_text(receipt_json)
-    command = ([shutil.which("hsm-signer")] if shutil.which("hsm-signer")
-               else [sys.executable, "-m", "hsm_signer"])
-    return subprocess.run([*command, "verify", str(path), "--keys", str(keys)],
+    return subprocess.run([*HSM_SIGNER_COMMAND, "verify", str(path), "--keys", str(keys)],
                           capture_output=True, text=True, timeout=60)
 
 
@@ -164,7 +163,7 @@ def test_the_openapi_document_describes_every_api_route_and_error_code(client):
 
 
 def test_an_app_built_from_the_config_file_leaves_signing_to_a_separate_sequencer(kit, service, codes, monkeypatch):
-    """The gunicorn way (``web:create_app()`` + ``hsm-signer sequencer``): workers never sign."""
+    """The gunicorn way (``hsm_signer.web:create_app()`` + ``hsm-signer sequencer``): workers never sign."""
     monkeypatch.setenv("HSM_SIGNER_CONFIG", str(kit.config_path))
     monkeypatch.setenv("HSM_SIGNER_WEB_RATELIMIT_FAILED_CODES_PER_CLIENT", "7 per hour")
     app = create_app()

@@ -17,7 +17,7 @@ import pytest
 from hsm_signer.log.leaf import Leaf
 from hsm_signer.log.receipt import Receipt
 from hsm_signer.verify import verify_receipt
-from web import create_app
+from hsm_signer.web import create_app
 
 from servicekit import DEMO_ELECTION, open_election
 from test_web_live import cli

@@ -22,8 +22,8 @@ from hsm_signer.errors import ConfigError
 from hsm_signer.log.receipt import Receipt
 from hsm_signer.service import Service
 from hsm_signer.verify import verify_receipt
-from web import create_app
-from web.security import CSP
+from hsm_signer.web import create_app
+from hsm_signer.web.security import CSP
 
 from servicekit import DEMO_ELECTION, open_election, provision
 
@@ -407,8 +407,8 @@ def test_voting_codes_never_reach_a_log_line(client, service, codes, caplog):
 
 
 def test_a_poll_closing_during_the_request_refuses_the_ballot(client, service, codes, monkeypatch):
-    import web.api
-    monkeypatch.setattr(web.api, "open_election", lambda election_id: None)  # the check passed just before ...
+    import hsm_signer.web.api
+    monkeypatch.setattr(hsm_signer.web.api, "open_election", lambda election_id: None)  # the check passed just before ...
     service.storage.set_state(ELECTION, "closed")                            # ... the official closed the poll
     response = client.post(BALLOTS, json={"code": codes[0], "selections": VOTE})
     assert response.status_code == 409 and response.get_json()["error"] == "poll_not_open"

@@ -25,7 +25,7 @@ from hsm_signer.lifecycle import close_poll
 from hsm_signer.log.leaf import Leaf
 from hsm_signer.service import Service
 from hsm_signer.tally import tally_election
-from web import create_app
+from hsm_signer.web import create_app
 
 from js.browser import chromium
 from servicekit import DEMO_ELECTION, open_election, provision

@@ -18,7 +18,7 @@ from werkzeug.datastructures import MultiDict
 from hsm_signer.log.leaf import Leaf
 from hsm_signer.log.receipt import Receipt
 from hsm_signer.verify import verify_receipt
-from web import create_app
+from hsm_signer.web import create_app
 
 from servicekit import DEMO_ELECTION
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shlex
+import shutil
 import sys
 import time
+from pathlib import Path
 from typing import Callable
 
 from .. import config as config_mod
@@ -16,6 +19,21 @@ def load_config(args) -> config_mod.Config:
 def open_service(args, *, with_sequencer: bool = False):
     from ..service import Service
     return Service.open(load_config(args), with_sequencer=with_sequencer)
+
+
+def command_hint() -> str:
+    """How to run ``hsm-signer`` again from a shell, for the hints commands print.
+
+    The console script beside this interpreter (the venv's ``bin/``) unless that very script
+    is what ``PATH`` finds anyway; ``python -m hsm_signer`` where no script is installed.
+    """
+    script = Path(sys.executable).with_name("hsm-signer")
+    if not script.exists():
+        return f"{shlex.quote(sys.executable)} -m hsm_signer"
+    found = shutil.which("hsm-signer")
+    if found and Path(found).resolve() == script.resolve():
+        return "hsm-signer"
+    return shlex.quote(str(script))
 
 
 def progress_printer(what: str, stream=None) -> Callable[[int, int], None]:

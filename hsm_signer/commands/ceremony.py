@@ -70,13 +70,13 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def _io(args):
-    from ceremony.io import NonInteractiveIO, TerminalIO
+    from hsm_signer.ceremony.io import NonInteractiveIO, TerminalIO
     return NonInteractiveIO() if args.non_interactive else TerminalIO()
 
 
 def run_command(args) -> int:
-    from ceremony.config import load_config
-    from ceremony.runner import run_ceremony
+    from hsm_signer.ceremony.config import load_config
+    from hsm_signer.ceremony.runner import run_ceremony
 
     config = load_config(args.ceremony_config, parse_overrides(args.overrides))
     run_ceremony(config, _io(args), args.out, shares_dir=args.shares_dir)
@@ -84,15 +84,15 @@ def run_command(args) -> int:
 
 
 def verify_command(args) -> int:
-    from ceremony.verify import verify_bundle_dir
+    from hsm_signer.ceremony.verify import verify_bundle_dir
 
     print(verify_bundle_dir(args.bundle, original=args.original).text())
     return 0
 
 
 def retire_command(args) -> int:
-    from ceremony.retire import run_retirement
-    from ceremony.retire_config import load_retire_config
+    from hsm_signer.ceremony.retire import run_retirement
+    from hsm_signer.ceremony.retire_config import load_retire_config
 
     config = load_retire_config(args.retire_config, parse_overrides(args.overrides))
     run_retirement(config, _io(args), args.out)

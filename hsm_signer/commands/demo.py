@@ -22,6 +22,7 @@ from .. import config as config_mod
 from .. import softhsm
 from ..election import Election
 from ..errors import ConfigError
+from ._common import command_hint
 
 DEMO_DEFINITION = Path(__file__).resolve().parent.parent / "data" / "demo-election.toml"
 DEMO_CODES = 300
@@ -50,9 +51,9 @@ def _config_text(state: Path, module: str, token_label: str, share_files: list[P
 
 def bootstrap(state: Path, port: int, codes: int = DEMO_CODES) -> Path:
     """Create a fresh demo state in ``state``; return its config path."""
-    from ceremony.config import load_rehearsal
-    from ceremony.io import NonInteractiveIO
-    from ceremony.runner import run_ceremony
+    from hsm_signer.ceremony.config import load_rehearsal
+    from hsm_signer.ceremony.io import NonInteractiveIO
+    from hsm_signer.ceremony.runner import run_ceremony
 
     from .. import codes as codes_mod
     from ..lifecycle import open_poll
@@ -111,14 +112,15 @@ def run(args) -> int:
     cfg = config_mod.load(config_path)
     election = Election.load(DEMO_DEFINITION)
     port = args.port
+    cli = command_hint()
     print(f"""
 [4/4] hsm-signer demo
   vote at          http://127.0.0.1:{port}/
   voting codes     {state / 'codes.csv'}
-  key bundle       {cfg.key_bundle}  (check it: hsm-signer ceremony verify {cfg.key_bundle})
+  key bundle       {cfg.key_bundle}  (check it: {cli} ceremony verify {cfg.key_bundle})
   bulletin board   http://127.0.0.1:{port}/board/{election.id}
   officials        export HSM_SIGNER_CONFIG={config_path}
-                   hsm-signer election close {election.id}; hsm-signer tally {election.id}
+                   {cli} election close {election.id}; {cli} tally {election.id}
 """, flush=True)
     if args.no_serve:
         return 0

@@ -18,7 +18,7 @@ waiting thread costs no CPU, and the pool must cover the voters casting at the s
 shutdown on SIGTERM. The HSM is opened in the worker, after the fork: PKCS#11 sessions
 do not survive fork().
 
-For several worker processes run gunicorn directly with ``web:create_app()`` and one
+For several worker processes run gunicorn directly with ``hsm_signer.web:create_app()`` and one
 ``hsm-signer sequencer`` (docs/WEB.md).
 """
 
@@ -56,7 +56,7 @@ def _gunicorn_app(cfg: config_mod.Config, bind: str, threads: int, sequencer: st
 
     def open_app():
         """In the worker: open the service, start the sequencer unless another one runs, build the app."""
-        from web import create_app
+        from hsm_signer.web import create_app
 
         from ..service import Service
         from ._common import start_own_sequencer
