@@ -8,7 +8,10 @@ deterministic and shared by every producer and checker. Supported values: ``dict
 silently produce a form that another RFC 8785 implementation would not reproduce.
 
 :func:`loads_strict` is the matching reader: UTF-8 only, no duplicate keys, no numbers
-with a fraction or exponent, no NaN/Infinity.
+with a fraction or exponent, no NaN/Infinity, and bounded before any work that grows
+with the input: integers of at most :data:`MAX_INTEGER_DIGITS` digits (Python's ``int()``
+refuses more than 4,300 with a ValueError), nesting at most :data:`MAX_DEPTH` deep (the
+``json`` module recurses and would raise RecursionError).
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ from typing import Any, Sequence
 from .errors import FormatError
 
 MAX_SAFE_INTEGER = 2**53 - 1
+MAX_INTEGER_DIGITS = 20
+"""Longest integer :func:`loads_strict` reads: room for any 64-bit value, far below ``int()``'s limit."""
+MAX_DEPTH = 32
+"""Deepest nesting of arrays and objects :func:`loads_strict` reads (our formats need fewer than 5)."""
 
 _SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
 
@@ -105,8 +112,43 @@ def _no_constant(text: str) -> Any:
     raise FormatError(f"{text} is not valid JSON")
 
 
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INTEGER_DIGITS:
+        raise FormatError(f"integer of {len(text.lstrip('-'))} digits; at most {MAX_INTEGER_DIGITS} are accepted")
+    return int(text)
+
+
+def _nesting_depth(text: str) -> int:
+    """How deep arrays and objects nest in ``text`` (brackets inside strings do not count)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _check_depth(text: str) -> None:
+    # Counting brackets is cheap (C code); only text that could nest too deeply is scanned.
+    if text.count("[") + text.count("{") > MAX_DEPTH and _nesting_depth(text) > MAX_DEPTH:
+        raise FormatError(f"JSON nests arrays and objects more than {MAX_DEPTH} deep")
+
+
 def loads_strict(data: bytes | str) -> Any:
-    """Parse JSON strictly: UTF-8, no duplicate keys, no floats, no NaN/Infinity."""
+    """Parse JSON strictly: UTF-8, no duplicate keys, no floats, no NaN/Infinity, bounded
+    integers and nesting (every refusal is a :class:`FormatError`)."""
     if isinstance(data, (bytes, bytearray)):
         if data[:3] == b"\xef\xbb\xbf":
             raise FormatError("JSON starts with a byte-order mark")
@@ -114,10 +156,12 @@ def loads_strict(data: bytes | str) -> Any:
             data = bytes(data).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise FormatError(f"JSON is not valid UTF-8 (byte {exc.start})") from None
+    if not isinstance(data, str):
+        raise FormatError(f"JSON must be text or bytes, got {type(data).__name__}")
+    _check_depth(data)
     try:
-        return json.loads(
-            data, object_pairs_hook=_no_duplicates, parse_float=_no_float, parse_constant=_no_constant
-        )
+        return json.loads(data, object_pairs_hook=_no_duplicates, parse_float=_no_float,
+                          parse_int=_bounded_int, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise FormatError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
 

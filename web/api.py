@@ -14,6 +14,7 @@ from flask import Blueprint, Response, jsonify, request
 from hsm_signer.bundle import KEYS_FILE
 from hsm_signer.canonical import loads_strict
 from hsm_signer.errors import FormatError
+from hsm_signer.log.checkpoint import MAX_SIZE
 from hsm_signer.log.note import b64encode
 
 from . import casting
@@ -25,7 +26,7 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 MAX_PAGE = 1000      # entries per page
 DEFAULT_PAGE = 100
-MAX_INDEX_DIGITS = 19
+MAX_INDEX = MAX_SIZE  # 2**63 - 1: the largest tree size a checkpoint (and SQLite's INTEGER) holds
 
 
 # --- request parsing -----------------------------------------------------------------
@@ -36,10 +37,8 @@ def json_body(required: dict[str, type]) -> dict:
         raise WebError("unsupported_media_type")
     try:
         data = loads_strict(request.get_data(cache=False))
-    except FormatError as exc:
+    except FormatError as exc:  # including over-long integers and too deep nesting
         raise WebError("invalid_json", str(exc)) from None
-    except RecursionError:
-        raise WebError("invalid_json", "the JSON is nested too deeply") from None
     if not isinstance(data, dict):
         raise WebError("invalid_request", "the body must be a JSON object")
     missing = [name for name in required if name not in data]
@@ -58,14 +57,15 @@ def _json_type(kind: type) -> str:
 
 
 def int_arg(name: str, default: int | None = None) -> int:
-    """A non-negative integer query parameter."""
+    """A non-negative integer query parameter, at most :data:`MAX_INDEX` (checked before
+    ``int()`` and SQLite see it)."""
     raw = request.args.get(name)
     if raw is None or raw == "":
         if default is None:
             raise WebError("invalid_parameter", f"query parameter {name!r} is required")
         return default
-    if not raw.isascii() or not raw.isdigit() or len(raw) > MAX_INDEX_DIGITS:
-        raise WebError("invalid_parameter", f"query parameter {name!r} must be a non-negative integer")
+    if not raw.isascii() or not raw.isdigit() or len(raw) > len(str(MAX_INDEX)) or int(raw) > MAX_INDEX:
+        raise WebError("invalid_parameter", f"query parameter {name!r} must be an integer from 0 to {MAX_INDEX}")
     return int(raw)
 
 

@@ -8,13 +8,13 @@ the log has only grown since the receipt was issued. Imports neither Flask nor p
 
 from __future__ import annotations
 
-import json
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 from ..bundle import KeyBundle
+from ..canonical import loads_strict
 from ..errors import ConfigError, FormatError, VerificationError
 from ..log.checkpoint import Checkpoint
 from ..log.note import b64decode_strict, parse_note
@@ -22,6 +22,7 @@ from ..log.receipt import Receipt
 from ..verify import summary_line, verify_receipt
 
 MAX_DOWNLOAD = 1 << 20
+MAX_FILE = 1 << 20  # receipts, checkpoints and proofs are a few KiB; never read a huge file whole
 
 
 def register(subparsers) -> None:
@@ -36,9 +37,13 @@ def register(subparsers) -> None:
 
 def _read(path: str, what: str) -> bytes:
     try:
-        return Path(path).read_bytes()
+        with Path(path).open("rb") as handle:
+            data = handle.read(MAX_FILE + 1)
     except OSError as exc:
         raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
+    if len(data) > MAX_FILE:
+        raise FormatError(f"{what} {path} is larger than {MAX_FILE} bytes; it cannot be a {what}")
+    return data
 
 
 def _proof(data: object, where: str) -> list[bytes]:
@@ -60,9 +65,9 @@ def _get_json(url: str) -> object:
     if len(body) > MAX_DOWNLOAD:
         raise FormatError(f"the answer from {url} is larger than {MAX_DOWNLOAD} bytes")
     try:
-        return json.loads(body)
-    except ValueError:
-        raise FormatError(f"the answer from {url} is not JSON") from None
+        return loads_strict(body)
+    except FormatError as exc:
+        raise FormatError(f"the answer from {url} is not acceptable JSON: {exc}") from None
 
 
 def _from_server(base: str, receipt: Receipt) -> tuple[str, list[bytes]]:
@@ -86,7 +91,10 @@ def run(args) -> int:
     if args.checkpoint:
         later = _read(args.checkpoint, "checkpoint").decode("utf-8", "replace")
         if args.proof:
-            proof = _proof(json.loads(_read(args.proof, "proof")), args.proof)
+            try:
+                proof = _proof(loads_strict(_read(args.proof, "proof")), args.proof)
+            except FormatError as exc:
+                raise FormatError(f"{args.proof}: {exc}") from None
     elif args.proof:
         raise ConfigError("--proof goes with --checkpoint")
     elif args.server:

@@ -84,9 +84,10 @@ class Checkpoint:
                 raise FormatError(f"checkpoint line {number} is empty; checkpoint lines must be non-empty")
         origin, size, root = lines[:3]
         if not _SIZE.fullmatch(size):
-            raise FormatError(f"checkpoint line 2 (tree size) must be a decimal number without leading zeros, got {size!r}")
-        if int(size) > MAX_SIZE:
-            raise FormatError(f"checkpoint tree size {size} is too large")
+            raise FormatError("checkpoint line 2 (tree size) must be a decimal number without leading zeros, "
+                              f"got {size[:40]!r}")
+        if len(size) > len(str(MAX_SIZE)) or int(size) > MAX_SIZE:  # length first: int() of 5,000 digits raises
+            raise FormatError(f"checkpoint tree size {size[:40]} is too large (at most {MAX_SIZE})")
         root_hash = b64decode_strict(root, "checkpoint line 3 (root hash)")
         if len(root_hash) != HASH_SIZE:
             raise FormatError(f"checkpoint line 3 (root hash) must decode to {HASH_SIZE} bytes, got {len(root_hash)}")
