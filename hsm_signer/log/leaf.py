@@ -1,5 +1,9 @@
 """The log leaf: one ballot (online or postal) as canonical RFC 8785 JSON.
 
+Leaf v2 (:class:`SealedLeaf`) carries the ballot sealed to the election's sealing key and
+is what new elections log; leaf v1 (:class:`Leaf`, clear selections) is still read so
+that the records of earlier elections verify. :func:`parse_leaf` reads either.
+
 A leaf records *what* was cast, never *who* cast it: it must never carry a voting code,
 a voter identity, an IP address or a timestamp. The ballot id is random (128 bits from
 :mod:`secrets`) so that a receipt can name its leaf without naming the voter.
@@ -11,6 +15,8 @@ must be the canonical encoding, so that every leaf has exactly one byte form.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import secrets
 from collections.abc import Iterable, Mapping
@@ -89,7 +95,7 @@ class Leaf:
                 raise FormatError(f"selections.{contest} selects the same option more than once: {options!r}")
             # Non-string options are left in place for __post_init__ to name precisely.
             prepared[contest] = sorted(options) if all(isinstance(o, str) for o in options) else options
-        return cls(election=election, type=type, ballot_id=secrets.token_hex(16), selections=prepared)
+        return cls(election=election, type=type, ballot_id=new_ballot_id(), selections=prepared)
 
     def to_dict(self) -> dict:
         return {
@@ -128,3 +134,99 @@ class Leaf:
         if leaf.to_bytes() != bytes(data):
             raise FormatError("leaf is not in canonical JSON form (RFC 8785: sorted keys, no whitespace, minimal escapes)")
         return leaf
+
+
+# --- leaf v2: the sealed ballot ------------------------------------------------------------
+
+SEALED_LEAF_VERSION = "hsm-signer/leaf/v2"
+SEALED_FIELDS = ("version", "election", "type", "ballot_id", "sealed")
+CHANNEL_OF_TYPE = {BALLOT: "online", POSTAL: "postal"}
+
+
+@dataclass(frozen=True)
+class SealedLeaf:
+    """A log entry of leaf v2: the ballot sealed to the election's sealing key, never its
+    selections. Build with :meth:`new`, read with :func:`parse_leaf` or :meth:`from_bytes`.
+
+    ``sealed`` is HPKE's ``enc || ct`` (:mod:`hsm_signer.log.sealed`); its ``info`` binds
+    this leaf's election, channel and ballot id, so the bytes cannot be moved to another leaf.
+    """
+
+    election: str
+    type: str
+    ballot_id: str
+    sealed: bytes
+
+    def __post_init__(self) -> None:
+        check_id(self.election, "election")
+        if self.type not in LEAF_TYPES:
+            raise FormatError(f"type must be one of {', '.join(LEAF_TYPES)}, got {self.type!r}")
+        if not isinstance(self.ballot_id, str) or not BALLOT_ID_PATTERN.fullmatch(self.ballot_id):
+            raise FormatError(f"ballot_id must be 32 lowercase hex digits (128 bits), got {self.ballot_id!r}")
+        if not isinstance(self.sealed, (bytes, bytearray)) or not self.sealed:
+            raise FormatError("sealed must be the non-empty bytes of a sealed ballot")
+        object.__setattr__(self, "sealed", bytes(self.sealed))
+
+    @property
+    def channel(self) -> str:
+        return CHANNEL_OF_TYPE[self.type]
+
+    @classmethod
+    def new(cls, election: str, type: str, sealed: bytes, ballot_id: str | None = None) -> "SealedLeaf":
+        return cls(election=election, type=type, ballot_id=ballot_id or new_ballot_id(), sealed=sealed)
+
+    def to_dict(self) -> dict:
+        return {"version": SEALED_LEAF_VERSION, "election": self.election, "type": self.type,
+                "ballot_id": self.ballot_id, "sealed": base64.b64encode(self.sealed).decode("ascii")}
+
+    def to_bytes(self) -> bytes:
+        """The canonical (RFC 8785) UTF-8 JSON bytes that are hashed into the log."""
+        return canonicalize(self.to_dict())
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "SealedLeaf":
+        obj = _parse_object(data)
+        if obj.get("version") != SEALED_LEAF_VERSION:
+            raise FormatError(f"leaf version must be {SEALED_LEAF_VERSION!r}, got {obj.get('version')!r}")
+        exact_object(obj, SEALED_FIELDS, "leaf")
+        for name in SEALED_FIELDS:
+            if not isinstance(obj[name], str):
+                raise FormatError(f"leaf field {name} must be a string, got {type(obj[name]).__name__}")
+        try:
+            sealed = base64.b64decode(obj["sealed"], validate=True)
+        except binascii.Error:
+            raise FormatError("leaf field sealed is not valid base64") from None
+        try:
+            leaf = cls(election=obj["election"], type=obj["type"], ballot_id=obj["ballot_id"], sealed=sealed)
+        except FormatError as exc:
+            raise FormatError(f"leaf: {exc}") from None
+        if leaf.to_bytes() != bytes(data):
+            raise FormatError("leaf is not in canonical JSON form (RFC 8785: sorted keys, no whitespace, minimal escapes)")
+        return leaf
+
+
+def new_ballot_id() -> str:
+    """A fresh random ballot id: 128 bits from :mod:`secrets`, as 32 lowercase hex digits."""
+    return secrets.token_hex(16)
+
+
+def _parse_object(data: bytes) -> dict:
+    if not isinstance(data, (bytes, bytearray)):
+        raise FormatError(f"leaf must be bytes, got {type(data).__name__}")
+    try:
+        obj = loads_strict(bytes(data))
+    except FormatError as exc:
+        raise FormatError(f"leaf: {exc}") from None
+    if not isinstance(obj, dict):
+        raise FormatError(f"leaf must be a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def parse_leaf(data: bytes) -> "Leaf | SealedLeaf":
+    """Either leaf version, strictly: v2 (sealed) for new elections, v1 (clear) from earlier records."""
+    version = _parse_object(data).get("version")
+    if version == SEALED_LEAF_VERSION:
+        return SealedLeaf.from_bytes(data)
+    if version == LEAF_VERSION:
+        return Leaf.from_bytes(data)
+    raise FormatError(f"leaf version must be {SEALED_LEAF_VERSION!r} or {LEAF_VERSION!r}, got {version!r}")
