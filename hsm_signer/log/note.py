@@ -240,7 +240,8 @@ def parse_note(note: str | bytes) -> tuple[str, list[NoteSignature]]:
         raise FormatError("note has no signature lines after the blank line")
     if len(lines) > MAX_SIGNATURES:
         raise FormatError(f"note has {len(lines)} signature lines; at most {MAX_SIGNATURES} are accepted")
-    signatures, seen = [], set()
+    signatures: list[NoteSignature] = []
+    lines_seen: set[str] = set()
     for number, line in enumerate(lines, 1):
         where = f"signature line {number}"
         if not line.startswith(SIGNATURE_PREFIX):
@@ -256,38 +257,38 @@ def parse_note(note: str | bytes) -> tuple[str, list[NoteSignature]]:
         raw = b64decode_strict(b64, f"{where} ({name}) signature")
         if len(raw) <= KEY_ID_SIZE:
             raise FormatError(f"{where} ({name}) signature is too short: {len(raw)} bytes, need a 4-byte key ID and a signature")
-        sig = NoteSignature(name, raw[:KEY_ID_SIZE], raw[KEY_ID_SIZE:])
-        if (sig.name, sig.key_id) in seen:
-            raise FormatError(f"{where} repeats a signature by {name} with key ID {sig.key_id.hex()}")
-        seen.add((sig.name, sig.key_id))
-        signatures.append(sig)
+        if line in lines_seen:
+            continue  # an identical line says nothing new (a note merged from two copies)
+        lines_seen.add(line)
+        signatures.append(NoteSignature(name, raw[:KEY_ID_SIZE], raw[KEY_ID_SIZE:]))
     return text, signatures
 
 
 def open_note(note: str | bytes, verifiers: Iterable[NoteVerifier]) -> tuple[str, list[str]]:
     """Verify a signed note against trusted ``verifiers``; return its text and the verified key names.
 
-    Signatures under names nobody trusts are ignored (as the spec requires). A signature
-    under a trusted name with an unknown key ID, or one that fails to verify, rejects the
-    whole note; so does a note with no signature by a trusted key.
+    As c2sp.org/signed-note requires, a signature is checked only when its key name *and*
+    key ID both match a trusted key; every other signature is ignored, even one under a
+    trusted name with another key ID (so a note signed by an old and a new key during a
+    rotation verifies for someone who trusts only one of them). A trusted key's signature
+    that fails to verify rejects the whole note, and so do two different signatures by
+    one trusted key; a note with no verified signature by a trusted key is rejected.
     """
     text, signatures = parse_note(note)
     trusted = {(v.name, v.key_id): v for v in verifiers}
-    trusted_names = {name for name, _ in trusted}
     verified: list[str] = []
+    checked: set[tuple[str, bytes]] = set()
     for sig in signatures:
         verifier = trusted.get((sig.name, sig.key_id))
         if verifier is None:
-            if sig.name in trusted_names:
-                known = ", ".join(k.hex() for n, k in trusted if n == sig.name)
-                raise VerificationError(
-                    f"signature by {sig.name} has key ID {sig.key_id.hex()}, but the trusted key {sig.name} has key ID {known}"
-                )
             continue
+        if (sig.name, sig.key_id) in checked:
+            raise FormatError(f"note carries two different signatures by {sig.name} with key ID {sig.key_id.hex()}")
+        checked.add((sig.name, sig.key_id))
         verifier.verify(text, sig.signature)
         verified.append(sig.name)
     if not verified:
-        found = ", ".join(s.name for s in signatures)
-        wanted = ", ".join(sorted(trusted_names)) or "none"
+        found = ", ".join(f"{s.name} ({s.key_id.hex()})" for s in signatures)
+        wanted = ", ".join(sorted(f"{name} ({key.hex()})" for name, key in trusted)) or "none"
         raise VerificationError(f"note has no signature by a trusted key (trusted: {wanted}; signed by: {found})")
     return text, verified

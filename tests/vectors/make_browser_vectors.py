@@ -130,6 +130,22 @@ def note_vectors() -> dict:
         case(p + "wrong-key-id", [vkey], with_signature(text, name, bytes([key_id[0] ^ 0xFF]) + key_id[1:] + sig),
              False, "verification")
         case(p + "signed-by-another-key-under-the-trusted-name", [vkey], sign_note(text, name, other), False, "verification")
+        # a key rotation: the old key ("other") and the new one sign under the same name
+        old_line = sign_note(text, name, other).rsplit("\n\n", 1)[1]
+        new_line = note.rsplit("\n\n", 1)[1]
+        old_vkey = verifier_key(name, other.public_key_der)
+        case(p + "rotation/new-key-trusted-old-signature-first", [vkey], f"{text}\n{old_line}{new_line}", True, text=text,
+             signed_by=[name])
+        case(p + "rotation/new-key-trusted-old-signature-last", [vkey], f"{text}\n{new_line}{old_line}", True, text=text,
+             signed_by=[name])
+        case(p + "rotation/old-key-trusted", [old_vkey], f"{text}\n{new_line}{old_line}", True, text=text, signed_by=[name])
+        case(p + "rotation/both-keys-trusted", [vkey, old_vkey], f"{text}\n{old_line}{new_line}", True, text=text,
+             signed_by=[name, name])
+        case(p + "rotation/only-the-old-key-signed", [vkey], f"{text}\n{old_line}", False, "verification")
+        bad = bytearray(sig)
+        bad[len(bad) // 2] ^= 0x01
+        case(p + "bad-trusted-signature-beside-a-good-one", [vkey],
+             f"{text}\n{EM_DASH} {name} {b64(key_id + bytes(bad))}\n{new_line}", False, "verification")
         case(p + "signed-only-by-an-untrusted-name", [vkey], sign_note(text, "someone.else/key", key), False, "verification")
         case(p + "no-trusted-keys", [], note, False, "verification")
         case(p + "missing-final-newline", [vkey], note[:-1], False, "format")
@@ -141,7 +157,8 @@ def note_vectors() -> dict:
         case(p + "base64-signature-padding-changed", [vkey], note.replace(b64(raw), repadded), False, "format")
         case(p + "non-canonical-base64-signature", [vkey], note.replace(b64(raw), b64(raw)[:-1] + "!"), False, "format")
         case(p + "signature-of-only-a-key-id", [vkey], with_signature(text, name, key_id), False, "format")
-        case(p + "duplicate-signature-line", [vkey], note + note.rsplit("\n\n", 1)[1], False, "format")
+        case(p + "identical-signature-line-twice-counts-once", [vkey], note + note.rsplit("\n\n", 1)[1], True, text=text,
+             signed_by=[name])
         case(p + "carriage-return-in-text", [vkey], note.replace("\n5\n", "\n5\r\n", 1), False, "format")
         case(p + "tab-in-text", [vkey], note.replace("hsm-signer/", "hsm-signer/\t", 1), False, "format")
         case(p + "line-after-signatures", [vkey], note + "Unexpected line.\n", False, "format")
@@ -164,6 +181,8 @@ def note_vectors() -> dict:
             case(p + "s-equal-to-group-order", [vkey], with_signature(text, name, key_id + der_signature(r, P256_ORDER)),
                  False, "verification")
             assert encode_dss_signature(r, s) == sig
+            again = sign_note(text, name, key).rsplit("\n\n", 1)[1]  # a fresh nonce: another valid signature
+            case(p + "two-different-signatures-by-the-trusted-key", [vkey], note + again, False, "format")
         else:
             s_value = int.from_bytes(sig[32:], "little")
             unreduced = sig[:32] + (s_value + ED25519_ORDER).to_bytes(32, "little")

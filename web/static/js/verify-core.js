@@ -715,7 +715,7 @@ export function parseNote(note) {
     throw new FormatError(`note has ${lines.length} signature lines; at most ${MAX_SIGNATURES} are accepted`);
   }
   const signatures = [];
-  const seen = new Set();
+  const linesSeen = new Set();
   lines.forEach((line, i) => {
     const where = `signature line ${i + 1}`;
     if (!line.startsWith(SIGNATURE_PREFIX)) {
@@ -734,42 +734,40 @@ export function parseNote(note) {
       throw new FormatError(
         `${where} (${name}) signature is too short: ${raw.length} bytes, need a 4-byte key ID and a signature`);
     }
-    const sig = { name, keyId: raw.slice(0, KEY_ID_SIZE), signature: raw.slice(KEY_ID_SIZE) };
-    const id = `${name} ${toHex(sig.keyId)}`;
-    if (seen.has(id)) throw new FormatError(`${where} repeats a signature by ${name} with key ID ${toHex(sig.keyId)}`);
-    seen.add(id);
-    signatures.push(sig);
+    if (linesSeen.has(line)) return; // an identical line says nothing new
+    linesSeen.add(line);
+    signatures.push({ name, keyId: raw.slice(0, KEY_ID_SIZE), signature: raw.slice(KEY_ID_SIZE) });
   });
   return { text, signatures };
 }
 
 /**
  * Verify a signed note against trusted verifiers; resolve to {text, signedBy: [names]}.
- * Signatures under untrusted names are ignored; a trusted name with an unknown key ID, or
- * a trusted signature that does not verify, rejects the note; so does no trusted signature.
+ * Only a signature whose key name and key ID both match a trusted key is checked; every
+ * other one is ignored (c2sp.org/signed-note), even under a trusted name. A trusted
+ * signature that does not verify, or two different ones by one key, reject the note; so
+ * does a note with no verified trusted signature.
  */
 export async function openNote(note, verifiers) {
   const { text, signatures } = parseNote(note);
   const message = utf8(text);
   const trusted = new Map(verifiers.map((v) => [`${v.name} ${v.keyIdHex}`, v]));
-  const trustedNames = new Set(verifiers.map((v) => v.name));
+  const checked = new Set();
   const signedBy = [];
   for (const sig of signatures) {
-    const verifier = trusted.get(`${sig.name} ${toHex(sig.keyId)}`);
-    if (!verifier) {
-      if (trustedNames.has(sig.name)) {
-        const known = verifiers.filter((v) => v.name === sig.name).map((v) => v.keyIdHex).join(", ");
-        throw new VerificationError(
-          `signature by ${sig.name} has key ID ${toHex(sig.keyId)}, but the trusted key ${sig.name} has key ID ${known}`);
-      }
-      continue;
+    const id = `${sig.name} ${toHex(sig.keyId)}`;
+    const verifier = trusted.get(id);
+    if (!verifier) continue;
+    if (checked.has(id)) {
+      throw new FormatError(`note carries two different signatures by ${sig.name} with key ID ${toHex(sig.keyId)}`);
     }
+    checked.add(id);
     await verifier.verify(message, sig.signature);
     signedBy.push(sig.name);
   }
   if (signedBy.length === 0) {
-    const found = signatures.map((s) => s.name).join(", ");
-    const wanted = [...trustedNames].sort().join(", ") || "none";
+    const found = signatures.map((s) => `${s.name} (${toHex(s.keyId)})`).join(", ");
+    const wanted = verifiers.map((v) => `${v.name} (${v.keyIdHex})`).sort().join(", ") || "none";
     throw new VerificationError(`note has no signature by a trusted key (trusted: ${wanted}; signed by: ${found})`);
   }
   return { text, signedBy };
