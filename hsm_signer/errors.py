@@ -45,6 +45,18 @@ class MechanismNotSupportedError(HsmConfigError):
     """The token does not offer a mechanism this operation needs."""
 
 
+class TokenChangeFailedError(HsmError):
+    """An operation that changes the token (key generation, destruction, import, PIN
+    change) failed; it was run once and is never repeated automatically.
+
+    ``return_code`` is the module's own ``CKR_…`` name.
+    """
+
+    def __init__(self, message: str, return_code: str | None = None):
+        self.return_code = return_code
+        super().__init__(message)
+
+
 class HsmUnavailableError(HsmError):
     """The HSM cannot be reached right now; callers answer 503 and retry later."""
 

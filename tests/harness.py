@@ -67,6 +67,21 @@ def pykcs11(token: softhsm.SoftHsmToken, operation: str, arg: str | None = None,
     return json.loads(result.stdout)
 
 
+FAULTY_MODULE_SOURCE = Path(__file__).parent / "p11shim" / "faulty.c"
+
+
+def build_faulty_module(directory: Path) -> Path:
+    """Compile ``p11shim/faulty.c``: a PKCS#11 module in front of a real one that fails on
+    purpose (``P11SHIM_FAIL``) and logs the calls that change a token (``P11SHIM_LOG``)."""
+    import shutil as _shutil
+    require(_shutil.which("gcc") is not None and Path("/usr/include/p11-kit-1/p11-kit/pkcs11.h").exists(),
+            "building the faulty PKCS#11 module needs gcc and libp11-kit-dev")
+    target = Path(directory) / "faulty-pkcs11.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O1", "-Wall", "-I/usr/include/p11-kit-1", "-o", str(target),
+                    str(FAULTY_MODULE_SOURCE), "-ldl"], check=True, capture_output=True, timeout=120)
+    return target
+
+
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 

@@ -85,7 +85,7 @@ def generate_signing_key(hsm: "Hsm", label: str, key_id: bytes, algorithm: str =
             mechanism=mechanism, store=True, label=label, id=key_id,
             public_template=dict(_PUBLIC_TEMPLATE), private_template=dict(_PRIVATE_TEMPLATE),
         )
-    hsm.run(f"generating key {label!r}", generate)
+    hsm.change(f"generating key {label!r}", generate)
     return hsm.signer(label)
 
 
@@ -104,7 +104,7 @@ def generate_mac_key(hsm: "Hsm", label: str, key_id: bytes) -> "HsmMac":
                 Attribute.UNWRAP: False, Attribute.DERIVE: False,
             },
         )
-    hsm.run(f"generating key {label!r}", generate)
+    hsm.change(f"generating key {label!r}", generate)
     return hsm.mac(label)
 
 
@@ -119,7 +119,7 @@ def import_mac_key_for_tests(hsm: "Hsm", label: str, secret: bytes) -> "HsmMac":
             Attribute.PRIVATE: True, Attribute.SENSITIVE: True, Attribute.SIGN: True,
             Attribute.VERIFY: True,
         })
-    hsm.run(f"importing test key {label!r}", create)
+    hsm.change(f"importing test key {label!r}", create)
     return hsm.mac(label)
 
 
@@ -148,6 +148,6 @@ def destroy_key(hsm: "Hsm", label: str) -> int:
         for obj in objects:
             obj.destroy()
         return len(objects)
-    count = hsm.run(f"destroying key {label!r}", destroy)
+    count = hsm.change(f"destroying key {label!r}", destroy)
     hsm.forget_key_handles()
     return count

@@ -39,7 +39,7 @@ def change_user_pin(hsm: "Hsm", old_pin: str, new_pin: str) -> None:
                 f"HSM token {hsm.token_name} does not accept a PIN of {len(new_pin)} characters; "
                 "hsm-signer needs a token that accepts 32-character user PINs"
             ) from None
-    hsm.run("changing the user PIN", change)
+    hsm.change("changing the user PIN", change)
 
 
 def _key_object(session: Any, label: str) -> Any:

@@ -8,6 +8,10 @@ Two rules shape it:
   (so SoftHSM2 skips its own locking) yet releases the GIL around every ``C_*`` call;
   two threads signing at once corrupted SoftHSM's heap on our machines. Every PKCS#11
   call of the process therefore runs under :data:`PKCS11_LOCK`.
+* **Never repeat a change.** :meth:`Hsm.change` runs an operation that changes the token
+  (key generation, destruction, import, C_SetPIN) exactly once: a failure is that
+  operation's failure, named by the module's return code, and does not mark the token
+  down. Only reads and signatures (:meth:`Hsm.run`) are retried.
 * **Fail closed, fast, and recover alone.** A transient fault (see :mod:`.faults`) makes
   the token reconnect: ``lib.reinitialize()``, new session, login, key lookup, with a
   bounded backoff. If that does not work the call raises :class:`HsmUnavailableError`
@@ -30,8 +34,10 @@ import pkcs11
 from pkcs11 import Attribute, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11
 
-from ..errors import HsmConfigError, HsmError, HsmUnavailableError, KeyNotFoundError, MechanismNotSupportedError
-from .faults import describe, is_transient
+from ..errors import (
+    HsmConfigError, HsmError, HsmUnavailableError, KeyNotFoundError, MechanismNotSupportedError, TokenChangeFailedError,
+)
+from .faults import describe, is_transient, return_code
 from .pins import PinSource
 
 if TYPE_CHECKING:
@@ -223,6 +229,34 @@ class Hsm:
                 f"HSM unavailable: {what} failed on token {self.token_name} ({self.last_error}); "
                 "it will be retried automatically"
             )
+
+    def change(self, what: str, operation: Callable[[Any], T]) -> T:
+        """Run ``operation(session)`` that changes the token, once and only once.
+
+        Never retried, whatever the fault: a module that fails a key generation may still
+        have made the key. A PKCS#11 failure raises :class:`TokenChangeFailedError` naming
+        the module's return code; the token is not marked down for it (if the fault did
+        kill the session, the next read finds out and heals as reads do).
+        """
+        with PKCS11_LOCK:
+            if self._module is None:
+                raise HsmError(f"HSM token {self.token_name} is not open; call open() first")
+            if self._session is None or self._down_since is not None:
+                # Connecting changes nothing on the token; a read proves the token answers.
+                self.run(f"reconnecting before {what}", lambda session: session.token.label)
+            try:
+                return operation(self._session)
+            except p11.PKCS11Error as exc:
+                if isinstance(exc, (p11.MechanismInvalid, p11.FunctionNotSupported)):
+                    raise self._permanent(exc, what) from None
+                code = return_code(exc) or describe(exc)
+                self._record_error(describe(exc))
+                log.error("%s failed on token %s: %s (not repeated)", what, self.token_name, code)
+                raise TokenChangeFailedError(
+                    f"{what} failed on HSM token {self.token_name}: the module returned {code}. It was not "
+                    "repeated (an operation that changes the token runs once): look at the token before "
+                    "trying again — a key may or may not have been made — and ask its vendor what "
+                    f"{code} means there", return_code=code) from None
 
     def _connect(self) -> None:
         """Find the token, open a session and log in (caller holds the lock)."""

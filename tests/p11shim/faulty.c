@@ -1,0 +1,95 @@
+/* A PKCS#11 module that forwards every call to a real one (P11SHIM_MODULE) and fails on
+ * purpose: a token that misbehaves the way tpm2-pkcs11 did, for tests only.
+ *
+ *   P11SHIM_MODULE  path of the real module (SoftHSM)
+ *   P11SHIM_FAIL    "C_GenerateKeyPair=0x5x1": that function returns 0x5 (CKR_GENERAL_ERROR)
+ *                   on its first 1 calls in this process, then forwards again
+ *   P11SHIM_LOG     file to which each call of a watched function appends its name
+ *
+ * Watched: C_Initialize, C_Finalize, C_GenerateKeyPair, C_GenerateKey, C_CreateObject,
+ * C_DestroyObject, C_SetPIN. Environment is read on every call, so one process can change it.
+ */
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <p11-kit/pkcs11.h>
+
+static CK_FUNCTION_LIST_PTR real;
+static CK_FUNCTION_LIST shim;
+static unsigned long failed_so_far[8];
+
+static void note(const char *name) {
+    const char *path = getenv("P11SHIM_LOG");
+    if (!path) return;
+    FILE *f = fopen(path, "a");
+    if (!f) return;
+    fprintf(f, "%s\n", name);
+    fclose(f);
+}
+
+/* CKR_OK, or the return code P11SHIM_FAIL asks of function `name` (slot `index`) now. */
+static CK_RV planned(const char *name, int index) {
+    note(name);
+    const char *plan = getenv("P11SHIM_FAIL");
+    size_t len = strlen(name);
+    if (!plan || strncmp(plan, name, len) != 0 || plan[len] != '=') return CKR_OK;
+    char *end;
+    unsigned long rv = strtoul(plan + len + 1, &end, 16);
+    unsigned long times = (*end == 'x') ? strtoul(end + 1, NULL, 10) : ~0UL;
+    if (failed_so_far[index] >= times) return CKR_OK;
+    failed_so_far[index]++;
+    return rv;
+}
+
+static CK_RV shim_Initialize(CK_VOID_PTR args) {
+    CK_RV rv = planned("C_Initialize", 0);
+    return rv != CKR_OK ? rv : real->C_Initialize(args);
+}
+static CK_RV shim_Finalize(CK_VOID_PTR reserved) {
+    note("C_Finalize");
+    return real->C_Finalize(reserved);
+}
+static CK_RV shim_GenerateKeyPair(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR pub,
+                                  CK_ULONG npub, CK_ATTRIBUTE_PTR priv, CK_ULONG npriv,
+                                  CK_OBJECT_HANDLE_PTR hpub, CK_OBJECT_HANDLE_PTR hpriv) {
+    CK_RV rv = planned("C_GenerateKeyPair", 1);
+    return rv != CKR_OK ? rv : real->C_GenerateKeyPair(s, m, pub, npub, priv, npriv, hpub, hpriv);
+}
+static CK_RV shim_GenerateKey(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+                              CK_OBJECT_HANDLE_PTR h) {
+    CK_RV rv = planned("C_GenerateKey", 2);
+    return rv != CKR_OK ? rv : real->C_GenerateKey(s, m, t, n, h);
+}
+static CK_RV shim_CreateObject(CK_SESSION_HANDLE s, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR h) {
+    CK_RV rv = planned("C_CreateObject", 3);
+    return rv != CKR_OK ? rv : real->C_CreateObject(s, t, n, h);
+}
+static CK_RV shim_DestroyObject(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h) {
+    CK_RV rv = planned("C_DestroyObject", 4);
+    return rv != CKR_OK ? rv : real->C_DestroyObject(s, h);
+}
+static CK_RV shim_SetPIN(CK_SESSION_HANDLE s, CK_UTF8CHAR_PTR old, CK_ULONG nold, CK_UTF8CHAR_PTR new_pin,
+                         CK_ULONG nnew) {
+    CK_RV rv = planned("C_SetPIN", 5);
+    return rv != CKR_OK ? rv : real->C_SetPIN(s, old, nold, new_pin, nnew);
+}
+
+CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list) {
+    if (!real) {
+        const char *path = getenv("P11SHIM_MODULE");
+        void *handle = path ? dlopen(path, RTLD_NOW | RTLD_LOCAL) : NULL;
+        CK_C_GetFunctionList get = handle ? (CK_C_GetFunctionList)dlsym(handle, "C_GetFunctionList") : NULL;
+        if (!get || get(&real) != CKR_OK) return CKR_GENERAL_ERROR;
+        shim = *real;
+        shim.C_Initialize = shim_Initialize;
+        shim.C_Finalize = shim_Finalize;
+        shim.C_GenerateKeyPair = shim_GenerateKeyPair;
+        shim.C_GenerateKey = shim_GenerateKey;
+        shim.C_CreateObject = shim_CreateObject;
+        shim.C_DestroyObject = shim_DestroyObject;
+        shim.C_SetPIN = shim_SetPIN;
+    }
+    *list = &shim;
+    return CKR_OK;
+}
