@@ -35,7 +35,9 @@ from hsm_signer.log.checkpoint import Checkpoint, origin_for, sign_checkpoint  #
 from hsm_signer.log.leaf import Leaf  # noqa: E402
 from hsm_signer.record import RECORD_VERSION, record_readme  # noqa: E402
 from hsm_signer.signer import SoftwareSigner  # noqa: E402
-from hsm_signer.tally import Recount, StreamingRoot  # noqa: E402
+from hsm_signer.log.merkle import leaf_hash  # noqa: E402
+from hsm_signer.log.tree import CompactRange  # noqa: E402
+from hsm_signer.recount import Recount  # noqa: E402
 
 DEFINITION = {
     "id": "bench-election",
@@ -64,7 +66,7 @@ def build_record(directory: Path, entries: int, checkpoint_every: int, seed: int
     (directory / "checkpoints").mkdir()
     leaders = election.contests[0].option_ids + ((),)
     board = election.contests[1].option_ids
-    recount, root = Recount(election), StreamingRoot()
+    recount, root = Recount(election), CompactRange()
     origin = origin_for(election.id)
     checkpoints = 0
     # Canonical leaf bytes differ only in the ballot id: encode each distinct ballot once
@@ -86,7 +88,7 @@ def build_record(directory: Path, entries: int, checkpoint_every: int, seed: int
             leaf = head + b"%032x" % rng.getrandbits(128) + tail
             out.write(leaf + b"\n")
             recount.add(leaf)
-            root.add(hashlib.sha256(b"\x00" + leaf).digest())
+            root.extend(leaf_hash(leaf))
             if (i + 1) % checkpoint_every == 0 or i + 1 == entries:
                 note = sign_checkpoint(Checkpoint(origin, i + 1, root.root()), "bench/checkpoint", checkpoint_signer)
                 (directory / "checkpoints" / f"{i + 1}.note").write_text(note, encoding="utf-8")

@@ -4,14 +4,13 @@ The record is built by ``bench/audit_scale.py`` (random valid ballots in the pub
 layout, a signed checkpoint every 1,000 entries, the signed tally, the manifest; not
 timed). Side by side in the same rounds, the floor any audit must pay: reading
 ``entries.jsonl`` and folding the RFC 9162 root of its leaf hashes
-(``hsm_signer.tally.StreamingRoot``), nothing else. The ratio says what the full check
+(``hsm_signer.log.tree.CompactRange``, the product's one tree builder), nothing else. The ratio says what the full check
 (manifest hashes, strict parsing and recount of every ballot, every checkpoint's
 signature and consistency, the tally's signature and counts) costs on top.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 
 from .common import Context, fmt
@@ -23,13 +22,18 @@ TITLE = "Audit throughput on a 1-million-entry election record"
 
 def _floor(record) -> float:
     """Seconds to read the entries and compute their Merkle root (the least an audit does)."""
-    from hsm_signer.tally import StreamingRoot
+    from hsm_signer.log.merkle import leaf_hash
+    from hsm_signer.log.tree import CompactRange
 
     started = time.perf_counter()
-    root, sha256 = StreamingRoot(), hashlib.sha256
+    root, hashes = CompactRange(), bytearray()
     with open(record / "entries.jsonl", "rb") as handle:
         for line in handle:
-            root.add(sha256(b"\x00" + line[:-1]).digest())
+            hashes += leaf_hash(line[:-1])
+            if len(hashes) >= 1 << 20:
+                root.extend(hashes)
+                hashes.clear()
+    root.extend(hashes)
     root.root()
     return time.perf_counter() - started
 

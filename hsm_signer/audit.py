@@ -22,8 +22,9 @@ file, line or entry:
    and its checkpoint is consistent with the final tree (checked against the signed tally).
 
 It imports neither Flask nor PKCS#11 and never touches a database: an auditor runs it on a
-downloaded copy with no trust in the server. The tree is kept as one byte string per level
-(32 bytes per node), so a million entries need about 64 MB and a few seconds.
+downloaded copy with no trust in the server. The tree is a
+:class:`~hsm_signer.log.tree.LevelTree` (32 bytes per node), so a million entries need
+about 64 MB and a few seconds.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import hashlib
 import json
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -41,15 +42,24 @@ from .bundle import CHECKPOINT, TALLY, KeyBundle
 from .election import Election
 from .errors import ConfigError, FormatError, HsmSignerError, VerificationError
 from .log.checkpoint import Checkpoint, open_checkpoint, origin_for
-from .log.merkle import HASH_SIZE, leaf_hash, verify_consistency
+from .log.merkle import leaf_hash, verify_consistency
 from .log.note import NoteVerifier, b64encode
 from .log.receipt import Receipt
-from .log.tree import MerkleTree, MissingNodeError, NodeKey
+from .log.tally import Tally, definition_digest, open_tally
+from .log.tree import LevelTree, MerkleTree
 from .record import (
-    CHECKPOINT_NAME, CHECKPOINTS_DIR, ELECTION_FILE, ENTRIES_FILE, FILE_FIELDS, KEYS_DIR, MANIFEST_FIELDS,
-    MANIFEST_FILE, RECORD_VERSION, TALLY_FILE,
+    CHECKPOINT_NAME,
+    CHECKPOINTS_DIR,
+    ELECTION_FILE,
+    ENTRIES_FILE,
+    FILE_FIELDS,
+    KEYS_DIR,
+    MANIFEST_FIELDS,
+    MANIFEST_FILE,
+    RECORD_VERSION,
+    TALLY_FILE,
 )
-from .tally import Recount, Tally, definition_digest, open_tally
+from .recount import Recount
 from .verify import verify_receipt
 
 Report = Callable[[str], None]
@@ -59,41 +69,6 @@ _CHECKPOINT_BATCH = 2000
 #: From this many checkpoints on, their signatures are checked in several processes.
 PARALLEL_CHECKPOINTS = 20_000
 _READ_BLOCK = 1 << 20
-
-
-class LevelTree:
-    """A read-only :class:`~hsm_signer.log.tree.NodeStore` holding every perfect subtree of a log.
-
-    Level 0 is the concatenated leaf hashes; level k+1 hashes adjacent pairs of level k.
-    Hand it to :class:`~hsm_signer.log.tree.MerkleTree` for roots and proofs at any size.
-    """
-
-    def __init__(self, leaf_hashes: bytes | bytearray):
-        if len(leaf_hashes) % HASH_SIZE:
-            raise FormatError("leaf hashes must be a whole number of 32-byte hashes")
-        self.size = len(leaf_hashes) // HASH_SIZE
-        sha256 = hashlib.sha256
-        level = bytes(leaf_hashes)
-        self._levels = [level]
-        while len(level) >= 2 * HASH_SIZE:
-            level = b"".join([sha256(b"\x01" + level[i:i + 2 * HASH_SIZE]).digest()
-                              for i in range(0, len(level) - 2 * HASH_SIZE + 1, 2 * HASH_SIZE)])
-            self._levels.append(level)
-
-    def get_nodes(self, keys: Sequence[NodeKey]) -> list[bytes]:
-        out = []
-        for level, index in keys:
-            start = index * HASH_SIZE
-            if level >= len(self._levels) or index < 0 or start + HASH_SIZE > len(self._levels[level]):
-                raise MissingNodeError(f"tree node (level {level}, index {index}) is beyond a log of {self.size} leaves")
-            out.append(self._levels[level][start:start + HASH_SIZE])
-        return out
-
-    def put_nodes(self, items) -> None:
-        raise TypeError("a LevelTree is read-only")
-
-    def tree(self) -> MerkleTree:
-        return MerkleTree(self, self.size)
 
 
 @dataclass(frozen=True)
@@ -282,10 +257,9 @@ def _load_checkpoints(root: Path, bundle: KeyBundle, election: Election, *, work
 
 
 def _read_entries(root: Path, election: Election, expected: int,
-                  progress: Progress | None) -> tuple[Recount, bytearray]:
+                  progress: Progress | None) -> tuple[Recount, LevelTree]:
     recount = Recount(election)
-    hashes = bytearray()
-    sha256 = hashlib.sha256
+    levels, hashes = LevelTree(), bytearray()
     path = root / ENTRIES_FILE
     try:
         handle = open(path, "rb")
@@ -302,12 +276,16 @@ def _read_entries(root: Path, election: Election, expected: int,
                 recount.add(leaf)
             except VerificationError as exc:
                 raise type(exc)(f"{ENTRIES_FILE} line {index + 1}: {exc}") from None
-            hashes += sha256(b"\x00" + leaf).digest()
-            if progress and not recount.size % _PROGRESS_EVERY:
-                progress("reading entries", recount.size, expected)
+            hashes += leaf_hash(leaf)
+            if not recount.size % _PROGRESS_EVERY:
+                levels.extend(hashes)
+                hashes.clear()
+                if progress:
+                    progress("reading entries", recount.size, expected)
+    levels.extend(hashes)
     if progress:
         progress("reading entries", recount.size, expected)
-    return recount, hashes
+    return recount, levels
 
 
 def _locate(tree: MerkleTree, checkpoints: list[SignedCheckpoint], entries: int) -> str:
@@ -387,10 +365,10 @@ def audit_record(record_dir: str | os.PathLike, *, receipts: Iterable[str | os.P
     say(f"OK   checkpoints: {len(checkpoints):,} signed by {checkpoint_key.note_key_name}, sizes "
         f"{checkpoints[0].checkpoint.size} to {final.size}; final: {final_signed.path}")
 
-    recount, hashes = _read_entries(root, election, final.size, progress)
+    recount, levels = _read_entries(root, election, final.size, progress)
     say(f"OK   entries: {recount.size:,} leaves parse, belong to {election.id}, fit its contests, unique ballot ids")
 
-    tree = LevelTree(hashes).tree()
+    tree = levels.tree()
     if recount.size != final.size:
         kind = "entries are missing" if recount.size < final.size else "entries were added"
         raise _fail(f"{ENTRIES_FILE} has {recount.size} entries, but the final checkpoint {final_signed.path} covers "

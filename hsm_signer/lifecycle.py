@@ -1,19 +1,30 @@
-"""Opening and closing the poll.
+"""The life cycle of a poll: open it, close it, sign its tally.
 
 Closing is the one transition with work attached: stop intake first (state ``closed``:
 every new cast is refused from that instant), then make sure every stored ballot is
 sequenced and covered by a signed checkpoint — the *final* checkpoint, which the tally
 is bound to. If a sequencer is running elsewhere (the demo server, a separate
 ``hsm-signer sequencer``), closing waits for it; otherwise it drains the queue itself.
+
+Tallying counts the final tree of a closed poll (:mod:`hsm_signer.recount`) and has the
+HSM tally key sign the result (:mod:`hsm_signer.log.tally` is its format). It never signs
+a tally for an open poll or a tree whose entries do not hash to the final signed
+checkpoint, and never re-signs a different result.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
-from .election import CLOSED, OPEN, check_transition
-from .errors import ElectionError
+from .bundle import CHECKPOINT, TALLY, KeyBundle
+from .election import CLOSED, OPEN, Election, check_transition
+from .errors import ElectionError, VerificationError
+from .log.checkpoint import Checkpoint, open_checkpoint, origin_for, sign_checkpoint
+from .log.tally import Tally, open_tally
+from .record import READ_CHUNK
+from .recount import count_leaves
 from .sequencer import SequencerBusyError
 
 
@@ -52,3 +63,80 @@ def close_poll(service, election_id: str, *, timeout: float = 300.0,
                 raise ElectionError(f"the running sequencer did not cover every ballot of {election_id!r} "
                                     f"within {timeout:.0f} s; check its log and the HSM") from None
             time.sleep(0.2)
+
+
+@dataclass(frozen=True)
+class SignedTally:
+    tally: Tally
+    note: str
+    created: bool  # False: the same tally had already been signed and stored
+
+
+def tally_election(service, election_id: str, *,
+                   progress: Callable[[int, int], None] | None = None) -> SignedTally:
+    """Count the final tree of a closed election and have the HSM tally key sign the result.
+
+    Refuses an election that is not closed, a final checkpoint that does not cover every
+    stored entry or does not verify, and entries that do not hash to it. Tallying again
+    returns the stored tally when the result is the same, and refuses a different one.
+    """
+    storage, bundle = service.storage, service.bundle
+    record = storage.get_election(election_id)
+    if record.state != CLOSED:
+        raise ElectionError(f"election {election_id!r} is {record.state}: close the poll first "
+                            f"(`hsm-signer election close {election_id}`); an open poll is never tallied")
+    final = _final_checkpoint(storage, bundle, election_id)
+    tally = _count_stored(storage, record.election, final.size, progress)
+    if tally.root_hash != final.root_hash:
+        raise VerificationError(
+            f"the stored entries of {election_id!r} do not hash to the root of the final checkpoint (size {final.size}): "
+            "the database was altered after signing; refusing to sign a tally")
+    text = tally.checkpoint().to_text()
+    existing = storage.get_tally(election_id)
+    if existing is not None:
+        return _same_or_refuse(existing, text, bundle, election_id)
+    note = sign_checkpoint(tally.checkpoint(), bundle.key(TALLY).note_key_name, service.tally_signer())
+    if not storage.store_tally(election_id, note):
+        # Another official's tally landed first (the table holds one per election).
+        return _same_or_refuse(storage.get_tally(election_id), text, bundle, election_id)
+    return SignedTally(tally, note, True)
+
+
+def _final_checkpoint(storage, bundle: KeyBundle, election_id: str) -> Checkpoint:
+    size = storage.tree_size(election_id)
+    latest = storage.latest_checkpoint(election_id)
+    if storage.pending(election_id, 1) or latest is None or latest[0] != size:
+        raise ElectionError(f"election {election_id!r} has no final checkpoint covering all its entries; "
+                            f"run `hsm-signer election close {election_id}` again to sign it")
+    try:
+        checkpoint = open_checkpoint(latest[1], [bundle.verifier(CHECKPOINT)])
+    except VerificationError as exc:
+        raise type(exc)(f"the stored final checkpoint of {election_id!r} does not verify: {exc}") from None
+    if checkpoint.origin != origin_for(election_id) or checkpoint.size != size:
+        raise VerificationError(f"the stored final checkpoint of {election_id!r} is for {checkpoint.origin!r} "
+                                f"size {checkpoint.size}, not {origin_for(election_id)!r} size {size}")
+    return checkpoint
+
+
+def _count_stored(storage, election: Election, size: int,
+                  progress: Callable[[int, int], None] | None) -> Tally:
+    def leaves() -> Iterable[bytes]:
+        for start in range(0, size, READ_CHUNK):
+            end = min(start + READ_CHUNK, size)
+            chunk = storage.entries(election.id, start, end)
+            if len(chunk) != end - start:
+                raise VerificationError(f"storage returned {len(chunk)} entries for indexes {start}..{end - 1} of "
+                                        f"{election.id!r}: the log has a gap")
+            yield from chunk
+            if progress:
+                progress(end, size)
+    return count_leaves(election, leaves())
+
+
+def _same_or_refuse(existing: str, text: str, bundle: KeyBundle, election_id: str) -> SignedTally:
+    stored, _ = open_tally(existing, bundle)
+    if stored.checkpoint().to_text() != text:
+        raise ElectionError(
+            f"election {election_id!r} already has a signed tally with a different result; it is never re-signed. "
+            "Investigate: the stored entries or the definition changed since it was signed")
+    return SignedTally(stored, existing, False)

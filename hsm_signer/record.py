@@ -29,6 +29,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ from .election import CLOSED
 from .errors import ConfigError, ElectionError, FormatError, VerificationError
 from .log.checkpoint import Checkpoint
 from .log.note import parse_note
-from .tally import READ_CHUNK, definition_digest, open_tally
+from .log.tally import definition_digest, open_tally
 
 RECORD_VERSION = "hsm-signer/record/v1"
 README_FILE = "README.md"
@@ -53,6 +54,8 @@ TALLY_FILE = "tally.txt"
 CHECKPOINT_NAME = re.compile(r"(0|[1-9][0-9]*)\.note")
 MANIFEST_FIELDS = ("version", "election", "tree_size", "files")
 FILE_FIELDS = ("path", "sha256", "size")
+#: Entries read from storage per query while exporting or tallying (bounded memory on a million entries).
+READ_CHUNK = 50_000
 
 
 def checkpoint_file(size: int) -> str:
@@ -227,6 +230,33 @@ def archive_record(record_dir: str | os.PathLike, out: BinaryIO, *, folder: str 
             with open(root / name, "rb") as source, archive.open(info, "w", force_zip64=True) as target:
                 shutil.copyfileobj(source, target, 1 << 20)
     return len(names)
+
+
+def publish_record(storage, bundle_dir: str | os.PathLike, election_id: str,
+                   published_dir: str | os.PathLike) -> Path:
+    """The ZIP of a tallied election's record in ``published_dir``, exported once and kept.
+
+    What the bulletin board serves. The record is exported and zipped in a temporary
+    directory beside the archive, which is then renamed into place, so concurrent first
+    requests never see half of it (the first complete archive wins) and nothing is left
+    behind. Raises like :func:`export_record` when the election is not closed and tallied.
+    """
+    base = Path(published_dir)
+    archive = base / f"{election_id}.zip"
+    if archive.exists():
+        return archive
+    base.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{election_id}-", dir=base))
+    try:
+        export_record(storage, bundle_dir, election_id, work / election_id)
+        with open(work / "record.zip", "wb") as out:
+            archive_record(work / election_id, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(work / "record.zip", archive)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return archive
 
 
 def record_readme(election_id: str, title: str, size: int, checkpoints: int) -> str:

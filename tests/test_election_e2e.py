@@ -18,15 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from hsm_signer.audit import LevelTree
 from hsm_signer.bundle import KeyBundle
 from hsm_signer.log.checkpoint import Checkpoint
 from hsm_signer.log.merkle import leaf_hash
 from hsm_signer.log.note import b64encode, parse_note
 from hsm_signer.log.receipt import Receipt
+from hsm_signer.log.tree import LevelTree
 from hsm_signer.service import Service
 from hsm_signer.verify import verify_receipt
-
 
 AUDIT_MD = Path(__file__).resolve().parent.parent / "docs" / "AUDIT.md"
 DEFINITION = """

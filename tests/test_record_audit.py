@@ -21,18 +21,20 @@ from pathlib import Path
 
 import pytest
 
-from hsm_signer.audit import LevelTree, audit_record, receipt_files
+from hsm_signer.audit import audit_record, receipt_files
 from hsm_signer.bundle import CHECKPOINT, TALLY, KeyBundle
 from hsm_signer.errors import ConfigError, ElectionError, FormatError, VerificationError
-from hsm_signer.lifecycle import close_poll
+from hsm_signer.lifecycle import close_poll, tally_election
 from hsm_signer.log.checkpoint import Checkpoint, origin_for, sign_checkpoint
 from hsm_signer.log.leaf import Leaf
-from hsm_signer.log.merkle import leaf_hash, root_from_leaf_hashes
+from hsm_signer.log.merkle import leaf_hash
+from hsm_signer.log.tally import OptionCount
 from hsm_signer.record import MANIFEST_FILE, export_record
+from hsm_signer.recount import count_leaves
 from hsm_signer.service import Service
 from hsm_signer.signer import SoftwareSigner
-from hsm_signer.tally import OptionCount, count_leaves, tally_election
 
+from merkle_reference import root_from_leaf_hashes
 from servicekit import DEMO_ELECTION, open_election, provision
 
 ELECTION = "test-election"
@@ -434,25 +436,12 @@ def test_the_audit_command_exits_1_naming_the_first_failure(copy, capsys):
 # --- the offline promise and scale -------------------------------------------------------------
 
 def test_the_audit_imports_neither_flask_nor_pkcs11():
-    code = ("import sys, hsm_signer.audit, hsm_signer.tally, hsm_signer.record; "
+    code = ("import sys, hsm_signer.audit, hsm_signer.log.tally, hsm_signer.recount, hsm_signer.record; "
             "bad = sorted(m for m in sys.modules if m.split('.')[0].lower() in {'flask', 'pkcs11', 'pykcs11', 'werkzeug'}); "
             "assert not bad, bad")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=Path(__file__).resolve().parent.parent)
     assert result.returncode == 0, result.stderr
-
-
-def test_the_level_tree_gives_the_reference_roots_and_proofs():
-    from hsm_signer.log.merkle import consistency_proof, inclusion_proof
-
-    hashes = [leaf_hash(bytes([i])) for i in range(37)]
-    for n in (0, 1, 2, 5, 16, 37):
-        tree = LevelTree(b"".join(hashes[:n])).tree()
-        assert tree.root() == root_from_leaf_hashes(hashes[:n])
-        for m in range(n + 1):
-            assert tree.consistency_proof(m, n) == consistency_proof(hashes, m, n)
-        for i in range(n):
-            assert tree.inclusion_proof(i, n) == inclusion_proof(hashes, i, n)
 
 
 def test_the_scale_benchmark_runs_on_a_small_record(tmp_path):

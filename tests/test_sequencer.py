@@ -11,12 +11,13 @@ from hsm_signer import codes as codes_mod
 from hsm_signer.ballots import BallotBox
 from hsm_signer.election import Election
 from hsm_signer.log.checkpoint import open_checkpoint
-from hsm_signer.log.merkle import leaf_hash, root_from_leaf_hashes
+from hsm_signer.log.merkle import leaf_hash
 from hsm_signer.log.note import NoteVerifier
 from hsm_signer.sequencer import Notifier, Sequencer, SequencerBusyError, SignerState, TamperError
 from hsm_signer.signer import SoftwareMac, SoftwareSigner
 from hsm_signer.storage.sqlite import SQLiteStorage
 
+from merkle_reference import root_from_leaf_hashes
 from servicekit import DEMO_ELECTION
 
 ELECTION = DEMO_ELECTION["id"]

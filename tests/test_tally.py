@@ -16,16 +16,15 @@ import pytest
 from hsm_signer.bundle import CHECKPOINT, TALLY
 from hsm_signer.election import Election
 from hsm_signer.errors import ElectionError, FormatError, VerificationError
-from hsm_signer.lifecycle import close_poll
+from hsm_signer.lifecycle import close_poll, tally_election
 from hsm_signer.log.checkpoint import Checkpoint, open_checkpoint, origin_for
 from hsm_signer.log.leaf import Leaf
-from hsm_signer.log.merkle import leaf_hash, root_from_leaf_hashes
+from hsm_signer.log.merkle import leaf_hash
+from hsm_signer.log.tally import Tally, definition_digest, format_tally, open_tally, tally_summary
+from hsm_signer.recount import Recount, count_leaves
 from hsm_signer.service import Service
-from hsm_signer.tally import (
-    Recount, StreamingRoot, Tally, count_leaves, definition_digest, format_tally, open_tally, tally_election,
-    tally_summary,
-)
 
+from merkle_reference import root_from_leaf_hashes
 from servicekit import DEMO_ELECTION, open_election, provision
 
 ELECTION = Election.from_dict(DEMO_ELECTION)
@@ -128,15 +127,6 @@ def test_a_malformed_tally_is_rejected_naming_the_line(change, message):
 
 
 # --- counting is strict ------------------------------------------------------------------
-
-def test_streaming_root_agrees_with_the_reference_for_every_small_size():
-    hashes = [leaf_hash(bytes([i])) for i in range(70)]
-    for n in range(len(hashes) + 1):
-        stream = StreamingRoot()
-        for h in hashes[:n]:
-            stream.add(h)
-        assert stream.root() == root_from_leaf_hashes(hashes[:n]), n
-
 
 @pytest.mark.parametrize("bad, message", [
     (leaf({"leader": ["alice"], "board": []}, election="other-election"),

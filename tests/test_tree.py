@@ -12,7 +12,17 @@ import pytest
 
 from hsm_signer.errors import FormatError, VerificationError
 from hsm_signer.log import merkle
-from hsm_signer.log.tree import InMemoryNodeStore, MerkleTree, MissingNodeError, NodeStore, perfect_subtrees
+from hsm_signer.log.tree import (
+    CompactRange,
+    InMemoryNodeStore,
+    LevelTree,
+    MerkleTree,
+    MissingNodeError,
+    NodeStore,
+    perfect_subtrees,
+)
+
+import merkle_reference as reference
 
 TREE = json.loads((Path(__file__).parent / "vectors" / "rfc6962" / "tree.json").read_text())
 POOL = [hashlib.sha256(b"tree-%d" % i).digest() for i in range(3000)]
@@ -95,11 +105,11 @@ def test_every_proof_of_every_small_tree_matches_the_naive_reference():
     hashes = POOL[:40]
     tree, _ = build(hashes, seed=1)
     for n in range(0, 41):
-        assert tree.root(n) == merkle.root_from_leaf_hashes(hashes[:n])
+        assert tree.root(n) == reference.root_from_leaf_hashes(hashes[:n])
         for i in range(n):
-            assert tree.inclusion_proof(i, n) == merkle.inclusion_proof(hashes, i, n), (i, n)
+            assert tree.inclusion_proof(i, n) == reference.inclusion_proof(hashes, i, n), (i, n)
         for m in range(n + 1):
-            assert tree.consistency_proof(m, n) == merkle.consistency_proof(hashes, m, n), (m, n)
+            assert tree.consistency_proof(m, n) == reference.consistency_proof(hashes, m, n), (m, n)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -111,7 +121,7 @@ def test_appending_in_any_batch_sizes_gives_the_naive_root_after_every_batch(see
         batch = POOL[n:n + rng.choice([1, 2, 3, 7, 64, 100])]
         size, root = tree.append(batch)
         n += len(batch)
-        assert (size, root) == (n, merkle.root_from_leaf_hashes(POOL[:n]))
+        assert (size, root) == (n, reference.root_from_leaf_hashes(POOL[:n]))
 
 
 def test_random_proofs_on_a_tree_of_3000_leaves_match_the_naive_reference_for_historical_sizes():
@@ -121,8 +131,8 @@ def test_random_proofs_on_a_tree_of_3000_leaves_match_the_naive_reference_for_hi
         n = rng.randint(1, len(POOL))
         i = rng.randrange(n)
         m = rng.randint(0, n)
-        assert tree.inclusion_proof(i, n) == merkle.inclusion_proof(POOL, i, n)
-        assert tree.consistency_proof(m, n) == merkle.consistency_proof(POOL, m, n)
+        assert tree.inclusion_proof(i, n) == reference.inclusion_proof(POOL, i, n)
+        assert tree.consistency_proof(m, n) == reference.consistency_proof(POOL, m, n)
         merkle.verify_inclusion(POOL[i], i, n, tree.inclusion_proof(i, n), tree.root(n))
 
 
@@ -199,3 +209,62 @@ def test_empty_tree():
     assert tree.root() == merkle.EMPTY_ROOT
     assert tree.append([]) == (0, merkle.EMPTY_ROOT)
     assert tree.consistency_proof(0) == []
+
+
+# --- the same builder streams the tally's root and the audit's in-memory tree -------------------
+
+def test_the_compact_range_root_agrees_with_the_reference_for_every_small_size():
+    hashes = [merkle.leaf_hash(bytes([i])) for i in range(70)]
+    for n in range(len(hashes) + 1):
+        edge = CompactRange()
+        for h in hashes[:n]:
+            edge.extend(h)
+        assert (edge.size, edge.root()) == (n, reference.root_from_leaf_hashes(hashes[:n])), n
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_compact_range_in_random_batches_reports_every_new_node_once(seed):
+    rng, edge, n = random.Random(seed), CompactRange(), 0
+    made = {}
+    while n < 600:
+        batch = POOL[n:n + rng.choice([1, 2, 3, 5, 31, 64, 129])]
+        for level, start, data in edge.extend(b"".join(batch)):
+            for i in range(len(data) // 32):
+                assert (level, start + i) not in made
+                made[(level, start + i)] = data[32 * i:32 * i + 32]
+        n += len(batch)
+        assert edge.root() == reference.root_from_leaf_hashes(POOL[:n]), n
+    store = InMemoryNodeStore()
+    MerkleTree(store).append(POOL[:n])
+    assert made == {key: store.get_nodes([key])[0] for key in made} and len(made) == len(store)
+
+
+def test_a_compact_range_refuses_an_edge_of_the_wrong_length_and_partial_hashes():
+    with pytest.raises(FormatError, match="a tree of size 5 has 2 right-edge node"):
+        CompactRange(5, POOL[:1])
+    with pytest.raises(FormatError, match="whole number of 32-byte hashes"):
+        CompactRange().extend(b"x" * 33)
+
+
+def test_the_level_tree_gives_the_reference_roots_and_proofs():
+    hashes = [merkle.leaf_hash(bytes([i])) for i in range(37)]
+    for n in (0, 1, 2, 5, 16, 37):
+        tree = LevelTree(b"".join(hashes[:n])).tree()
+        assert tree.root() == reference.root_from_leaf_hashes(hashes[:n])
+        for m in range(n + 1):
+            assert tree.consistency_proof(m, n) == reference.consistency_proof(hashes, m, n)
+        for i in range(n):
+            assert tree.inclusion_proof(i, n) == reference.inclusion_proof(hashes, i, n)
+
+
+def test_a_level_tree_fed_in_batches_equals_one_fed_at_once_and_is_read_only():
+    whole = LevelTree(b"".join(POOL[:1000]))
+    fed = LevelTree()
+    for start in range(0, 1000, 77):
+        fed.extend(b"".join(POOL[start:min(start + 77, 1000)]))
+    keys = [(level, i) for level in range(10) for i in range(1000 >> level)]
+    assert fed.size == whole.size == 1000 and fed.get_nodes(keys) == whole.get_nodes(keys)
+    with pytest.raises(MissingNodeError, match=r"level 3, index 125\) is beyond a log of 1000"):
+        fed.get_nodes([(3, 125)])
+    with pytest.raises(TypeError, match="read-only"):
+        fed.put_nodes([(0, 1000, POOL[1000])])

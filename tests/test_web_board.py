@@ -5,10 +5,8 @@ from __future__ import annotations
 import io
 import zipfile
 
-
 from hsm_signer.audit import audit_record
-from hsm_signer.lifecycle import close_poll
-from hsm_signer.tally import tally_election
+from hsm_signer.lifecycle import close_poll, tally_election
 
 from servicekit import DEMO_ELECTION, open_election
 

@@ -21,10 +21,9 @@ from pathlib import Path
 import pytest
 
 from hsm_signer import config as config_mod
-from hsm_signer.lifecycle import close_poll
+from hsm_signer.lifecycle import close_poll, tally_election
 from hsm_signer.log.leaf import Leaf
 from hsm_signer.service import Service
-from hsm_signer.tally import tally_election
 from hsm_signer.web import create_app
 
 from js.browser import chromium

@@ -9,16 +9,12 @@ no code or identity.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-
 from flask import Blueprint, Response, render_template, request, send_file
 
 from hsm_signer.errors import FormatError
 from hsm_signer.log.leaf import Leaf
-from hsm_signer.record import archive_record, export_record
-from hsm_signer.tally import tally_summary
+from hsm_signer.log.tally import tally_summary
+from hsm_signer.record import publish_record
 
 from .context import election_record, service, signed_size
 from .errors import WebError
@@ -26,6 +22,8 @@ from .errors import WebError
 bp = Blueprint("board", __name__, url_prefix="/board")
 
 PAGE = 50
+#: Where the exported record archives are kept, beside the configuration.
+PUBLISHED_DIR = "published-records"
 
 
 @bp.get("/")
@@ -75,33 +73,13 @@ def tally_note(election_id: str):
                     headers={"Content-Disposition": f'attachment; filename="{election_id}-tally.txt"'})
 
 
-def _published_record(election_id: str) -> Path:
-    """The exported record of a tallied election and its ZIP, made once and kept.
-
-    Lives beside the configuration (``published-records/``); written to a temporary
-    directory and renamed into place, so concurrent first requests cannot see half of it.
-    """
-    svc = service()
-    base = svc.config.base_dir / "published-records"
-    archive = base / f"{election_id}.zip"
-    if archive.exists():
-        return archive
-    base.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{election_id}-", dir=base))
-    export_record(svc.storage, svc.config.key_bundle, election_id, work / election_id)
-    with open(work / "record.zip", "wb") as out:
-        archive_record(work / election_id, out)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(work / "record.zip", archive)  # atomic: the first complete archive wins
-    return archive
-
-
 @bp.get("/<election_id>/record.zip")
 def record_download(election_id: str):
     """The whole election record (definition, keys, entries, checkpoints, tally, manifest)."""
     election_record(election_id)
     if service().storage.get_tally(election_id) is None:
         raise WebError("tally_not_found", "the election record is published once the tally is signed")
-    return send_file(_published_record(election_id), mimetype="application/zip", as_attachment=True,
+    svc = service()
+    archive = publish_record(svc.storage, svc.config.key_bundle, election_id, svc.config.base_dir / PUBLISHED_DIR)
+    return send_file(archive, mimetype="application/zip", as_attachment=True,
                      download_name=f"{election_id}-record.zip")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
-from .. import tally as tally_mod
+from ..lifecycle import tally_election
+from ..log.tally import format_tally, tally_summary
 from ._common import open_service, progress_printer
 
 
@@ -24,9 +25,9 @@ def run(args) -> int:
     service = open_service(args)
     try:
         counting = progress_printer("counting entries", stream=sys.stderr)
-        signed = tally_mod.tally_election(service, args.election, progress=counting)
+        signed = tally_election(service, args.election, progress=counting)
         election = service.storage.get_election(args.election).election
-        summary = tally_mod.tally_summary(signed.note, service.bundle, election)
+        summary = tally_summary(signed.note, service.bundle, election)
     finally:
         service.close()
     if args.json:
@@ -34,7 +35,7 @@ def run(args) -> int:
         return 0
     state = "signed the tally" if signed.created else "the tally was already signed with this result; unchanged"
     print(f"election {args.election!r}: {state} (key {summary['key_name']})")
-    for line in tally_mod.format_tally(signed.tally, election):
+    for line in format_tally(signed.tally, election):
         print(line)
     print()
     print(signed.note, end="")

@@ -1,9 +1,8 @@
-"""RFC 9162 Merkle tree hashing, naive proof generation and proof verification.
+"""RFC 9162 Merkle tree hashing, proof sizes and proof verification.
 
-Pure functions over hashes; no storage, no I/O. The generators here are the *reference*
-implementation (they rehash the leaves they are given, so they cost O(n)); the scalable
-tree in :mod:`hsm_signer.log.tree` must agree with them. The verifiers follow RFC 9162
-§2.1.3.2 and §2.1.4.2 step by step.
+Pure functions over hashes; no storage, no I/O. Trees are built (roots and proofs) only
+by :mod:`hsm_signer.log.tree`. The verifiers follow RFC 9162 §2.1.3.2 and §2.1.4.2 step
+by step.
 
 Verifiers return ``None`` on success and never return ``False``: they raise
 :class:`~hsm_signer.errors.FormatError` for malformed input (bad sizes, wrong proof
@@ -38,62 +37,6 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 def split_point(n: int) -> int:
     """The largest power of two strictly smaller than ``n``. Requires n >= 2."""
     return 1 << ((n - 1).bit_length() - 1)
-
-
-# --- naive reference generators (RFC 9162 §2.1.1, §2.1.3.1, §2.1.4.1) --------------------
-
-def root_from_leaf_hashes(leaf_hashes: Sequence[bytes]) -> bytes:
-    """MTH(D[n]) from the leaf hashes, by the recursive definition. O(n) hashes."""
-
-    def mth(lo: int, hi: int) -> bytes:
-        n = hi - lo
-        if n == 1:
-            return leaf_hashes[lo]
-        k = split_point(n)
-        return node_hash(mth(lo, lo + k), mth(lo + k, hi))
-
-    if not leaf_hashes:
-        return EMPTY_ROOT
-    return mth(0, len(leaf_hashes))
-
-
-def inclusion_proof(leaf_hashes: Sequence[bytes], index: int, size: int) -> list[bytes]:
-    """PATH(index, D[size]) computed naively. Requires 0 <= index < size <= len(leaf_hashes)."""
-    if not 0 <= index < size <= len(leaf_hashes):
-        raise FormatError(f"no inclusion proof for index {index} in a tree of size {size}")
-
-    def path(m: int, lo: int, hi: int) -> list[bytes]:
-        n = hi - lo
-        if n == 1:
-            return []
-        k = split_point(n)
-        if m < k:
-            return path(m, lo, lo + k) + [root_from_leaf_hashes(leaf_hashes[lo + k:hi])]
-        return path(m - k, lo + k, hi) + [root_from_leaf_hashes(leaf_hashes[lo:lo + k])]
-
-    return path(index, 0, size)
-
-
-def consistency_proof(leaf_hashes: Sequence[bytes], m: int, n: int) -> list[bytes]:
-    """PROOF(m, D[n]) computed naively. Requires 0 <= m <= n <= len(leaf_hashes).
-
-    The proof is empty when m == 0 or m == n.
-    """
-    if not 0 <= m <= n <= len(leaf_hashes):
-        raise FormatError(f"no consistency proof from size {m} to size {n}")
-
-    def subproof(m: int, lo: int, hi: int, complete: bool) -> list[bytes]:
-        n = hi - lo
-        if m == n:
-            return [] if complete else [root_from_leaf_hashes(leaf_hashes[lo:hi])]
-        k = split_point(n)
-        if m <= k:
-            return subproof(m, lo, lo + k, complete) + [root_from_leaf_hashes(leaf_hashes[lo + k:hi])]
-        return subproof(m - k, lo + k, hi, False) + [root_from_leaf_hashes(leaf_hashes[lo:lo + k])]
-
-    if m == 0 or m == n:
-        return []
-    return subproof(m, 0, n, True)
 
 
 # --- proof sizes ------------------------------------------------------------------------

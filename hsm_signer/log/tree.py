@@ -1,4 +1,9 @@
-"""A Merkle tree over stored perfect-subtree hashes: appends and proofs in O(log n) reads.
+"""The one RFC 9162 tree builder: appends, roots and proofs over stored perfect subtrees.
+
+Every tree in the product is built here: the sequencer's stored log (:class:`MerkleTree`
+over the database), the audit's in-memory tree of a published record (:class:`LevelTree`)
+and the tally's streaming root (:class:`CompactRange` alone). They share one hashing
+loop, :meth:`CompactRange.extend`, which hashes a batch level by level.
 
 The tree never rehashes the log. Every *perfect* subtree (``2**level`` leaves starting at
 ``index * 2**level``) is hashed once, when its last leaf arrives, and stored under
@@ -10,17 +15,18 @@ the perfect subtrees that decompose it.
 Storage is behind :class:`NodeStore`, deliberately as narrow as a table
 ``(election, level, idx, hash)``. This module must never do I/O itself, never rewrite a
 stored node and never hold the whole tree in memory (``InMemoryNodeStore`` is for tests
-and small tools). The naive functions in :mod:`hsm_signer.log.merkle` are the reference
-this module is tested against.
+and small tools, ``LevelTree`` for the offline audit). The tests check it against the
+RFC 6962 vectors and a naive recursive reference (``tests/merkle_reference.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import hashlib
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from ..errors import FormatError, VerificationError
-from .merkle import EMPTY_ROOT, HASH_SIZE, node_hash, split_point
+from .merkle import EMPTY_ROOT, HASH_SIZE, NODE_PREFIX, node_hash, split_point
 
 NodeKey = tuple[int, int]
 """(level, index) of a perfect subtree; it covers leaves [index << level, (index + 1) << level)."""
@@ -39,6 +45,58 @@ class NodeStore(Protocol):
 
     def put_nodes(self, items: Iterable[tuple[int, int, bytes]]) -> None:
         """Store ``(level, index, hash)`` items. Nodes are written once and never changed."""
+
+
+class CompactRange:
+    """The right edge of a tree of ``size`` leaves: at most one perfect subtree per level.
+
+    Enough to append more leaves and to compute the root, in O(log n) memory. ``nodes``
+    are the hashes of :func:`perfect_subtrees` ``(0, size)``, left to right.
+    """
+
+    def __init__(self, size: int = 0, nodes: Sequence[bytes] = ()):
+        levels = [level for level, _ in perfect_subtrees(0, size)]
+        if len(nodes) != len(levels):
+            raise FormatError(f"a tree of size {size} has {len(levels)} right-edge node(s), got {len(nodes)}")
+        self.size = size
+        self._edge: dict[int, bytes] = dict(zip(levels, (bytes(n) for n in nodes)))
+
+    def extend(self, leaf_hashes: bytes) -> list[tuple[int, int, bytes]]:
+        """Append concatenated 32-byte leaf hashes; return the new perfect subtrees.
+
+        Each item is ``(level, first index, concatenated hashes)``: every leaf and every
+        subtree the batch completes, level by level. Hashing a level is one comprehension
+        over its pairs, which is what makes a million leaves take seconds, not minutes.
+        """
+        if len(leaf_hashes) % HASH_SIZE:
+            raise FormatError(f"leaf hashes must be a whole number of {HASH_SIZE}-byte hashes")
+        sha256, pair = hashlib.sha256, 2 * HASH_SIZE
+        made: list[tuple[int, int, bytes]] = []
+        data, start, level = bytes(leaf_hashes), self.size, 0
+        while data:
+            made.append((level, start, data))
+            if start & 1:  # the first new node's left sibling is on the right edge
+                data = self._edge[level] + data
+            count = len(data) // HASH_SIZE
+            if count & 1:
+                self._edge[level] = data[-HASH_SIZE:]
+            else:
+                self._edge.pop(level, None)
+            data = b"".join([sha256(NODE_PREFIX + data[i:i + pair]).digest()
+                             for i in range(0, (count - 1) * HASH_SIZE, pair)])
+            start, level = start >> 1, level + 1
+        self.size += len(leaf_hashes) // HASH_SIZE
+        return made
+
+    def root(self) -> bytes:
+        """MTH of the leaves so far: the right fold of the edge, smallest subtree first."""
+        if not self._edge:
+            return EMPTY_ROOT
+        levels = sorted(self._edge)
+        acc = self._edge[levels[0]]
+        for level in levels[1:]:
+            acc = node_hash(self._edge[level], acc)
+        return acc
 
 
 class InMemoryNodeStore:
@@ -116,6 +174,13 @@ def _consistency_ranges(m: int, n: int) -> list[tuple[int, int]]:
     return ranges
 
 
+def _nodes(made: Iterable[tuple[int, int, bytes]]) -> Iterator[tuple[int, int, bytes]]:
+    """``(level, index, hash)`` items from :meth:`CompactRange.extend`'s level blocks."""
+    for level, start, data in made:
+        for offset in range(0, len(data), HASH_SIZE):
+            yield level, start + offset // HASH_SIZE, data[offset:offset + HASH_SIZE]
+
+
 def _fold_right(hashes: Sequence[bytes]) -> bytes:
     acc = hashes[-1]
     for h in reversed(hashes[:-1]):
@@ -166,25 +231,12 @@ class MerkleTree:
             if not isinstance(h, (bytes, bytearray)) or len(h) != HASH_SIZE:
                 raise FormatError(f"leaf hash [{i}] must be {HASH_SIZE} bytes")
         frontier = perfect_subtrees(0, self._size)
-        stack = list(zip([lvl for lvl, _ in frontier], self._store.get_nodes(frontier))) if frontier else []
-        new_nodes: list[tuple[int, int, bytes]] = []
-        n = self._size
-        for h in leaf_hashes:
-            h = bytes(h)
-            new_nodes.append((0, n, h))
-            stack.append((0, h))
-            n += 1
-            while len(stack) >= 2 and stack[-1][0] == stack[-2][0]:
-                level, right = stack.pop()
-                _, left = stack.pop()
-                level += 1
-                parent = node_hash(left, right)
-                new_nodes.append((level, (n >> level) - 1, parent))
-                stack.append((level, parent))
-        if new_nodes:
-            self._store.put_nodes(new_nodes)
-        self._size = n
-        return n, (_fold_right([h for _, h in stack]) if stack else EMPTY_ROOT)
+        edge = CompactRange(self._size, self._store.get_nodes(frontier) if frontier else [])
+        made = edge.extend(b"".join(leaf_hashes))
+        if made:
+            self._store.put_nodes(_nodes(made))
+        self._size = edge.size
+        return edge.size, edge.root()
 
     def root(self, size: int | None = None) -> bytes:
         """MTH of the first ``size`` leaves (default: all of them)."""
@@ -214,3 +266,44 @@ class MerkleTree:
         if m == 0 or m == n:
             return []
         return self._range_hashes(_consistency_ranges(m, n))
+
+
+class LevelTree:
+    """A :class:`NodeStore` in memory holding every perfect subtree, one byte string per level.
+
+    32 bytes per node (a million leaves: about 64 MB). Fed by :meth:`extend` in batches as
+    a file is read; nodes come only from :class:`CompactRange`. Read-only for
+    :class:`MerkleTree` (``put_nodes`` refuses): build it with :meth:`extend`, then ask
+    :meth:`tree` for roots and proofs at any size.
+    """
+
+    def __init__(self, leaf_hashes: bytes | bytearray = b""):
+        self._edge = CompactRange()
+        self._levels: list[bytearray] = []
+        self.extend(leaf_hashes)
+
+    @property
+    def size(self) -> int:
+        return self._edge.size
+
+    def extend(self, leaf_hashes: bytes | bytearray) -> None:
+        """Append concatenated 32-byte leaf hashes."""
+        for level, _, data in self._edge.extend(leaf_hashes):
+            if level == len(self._levels):
+                self._levels.append(bytearray())
+            self._levels[level] += data
+
+    def get_nodes(self, keys: Sequence[NodeKey]) -> list[bytes]:
+        out = []
+        for level, index in keys:
+            start = index * HASH_SIZE
+            if level >= len(self._levels) or index < 0 or start + HASH_SIZE > len(self._levels[level]):
+                raise MissingNodeError(f"tree node (level {level}, index {index}) is beyond a log of {self.size} leaves")
+            out.append(bytes(self._levels[level][start:start + HASH_SIZE]))
+        return out
+
+    def put_nodes(self, items: Iterable[tuple[int, int, bytes]]) -> None:
+        raise TypeError("a LevelTree is read-only; add leaves with extend()")
+
+    def tree(self) -> MerkleTree:
+        return MerkleTree(self, self.size)

@@ -22,6 +22,7 @@ import base64
 import hashlib
 import json
 import re
+import sys
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -31,10 +32,13 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from hsm_signer.bundle import KeyBundle, KeyEntry
 from hsm_signer.log.checkpoint import Checkpoint, origin_for
 from hsm_signer.log.leaf import Leaf
-from hsm_signer.log.merkle import consistency_proof, inclusion_proof, leaf_hash, root_from_leaf_hashes
+from hsm_signer.log.merkle import leaf_hash
 from hsm_signer.log.note import sign_note, verifier_key
 from hsm_signer.log.receipt import Receipt
 from hsm_signer.signer import ECDSA_P256, ED25519, SoftwareSigner
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/, for the naive Merkle reference
+from merkle_reference import consistency_proof, inclusion_proof, root_from_leaf_hashes  # noqa: E402
 
 HERE = Path(__file__).parent
 EM_DASH = "\u2014"

@@ -1,4 +1,4 @@
-"""The signed tally: count the final log, have the HSM tally key sign the counts, read them back.
+"""The signed tally format: the counts as data, their extension lines, reading them back.
 
 The tally is a checkpoint of the *final* tree (same origin, size and root as the final
 checkpoint of the closed poll) whose extension lines carry the counts, so the signature
@@ -11,31 +11,25 @@ binds the numbers to the exact list of entries they were counted from. The line 
     tally-channel <channel> <contest> <option> <count>  the same counts for online, then postal
     ballots <channel> <count>                         ballots per channel (they sum to the tree size)
 
-Counting (:class:`Recount`) checks every leaf strictly (it parses, belongs to this
-election, fits its contests, has a ballot id no other entry has) and is shared with the
-offline audit, so the official's count and the auditor's recount are the same code path
-over different inputs. Everything here except :func:`tally_election` is pure and offline;
-this module must never import PKCS#11 or Flask (signing goes through the service's
-:class:`~hsm_signer.signer.Signer`), and it must never sign a tally for an open poll or a
-tree whose entries do not hash to the final signed checkpoint.
+Pure and offline: counting is :mod:`hsm_signer.recount`, signing is
+:func:`hsm_signer.lifecycle.tally_election`. This module must never import PKCS#11,
+Flask or storage.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .bundle import CHECKPOINT, TALLY, KeyBundle
-from .canonical import canonicalize
-from .election import CLOSED, BallotError, Election
-from .errors import ElectionError, FormatError, VerificationError
-from .log.checkpoint import ORIGIN_PREFIX, Checkpoint, open_checkpoint, origin_for, sign_checkpoint
-from .log.leaf import BALLOT, LEAF_VERSION, POSTAL, Leaf, check_id
-from .log.merkle import EMPTY_ROOT, leaf_hash
-from .log.note import b64encode, open_note
+from ..bundle import TALLY, KeyBundle
+from ..canonical import canonicalize
+from ..election import Election
+from ..errors import FormatError, VerificationError
+from .checkpoint import ORIGIN_PREFIX, Checkpoint, origin_for
+from .leaf import BALLOT, POSTAL, check_id
+from .note import b64encode, open_note
 
 ONLINE_CHANNEL, POSTAL_CHANNEL = "online", "postal"
 CHANNELS = (ONLINE_CHANNEL, POSTAL_CHANNEL)
@@ -43,8 +37,6 @@ CHANNEL_OF_LEAF_TYPE = {BALLOT: ONLINE_CHANNEL, POSTAL: POSTAL_CHANNEL}
 DEFINITION_PREFIX = "sha256:"
 _COUNT = re.compile(r"0|[1-9][0-9]*")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-#: Entries read from storage per query while tallying (bounded memory on a million entries).
-READ_CHUNK = 50_000
 
 
 def definition_digest(election: Election) -> str:
@@ -238,124 +230,6 @@ class Tally:
         return tally
 
 
-# --- counting -------------------------------------------------------------------------------
-
-# The canonical (RFC 8785) form of a leaf, as the strict parser accepts it. Ids cannot hold a
-# quote, so a fixed ballot_id position lets every later leaf with the same election, type and
-# selections reuse the first one's full check: they differ only in the 32 hex digits.
-_LEAF_SHAPE = re.compile(
-    rb'\{"ballot_id":"([0-9a-f]{32})","election":"([^"]*)","selections":(\{[^\n]*\}),"type":"([a-z]+)",'
-    rb'"version":"' + re.escape(LEAF_VERSION.encode()) + rb'"\}')
-
-
-class Recount:
-    """Counts leaves one at a time, checking each one strictly.
-
-    Per leaf: the strict parser's verdict (cached per distinct election/type/selections,
-    so a million leaves cost a regular-expression match and a dictionary lookup each), the
-    election id, the selections against the definition, and a ballot id no earlier leaf
-    used. Raises VerificationError ``entry <index>: ...`` at the first bad leaf.
-    """
-
-    def __init__(self, election: Election):
-        self.election = election
-        self.size = 0
-        self._known: dict[tuple[bytes, bytes, bytes], tuple[str, tuple[tuple[str, ...], ...]]] = {}
-        self._patterns: Counter[tuple[str, tuple[tuple[str, ...], ...]]] = Counter()
-        self._ballot_ids: set[bytes] = set()
-
-    def add(self, leaf: bytes) -> None:
-        index = self.size
-        shape = _LEAF_SHAPE.fullmatch(leaf)
-        if shape is None:
-            pattern, ballot_id = self._check(index, leaf)
-        else:
-            ballot_id, *fields = shape.groups()
-            key = tuple(fields)
-            pattern = self._known.get(key)
-            if pattern is None:
-                pattern, _ = self._check(index, leaf)
-                self._known[key] = pattern
-        if ballot_id in self._ballot_ids:
-            raise VerificationError(
-                f"entry {index} repeats ballot id {ballot_id.decode()} of an earlier entry: a ballot is in the log twice")
-        self._ballot_ids.add(ballot_id)
-        self._patterns[pattern] += 1
-        self.size += 1
-
-    def _check(self, index: int, data: bytes) -> tuple[tuple[str, tuple[tuple[str, ...], ...]], bytes]:
-        try:
-            leaf = Leaf.from_bytes(data)
-        except FormatError as exc:
-            raise FormatError(f"entry {index}: {exc}") from None
-        if leaf.election != self.election.id:
-            raise VerificationError(f"entry {index} belongs to election {leaf.election!r}, not {self.election.id!r}")
-        selections = {contest: list(options) for contest, options in leaf.selections.items()}
-        try:
-            clean = self.election.validate_selections(selections)
-        except BallotError as exc:
-            raise VerificationError(f"entry {index} does not fit the election definition: {exc}") from None
-        if clean != selections:
-            raise VerificationError(f"entry {index} does not fit the election definition: selections {selections!r}")
-        pattern = (CHANNEL_OF_LEAF_TYPE[leaf.type], tuple(tuple(clean[c.id]) for c in self.election.contests))
-        return pattern, leaf.ballot_id.encode()
-
-    def tally(self, root_hash: bytes) -> Tally:
-        """The counts so far, as the tally of a tree of ``self.size`` leaves with ``root_hash``."""
-        contests = self.election.contests
-        votes: Counter[tuple[str, str, str]] = Counter()
-        blank: Counter[str] = Counter()
-        ballots: Counter[str] = Counter()
-        for (channel, chosen), n in self._patterns.items():
-            ballots[channel] += n
-            for contest, options in zip(contests, chosen):
-                if not options:
-                    blank[contest.id] += n
-                for option in options:
-                    votes[(channel, contest.id, option)] += n
-        return Tally(
-            election=self.election.id, size=self.size, root_hash=root_hash, definition=definition_digest(self.election),
-            contests=tuple(
-                ContestCount(c.id, tuple(OptionCount(o, votes[(ONLINE_CHANNEL, c.id, o)], votes[(POSTAL_CHANNEL, c.id, o)])
-                                         for o in c.option_ids), blank[c.id])
-                for c in contests),
-            ballots_online=ballots[ONLINE_CHANNEL], ballots_postal=ballots[POSTAL_CHANNEL])
-
-
-class StreamingRoot:
-    """The RFC 9162 root of leaf hashes fed one at a time, in O(log n) memory."""
-
-    def __init__(self) -> None:
-        self._stack: list[tuple[int, bytes]] = []
-        self.size = 0
-
-    def add(self, leaf_hash_: bytes) -> None:
-        stack, sha256 = self._stack, hashlib.sha256
-        level, node = 0, leaf_hash_
-        while stack and stack[-1][0] == level:
-            node = sha256(b"\x01" + stack.pop()[1] + node).digest()
-            level += 1
-        stack.append((level, node))
-        self.size += 1
-
-    def root(self) -> bytes:
-        if not self._stack:
-            return EMPTY_ROOT
-        acc = self._stack[-1][1]
-        for _, node in reversed(self._stack[:-1]):
-            acc = hashlib.sha256(b"\x01" + node + acc).digest()
-        return acc
-
-
-def count_leaves(election: Election, leaves: Iterable[bytes]) -> Tally:
-    """Count ``leaves`` (a whole log, in order) strictly; the tally includes their root."""
-    recount, root = Recount(election), StreamingRoot()
-    for leaf in leaves:
-        recount.add(leaf)
-        root.add(leaf_hash(leaf))
-    return recount.tally(root.root())
-
-
 # --- reading a signed tally -------------------------------------------------------------------
 
 def open_tally(note: str | bytes, bundle: KeyBundle) -> tuple[Tally, str]:
@@ -410,86 +284,7 @@ def format_tally(tally: Tally, election: Election | None = None) -> list[str]:
     return lines
 
 
-# --- signing (officials) --------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class SignedTally:
-    tally: Tally
-    note: str
-    created: bool  # False: the same tally had already been signed and stored
-
-
-def tally_election(service, election_id: str, *,
-                   progress: Callable[[int, int], None] | None = None) -> SignedTally:
-    """Count the final tree of a closed election and have the HSM tally key sign the result.
-
-    Refuses an election that is not closed, a final checkpoint that does not cover every
-    stored entry or does not verify, and entries that do not hash to it. Tallying again
-    returns the stored tally when the result is the same, and refuses a different one.
-    """
-    storage, bundle = service.storage, service.bundle
-    record = storage.get_election(election_id)
-    if record.state != CLOSED:
-        raise ElectionError(f"election {election_id!r} is {record.state}: close the poll first "
-                            f"(`hsm-signer election close {election_id}`); an open poll is never tallied")
-    final = _final_checkpoint(storage, bundle, election_id)
-    tally = _count_stored(storage, record.election, final.size, progress)
-    if tally.root_hash != final.root_hash:
-        raise VerificationError(
-            f"the stored entries of {election_id!r} do not hash to the root of the final checkpoint (size {final.size}): "
-            "the database was altered after signing; refusing to sign a tally")
-    text = tally.checkpoint().to_text()
-    existing = storage.get_tally(election_id)
-    if existing is not None:
-        return _same_or_refuse(existing, text, bundle, election_id)
-    note = sign_checkpoint(tally.checkpoint(), bundle.key(TALLY).note_key_name, service.tally_signer())
-    if not storage.store_tally(election_id, note):
-        # Another official's tally landed first (the table holds one per election).
-        return _same_or_refuse(storage.get_tally(election_id), text, bundle, election_id)
-    return SignedTally(tally, note, True)
-
-
-def _final_checkpoint(storage, bundle: KeyBundle, election_id: str) -> Checkpoint:
-    size = storage.tree_size(election_id)
-    latest = storage.latest_checkpoint(election_id)
-    if storage.pending(election_id, 1) or latest is None or latest[0] != size:
-        raise ElectionError(f"election {election_id!r} has no final checkpoint covering all its entries; "
-                            f"run `hsm-signer election close {election_id}` again to sign it")
-    try:
-        checkpoint = open_checkpoint(latest[1], [bundle.verifier(CHECKPOINT)])
-    except VerificationError as exc:
-        raise type(exc)(f"the stored final checkpoint of {election_id!r} does not verify: {exc}") from None
-    if checkpoint.origin != origin_for(election_id) or checkpoint.size != size:
-        raise VerificationError(f"the stored final checkpoint of {election_id!r} is for {checkpoint.origin!r} "
-                                f"size {checkpoint.size}, not {origin_for(election_id)!r} size {size}")
-    return checkpoint
-
-
-def _count_stored(storage, election: Election, size: int,
-                  progress: Callable[[int, int], None] | None) -> Tally:
-    def leaves() -> Iterable[bytes]:
-        for start in range(0, size, READ_CHUNK):
-            end = min(start + READ_CHUNK, size)
-            chunk = storage.entries(election.id, start, end)
-            if len(chunk) != end - start:
-                raise VerificationError(f"storage returned {len(chunk)} entries for indexes {start}..{end - 1} of "
-                                        f"{election.id!r}: the log has a gap")
-            yield from chunk
-            if progress:
-                progress(end, size)
-    return count_leaves(election, leaves())
-
-
-def _same_or_refuse(existing: str, text: str, bundle: KeyBundle, election_id: str) -> SignedTally:
-    stored, _ = open_tally(existing, bundle)
-    if stored.checkpoint().to_text() != text:
-        raise ElectionError(
-            f"election {election_id!r} already has a signed tally with a different result; it is never re-signed. "
-            "Investigate: the stored entries or the definition changed since it was signed")
-    return SignedTally(stored, existing, False)
-
-
 __all__ = [
-    "CHANNELS", "ContestCount", "OptionCount", "Recount", "SignedTally", "StreamingRoot", "Tally",
-    "count_leaves", "definition_digest", "format_tally", "open_tally", "tally_election", "tally_summary",
+    "CHANNELS", "CHANNEL_OF_LEAF_TYPE", "ContestCount", "OptionCount", "Tally", "definition_digest", "format_tally",
+    "open_tally", "tally_summary",
 ]

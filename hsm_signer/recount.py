@@ -1,0 +1,128 @@
+"""Counting a log: every leaf checked strictly, the counts and the root of the tree they make.
+
+Shared by the official's tally (:func:`hsm_signer.lifecycle.tally_election`, over the
+database) and the offline audit (:mod:`hsm_signer.audit`, over a record's
+``entries.jsonl``), so the count and the auditor's recount are the same code path over
+different inputs. Pure: no storage, no PKCS#11, no Flask.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+
+from .election import BallotError, Election
+from .errors import FormatError, VerificationError
+from .log.leaf import LEAF_VERSION, Leaf
+from .log.merkle import leaf_hash
+from .log.tally import (
+    CHANNEL_OF_LEAF_TYPE,
+    ONLINE_CHANNEL,
+    POSTAL_CHANNEL,
+    ContestCount,
+    OptionCount,
+    Tally,
+    definition_digest,
+)
+from .log.tree import CompactRange
+
+#: Leaf hashes handed to the tree at once while counting (bounded memory, bulk hashing).
+_HASH_BATCH = 4096
+
+# The canonical (RFC 8785) form of a leaf, as the strict parser accepts it. Ids cannot hold a
+# quote, so a fixed ballot_id position lets every later leaf with the same election, type and
+# selections reuse the first one's full check: they differ only in the 32 hex digits.
+_LEAF_SHAPE = re.compile(
+    rb'\{"ballot_id":"([0-9a-f]{32})","election":"([^"]*)","selections":(\{[^\n]*\}),"type":"([a-z]+)",'
+    rb'"version":"' + re.escape(LEAF_VERSION.encode()) + rb'"\}')
+
+
+class Recount:
+    """Counts leaves one at a time, checking each one strictly.
+
+    Per leaf: the strict parser's verdict (cached per distinct election/type/selections,
+    so a million leaves cost a regular-expression match and a dictionary lookup each), the
+    election id, the selections against the definition, and a ballot id no earlier leaf
+    used. Raises VerificationError ``entry <index>: ...`` at the first bad leaf.
+    """
+
+    def __init__(self, election: Election):
+        self.election = election
+        self.size = 0
+        self._known: dict[tuple[bytes, bytes, bytes], tuple[str, tuple[tuple[str, ...], ...]]] = {}
+        self._patterns: Counter[tuple[str, tuple[tuple[str, ...], ...]]] = Counter()
+        self._ballot_ids: set[bytes] = set()
+
+    def add(self, leaf: bytes) -> None:
+        index = self.size
+        shape = _LEAF_SHAPE.fullmatch(leaf)
+        if shape is None:
+            pattern, ballot_id = self._check(index, leaf)
+        else:
+            ballot_id, *fields = shape.groups()
+            key = tuple(fields)
+            pattern = self._known.get(key)
+            if pattern is None:
+                pattern, _ = self._check(index, leaf)
+                self._known[key] = pattern
+        if ballot_id in self._ballot_ids:
+            raise VerificationError(
+                f"entry {index} repeats ballot id {ballot_id.decode()} of an earlier entry: a ballot is in the log twice")
+        self._ballot_ids.add(ballot_id)
+        self._patterns[pattern] += 1
+        self.size += 1
+
+    def _check(self, index: int, data: bytes) -> tuple[tuple[str, tuple[tuple[str, ...], ...]], bytes]:
+        try:
+            leaf = Leaf.from_bytes(data)
+        except FormatError as exc:
+            raise FormatError(f"entry {index}: {exc}") from None
+        if leaf.election != self.election.id:
+            raise VerificationError(f"entry {index} belongs to election {leaf.election!r}, not {self.election.id!r}")
+        selections = {contest: list(options) for contest, options in leaf.selections.items()}
+        try:
+            clean = self.election.validate_selections(selections)
+        except BallotError as exc:
+            raise VerificationError(f"entry {index} does not fit the election definition: {exc}") from None
+        if clean != selections:
+            raise VerificationError(f"entry {index} does not fit the election definition: selections {selections!r}")
+        pattern = (CHANNEL_OF_LEAF_TYPE[leaf.type], tuple(tuple(clean[c.id]) for c in self.election.contests))
+        return pattern, leaf.ballot_id.encode()
+
+    def tally(self, root_hash: bytes) -> Tally:
+        """The counts so far, as the tally of a tree of ``self.size`` leaves with ``root_hash``."""
+        contests = self.election.contests
+        votes: Counter[tuple[str, str, str]] = Counter()
+        blank: Counter[str] = Counter()
+        ballots: Counter[str] = Counter()
+        for (channel, chosen), n in self._patterns.items():
+            ballots[channel] += n
+            for contest, options in zip(contests, chosen):
+                if not options:
+                    blank[contest.id] += n
+                for option in options:
+                    votes[(channel, contest.id, option)] += n
+        return Tally(
+            election=self.election.id, size=self.size, root_hash=root_hash, definition=definition_digest(self.election),
+            contests=tuple(
+                ContestCount(c.id, tuple(OptionCount(o, votes[(ONLINE_CHANNEL, c.id, o)], votes[(POSTAL_CHANNEL, c.id, o)])
+                                         for o in c.option_ids), blank[c.id])
+                for c in contests),
+            ballots_online=ballots[ONLINE_CHANNEL], ballots_postal=ballots[POSTAL_CHANNEL])
+
+
+def count_leaves(election: Election, leaves: Iterable[bytes]) -> Tally:
+    """Count ``leaves`` (a whole log, in order) strictly; the tally includes their root."""
+    recount, edge, hashes = Recount(election), CompactRange(), bytearray()
+    for leaf in leaves:
+        recount.add(leaf)
+        hashes += leaf_hash(leaf)
+        if len(hashes) >= _HASH_BATCH * 32:
+            edge.extend(hashes)
+            hashes.clear()
+    edge.extend(hashes)
+    return recount.tally(edge.root())
+
+
+__all__ = ["Recount", "count_leaves"]
