@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from .api import DEFAULT_PAGE, MAX_PAGE
+from .api import DEFAULT_PAGE, MAX_INDEX, MAX_PAGE
 from .errors import ERRORS
 
 bp = Blueprint("openapi", __name__, url_prefix="/api/v1")
@@ -38,12 +38,23 @@ _COMMON = ("rate_limited", "internal_error")
 
 def _query(name: str, description: str, required: bool = True) -> dict:
     return {"name": name, "in": "query", "required": required, "description": description,
-            "schema": {"type": "integer", "minimum": 0}}
+            "schema": {"type": "integer", "minimum": 0, "maximum": MAX_INDEX}}
 
 
-def _get(summary: str, ok: dict, *errors: str, parameters: list | None = None) -> dict:
-    return {"get": {"summary": summary, "parameters": parameters or [],
+def _get(summary: str, ok: dict, *errors: str, parameters: list | None = None, operation_id: str) -> dict:
+    return {"get": {"operationId": operation_id, "summary": summary, "parameters": parameters or [],
                     "responses": {"200": ok, **_errors(*errors, *_COMMON)}}}
+
+
+def _links(**targets: dict) -> dict:
+    """OpenAPI links (what a client, or a stateful fuzzer, can ask next with this answer)."""
+    return {"links": {name: {"operationId": name, "parameters": parameters} for name, parameters in targets.items()}}
+
+
+_SAME_ELECTION = {"election_id": "$request.path.election_id"}
+_ELECTION_LINKS = _links(**{op: {"election_id": "$response.body#/id"} for op in (
+    "getCheckpoint", "getEntries", "getTally", "getInclusionProof", "getConsistencyProof", "castBallot",
+    "getCodeStatus")})
 
 
 _B64_LIST = {"type": "array", "items": {"type": "string", "contentEncoding": "base64"}}
@@ -112,21 +123,27 @@ def document() -> dict:
                                 "{\"error\": <stable code>, \"message\": <text>}; see docs/WEB.md."},
         "servers": [{"url": "/api/v1"}],
         "paths": {
-            "/elections": _get("List elections", _json({"type": "object", "properties": {
-                "elections": {"type": "array", "items": _ref("ElectionSummary")}}}, "elections")),
-            "/elections/{election_id}": _get("One election with its contests", _json(_ref("Election"), "the election"),
-                                             "election_not_found", parameters=eid),
+            "/elections": _get("List elections", {**_json({"type": "object", "properties": {
+                "elections": {"type": "array", "items": _ref("ElectionSummary")}}}, "elections"),
+                **_links(getElection={"election_id": "$response.body#/elections/0/id"})},
+                operation_id="listElections"),
+            "/elections/{election_id}": _get("One election with its contests",
+                                             {**_json(_ref("Election"), "the election"), **_ELECTION_LINKS},
+                                             "election_not_found", parameters=eid, operation_id="getElection"),
             "/elections/{election_id}/ballots": {"post": {
+                "operationId": "castBallot",
                 "summary": "Cast a ballot with a voting code; returns its signed receipt",
                 "parameters": eid,
                 "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Ballot")}}},
                 "responses": {
-                    "201": _json(_ref("Receipt"), "stored and signed: the receipt"),
+                    "201": {**_json(_ref("Receipt"), "stored and signed: the receipt"), **_links(
+                        getInclusionProof={**_SAME_ELECTION, "index": "$response.body#/leaf_index"})},
                     "200": _json(_ref("Receipt"), "the same ballot was already cast with this code: its receipt"),
                     **_errors("invalid_json", "invalid_request", "invalid_code", "election_not_found", "code_used",
                               "poll_not_open", "payload_too_large", "unsupported_media_type", "invalid_ballot",
                               "hsm_unavailable", "receipt_pending", *_COMMON)}}},
             "/elections/{election_id}/code-status": {"post": {
+                "operationId": "getCodeStatus",
                 "summary": "Whether a voting code is unused, used online or used by post",
                 "parameters": eid,
                 "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("CodeQuery")}}},
@@ -135,31 +152,40 @@ def document() -> dict:
                                         "payload_too_large", "unsupported_media_type", "hsm_unavailable",
                                         *_COMMON)}}},
             "/elections/{election_id}/checkpoint": _get(
-                "The latest signed checkpoint, or the one of a given size", _json(_ref("Checkpoint"), "checkpoint"),
-                "election_not_found", "checkpoint_not_found", "invalid_parameter",
+                "The latest signed checkpoint, or the one of a given size",
+                {**_json(_ref("Checkpoint"), "checkpoint"), **_links(
+                    getConsistencyProof={**_SAME_ELECTION, "to": "$response.body#/size"},
+                    getEntries={**_SAME_ELECTION, "end": "$response.body#/size"})},
+                "election_not_found", "checkpoint_not_found", "invalid_parameter", operation_id="getCheckpoint",
                 parameters=eid + [_query("size", "the tree size of an earlier checkpoint", False)]),
             "/elections/{election_id}/proof/inclusion": _get(
                 "Inclusion proof of a leaf in a signed tree", _json(_ref("InclusionProof"), "proof"),
-                "election_not_found", "invalid_parameter",
-                parameters=eid + [_query("index", "leaf index"),
-                                  _query("size", "tree size (default: latest signed)", False)]),
+                "election_not_found", "invalid_parameter", operation_id="getInclusionProof",
+                parameters=eid + [_query("index", "leaf index (below size)"),
+                                  _query("size", "tree size, at most the latest signed (default: latest signed)",
+                                         False)]),
             "/elections/{election_id}/proof/consistency": _get(
                 "Consistency proof between two signed tree sizes", _json(_ref("ConsistencyProof"), "proof"),
-                "election_not_found", "invalid_parameter",
-                parameters=eid + [_query("from", "earlier tree size"),
-                                  _query("to", "later tree size (default: latest signed)", False)]),
+                "election_not_found", "invalid_parameter", operation_id="getConsistencyProof",
+                parameters=eid + [_query("from", "earlier tree size (at most to)"),
+                                  _query("to", "later tree size, at most the latest signed (default: latest signed)",
+                                         False)]),
             "/elections/{election_id}/entries": _get(
                 f"Log entries start..end-1 (at most {MAX_PAGE}; default {DEFAULT_PAGE}), signed ones only",
-                _json(_ref("Entries"), "entries"), "election_not_found", "invalid_parameter",
-                parameters=eid + [_query("start", "first index", False), _query("end", "one past the last", False)]),
+                _json(_ref("Entries"), "entries"), "election_not_found", "invalid_parameter", operation_id="getEntries",
+                parameters=eid + [_query("start", "first index", False),
+                                  _query("end", f"one past the last (start <= end <= start + {MAX_PAGE})", False)]),
             "/elections/{election_id}/tally": _get("The signed tally", _json(_ref("Tally"), "tally"),
-                                                   "election_not_found", "tally_not_found", parameters=eid),
+                                                   "election_not_found", "tally_not_found", parameters=eid,
+                                                   operation_id="getTally"),
             "/keys": _get("The ceremony's key bundle (keys.json)",
-                          _json({"type": "object"}, "keys.json, byte for byte")),
-            "/health": {"get": {"summary": "HSM and sequencer health",
+                          _json({"type": "object"}, "keys.json, byte for byte"), operation_id="getKeys"),
+            "/health": {"get": {"operationId": "getHealth", "summary": "HSM and sequencer health",
                                 "responses": {"200": _json(_ref("Health"), "healthy"),
-                                              "503": _json(_ref("Health"), "the HSM or the signer is unavailable")}}},
-            "/openapi.json": _get("This document", _json({"type": "object"}, "OpenAPI 3.1")),
+                                              "503": _json(_ref("Health"), "the HSM or the signer is unavailable"),
+                                              **_errors("rate_limited")}}},
+            "/openapi.json": _get("This document", _json({"type": "object"}, "OpenAPI 3.1"),
+                                  operation_id="getOpenApi"),
         },
         "components": {"schemas": SCHEMAS},
     }
