@@ -6,8 +6,9 @@ Call :func:`run_ceremony` with a validated :class:`~ceremony.config.CeremonyConf
  1. open the ceremony, record the configuration; roll call of the officials
  2. record the environment (tool versions, PKCS#11 module, token and serial)
  3. check before changing anything: output directories are new, the token exists (or, for
-    a SoftHSM rehearsal with ``initialise = true``, does not), no key label is taken,
-    the token offers every mechanism needed
+    a SoftHSM rehearsal with ``initialise = true``, does not), no key label is taken, and
+    the token passes every readiness check of ``hsm check`` (mechanisms, throwaway session
+    keys from the ceremony's templates, extraction refused, the split PIN's length)
  4. draw a random PIN and split it m-of-n (SLIP-39); hand each holder their share (on
     screen to that holder alone, or, in a non-interactive rehearsal, in a 0600 file
     marked REHEARSAL MATERIAL outside the bundle)
@@ -45,8 +46,9 @@ from hsm_signer.errors import ConfigError, HsmConfigError, HsmSignerError
 from hsm_signer.hsm import Hsm
 from hsm_signer.hsm import probe
 from hsm_signer.hsm.manage import generate_mac_key, generate_signing_key, key_attributes
+from hsm_signer.hsm.readiness import MECHANISMS, KeyNeed, check_token
 from hsm_signer.hsm.shares import (
-    PinSplit, ShareError, combine_shares, decode_share, normalise_mnemonic, read_share_file, share_file_text, split_new_pin,
+    PIN_LENGTH, PinSplit, ShareError, combine_shares, decode_share, normalise_mnemonic, read_share_file, share_file_text, split_new_pin,
 )
 from hsm_signer.signer import Signer, verify_signature
 
@@ -238,7 +240,15 @@ class _Ceremony:
                 f"key label{'s' if len(taken) > 1 else ''} {', '.join(map(repr, taken))} already exist"
                 f"{'' if len(taken) > 1 else 's'} on HSM token {cfg.hsm.token_label!r}; labels are never reused: "
                 "choose new labels in [[keys]] (nothing was changed)")
-        checked["mechanisms"] = {k.label: probe.require_mechanisms(self.hsm, k.algorithm, k.label) for k in cfg.keys}
+        report = check_token(self.hsm, [KeyNeed(k.label, k.purpose, k.algorithm) for k in cfg.keys],
+                             pin_length=PIN_LENGTH)
+        self.io.say(report.table())
+        if not report.fit:
+            raise HsmConfigError(
+                f"HSM token {cfg.hsm.token_label!r} is not fit for the ceremony: {report.reasons()}. Nothing was "
+                "changed (its PIN still works); `hsm-signer hsm check --ceremony CONFIG` prints the whole report")
+        checked["mechanisms"] = {k.label: [f"CKM_{m.name}" for m, _ in MECHANISMS[k.algorithm]] for k in cfg.keys}
+        checked["readiness"] = report.to_dict()["checks"]
         checked["token"] = info
         self._record("preflight", TOOL, checked)
         return info

@@ -18,5 +18,6 @@ MODULES = [
     "record",
     "audit",
     "health",
+    "hsm",
     "serve",
 ]

@@ -37,7 +37,9 @@ RECORDED_ATTRIBUTES = {
     "derive": Attribute.DERIVE,
 }
 
-_PRIVATE_TEMPLATE = {
+#: The templates of the ceremony's keys; ``hsm check`` makes its throwaway session keys
+#: from these very dicts (with CKA_TOKEN false), so it judges the keys the ceremony makes.
+SIGNING_PRIVATE_TEMPLATE = {
     Attribute.TOKEN: True,
     Attribute.PRIVATE: True,
     Attribute.SENSITIVE: True,
@@ -47,13 +49,41 @@ _PRIVATE_TEMPLATE = {
     Attribute.UNWRAP: False,
     Attribute.DERIVE: False,
 }
-_PUBLIC_TEMPLATE = {
+SIGNING_PUBLIC_TEMPLATE = {
     Attribute.TOKEN: True,
     Attribute.PRIVATE: False,
     Attribute.VERIFY: True,
     Attribute.ENCRYPT: False,
     Attribute.WRAP: False,
     Attribute.DERIVE: False,
+}
+
+#: The sealing key (sealed ballots): EC P-256 usable ONLY for CKM_ECDH1_DERIVE.
+#: Shared by the ceremony, ``hsm check`` and the tests so they all judge the same key.
+SEALING_PRIVATE_TEMPLATE = {
+    Attribute.TOKEN: True,
+    Attribute.PRIVATE: True,
+    Attribute.SENSITIVE: True,
+    Attribute.EXTRACTABLE: False,
+    Attribute.SIGN: False,
+    Attribute.DECRYPT: False,
+    Attribute.UNWRAP: False,
+    Attribute.DERIVE: True,
+}
+SEALING_PUBLIC_TEMPLATE = {
+    Attribute.TOKEN: True,
+    Attribute.PRIVATE: False,
+    Attribute.VERIFY: False,
+    Attribute.ENCRYPT: False,
+    Attribute.WRAP: False,
+    Attribute.DERIVE: False,
+}
+#: The code-hmac key: a 256-bit generic secret for CKM_SHA256_HMAC only.
+MAC_TEMPLATE = {
+    Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.SENSITIVE: True,
+    Attribute.EXTRACTABLE: False, Attribute.SIGN: True, Attribute.VERIFY: True,
+    Attribute.ENCRYPT: False, Attribute.DECRYPT: False, Attribute.WRAP: False,
+    Attribute.UNWRAP: False, Attribute.DERIVE: False,
 }
 
 
@@ -65,25 +95,27 @@ def _refuse_existing(hsm: "Hsm", label: str) -> None:
         )
 
 
+def keypair_spec(algorithm: str) -> tuple[KeyType, bytes, Mechanism]:
+    """Key type, CKA_EC_PARAMS and generation mechanism of a signing ``algorithm``."""
+    if algorithm == ECDSA_P256:
+        return KeyType.EC, encode_named_curve_parameters("secp256r1"), Mechanism.EC_KEY_PAIR_GEN
+    if algorithm == ED25519:
+        return KeyType.EC_EDWARDS, _ED25519_PARAMS, Mechanism.EC_EDWARDS_KEY_PAIR_GEN
+    raise HsmConfigError(f"unknown signing algorithm {algorithm!r}; use {ECDSA_P256} or {ED25519}")
+
+
 def generate_signing_key(hsm: "Hsm", label: str, key_id: bytes, algorithm: str = ECDSA_P256) -> "HsmSigner":
     """Generate a token key pair for ``algorithm`` and return its signer."""
     _refuse_existing(hsm, label)
-    if algorithm == ECDSA_P256:
-        hsm.require_mechanism(Mechanism.EC_KEY_PAIR_GEN, f"generating {label!r}")
-        hsm.require_mechanism(Mechanism.ECDSA, f"signing with {label!r}")
-        key_type, params, mechanism = KeyType.EC, encode_named_curve_parameters("secp256r1"), Mechanism.EC_KEY_PAIR_GEN
-    elif algorithm == ED25519:
-        hsm.require_mechanism(Mechanism.EC_EDWARDS_KEY_PAIR_GEN, f"generating Ed25519 key {label!r}")
-        hsm.require_mechanism(Mechanism.EDDSA, f"signing with Ed25519 key {label!r}")
-        key_type, params, mechanism = KeyType.EC_EDWARDS, _ED25519_PARAMS, Mechanism.EC_EDWARDS_KEY_PAIR_GEN
-    else:
-        raise HsmConfigError(f"unknown signing algorithm {algorithm!r}; use {ECDSA_P256} or {ED25519}")
+    key_type, params, mechanism = keypair_spec(algorithm)
+    hsm.require_mechanism(mechanism, f"generating {algorithm} key {label!r}")
+    hsm.require_mechanism(Mechanism.EDDSA if algorithm == ED25519 else Mechanism.ECDSA, f"signing with {label!r}")
 
     def generate(session: Any) -> None:
         domain = session.create_domain_parameters(key_type, {Attribute.EC_PARAMS: params}, local=True)
         domain.generate_keypair(
             mechanism=mechanism, store=True, label=label, id=key_id,
-            public_template=dict(_PUBLIC_TEMPLATE), private_template=dict(_PRIVATE_TEMPLATE),
+            public_template=dict(SIGNING_PUBLIC_TEMPLATE), private_template=dict(SIGNING_PRIVATE_TEMPLATE),
         )
     hsm.change(f"generating key {label!r}", generate)
     return hsm.signer(label)
@@ -97,12 +129,7 @@ def generate_mac_key(hsm: "Hsm", label: str, key_id: bytes) -> "HsmMac":
     def generate(session: Any) -> None:
         session.generate_key(
             KeyType.GENERIC_SECRET, 256, store=True, label=label, id=key_id,
-            template={
-                Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.SENSITIVE: True,
-                Attribute.EXTRACTABLE: False, Attribute.SIGN: True, Attribute.VERIFY: True,
-                Attribute.ENCRYPT: False, Attribute.DECRYPT: False, Attribute.WRAP: False,
-                Attribute.UNWRAP: False, Attribute.DERIVE: False,
-            },
+            template=dict(MAC_TEMPLATE),
         )
     hsm.change(f"generating key {label!r}", generate)
     return hsm.mac(label)

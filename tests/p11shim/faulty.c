@@ -5,6 +5,10 @@
  *   P11SHIM_FAIL    "C_GenerateKeyPair=0x5x1": that function returns 0x5 (CKR_GENERAL_ERROR)
  *                   on its first 1 calls in this process, then forwards again
  *   P11SHIM_LOG     file to which each call of a watched function appends its name
+ *   P11SHIM_LIE     comma list: "local" reads CKA_LOCAL back as false (NSS softokn does),
+ *                   "wrap" makes C_WrapKey "succeed" with 40 bytes of 0xAB instead of asking
+ *                   the real module (a token that wraps out non-extractable keys, as NSS
+ *                   softokn was measured to; the bytes are a stand-in, not key material)
  *
  * Watched: C_Initialize, C_Finalize, C_GenerateKeyPair, C_GenerateKey, C_CreateObject,
  * C_DestroyObject, C_SetPIN. Environment is read on every call, so one process can change it.
@@ -40,6 +44,27 @@ static CK_RV planned(const char *name, int index) {
     if (failed_so_far[index] >= times) return CKR_OK;
     failed_so_far[index]++;
     return rv;
+}
+
+static int lies(const char *what) {
+    const char *lie = getenv("P11SHIM_LIE");
+    return lie && strstr(lie, what) != NULL;
+}
+
+static CK_RV shim_GetAttributeValue(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n) {
+    CK_RV rv = real->C_GetAttributeValue(s, o, t, n);
+    if (lies("local"))
+        for (CK_ULONG i = 0; i < n; i++)
+            if (t[i].type == CKA_LOCAL && t[i].pValue && t[i].ulValueLen == sizeof(CK_BBOOL))
+                *(CK_BBOOL *)t[i].pValue = CK_FALSE;
+    return rv;
+}
+static CK_RV shim_WrapKey(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wrapping, CK_OBJECT_HANDLE key,
+                          CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+    if (!lies("wrap")) return real->C_WrapKey(s, m, wrapping, key, out, out_len);
+    if (out) memset(out, 0xAB, *out_len < 40 ? *out_len : 40);
+    *out_len = 40;
+    return CKR_OK;
 }
 
 static CK_RV shim_Initialize(CK_VOID_PTR args) {
@@ -89,6 +114,8 @@ CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list) {
         shim.C_CreateObject = shim_CreateObject;
         shim.C_DestroyObject = shim_DestroyObject;
         shim.C_SetPIN = shim_SetPIN;
+        shim.C_GetAttributeValue = shim_GetAttributeValue;
+        shim.C_WrapKey = shim_WrapKey;
     }
     *list = &shim;
     return CKR_OK;
