@@ -44,8 +44,8 @@ _HEX_ID = re.compile(r"(?:[0-9a-f]{2})+")
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 
 
-def _fail(path: str, message: str) -> FormatError:
-    return FormatError(f"{path}: {message}")
+def _fail(path: str, message: str, code: str = "bundle.syntax") -> FormatError:
+    return FormatError(f"{path}: {message}", code)
 
 
 def _require_str(obj: dict, name: str, path: str) -> str:
@@ -107,13 +107,13 @@ class KeyEntry:
     @property
     def public_key_der(self) -> bytes:
         if not self.is_signing_key:
-            raise FormatError(f"the {self.purpose} key has no public key")
+            raise FormatError(f"the {self.purpose} key has no public key", "bundle.missing-key")
         return _der_of_pem(self.public_key_pem or "", "public_key_pem")
 
     def verifier(self) -> NoteVerifier:
         """The note verifier for this key (signing keys only)."""
         if not self.is_signing_key:
-            raise FormatError(f"the {self.purpose} key does not sign notes")
+            raise FormatError(f"the {self.purpose} key does not sign notes", "bundle.missing-key")
         return NoteVerifier.from_string(self.note_verifier_key or "")
 
     def to_dict(self) -> dict:
@@ -156,25 +156,28 @@ class KeyEntry:
         der = _der_of_pem(self.public_key_pem, f"{path}.public_key_pem")
         actual = algorithm_of(der)
         if actual != self.algorithm:
-            raise _fail(f"{path}.algorithm", f"says {self.algorithm} but public_key_pem holds an {actual} key")
+            raise _fail(f"{path}.algorithm", f"says {self.algorithm} but public_key_pem holds an {actual} key",
+                        "bundle.key-mismatch")
         try:
             check_key_name(self.note_key_name)
         except FormatError as exc:
-            raise _fail(f"{path}.note_key_name", str(exc)) from None
+            raise _fail(f"{path}.note_key_name", str(exc), exc.code) from None
         try:
             verifier = NoteVerifier.from_string(self.note_verifier_key)
         except FormatError as exc:
-            raise _fail(f"{path}.note_verifier_key", str(exc)) from None
+            raise _fail(f"{path}.note_verifier_key", str(exc), exc.code) from None
         if verifier.public_key_der != der:
-            raise _fail(f"{path}.note_verifier_key", "holds a different public key than public_key_pem")
+            raise _fail(f"{path}.note_verifier_key", "holds a different public key than public_key_pem", "bundle.key-mismatch")
         if verifier.name != self.note_key_name:
             raise _fail(
-                f"{path}.note_verifier_key", f"is for key name {verifier.name!r}, but note_key_name is {self.note_key_name!r}"
+                f"{path}.note_verifier_key", f"is for key name {verifier.name!r}, but note_key_name is {self.note_key_name!r}",
+                "bundle.key-mismatch",
             )
         if not _FINGERPRINT.fullmatch(self.fingerprint):
             raise _fail(f"{path}.fingerprint", "must be 64 lowercase hex digits (SHA-256 of the DER public key)")
         if self.fingerprint != fingerprint(der):
-            raise _fail(f"{path}.fingerprint", f"does not match public_key_pem (SHA-256 of its DER is {fingerprint(der)})")
+            raise _fail(f"{path}.fingerprint", f"does not match public_key_pem (SHA-256 of its DER is {fingerprint(der)})",
+                        "bundle.key-mismatch")
         return self
 
 
@@ -182,12 +185,12 @@ def _der_of_pem(pem: str, path: str) -> bytes:
     try:
         key = serialization.load_pem_public_key(pem.encode("ascii"))
     except (ValueError, UnicodeEncodeError, TypeError, UnsupportedAlgorithm) as exc:
-        raise _fail(path, f"is not a PEM public key ({exc})") from None
+        raise _fail(path, f"is not a PEM public key ({exc})", "bundle.public-key") from None
     der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     try:
         algorithm_of(der)
     except VerificationError as exc:
-        raise _fail(path, str(exc)) from None
+        raise _fail(path, str(exc), "bundle.public-key") from None
     return der
 
 
@@ -218,7 +221,7 @@ class KeyBundle:
         for entry in self.keys:
             if entry.purpose == purpose:
                 return entry
-        raise FormatError(f"key bundle {self.ceremony_id} has no {purpose} key")
+        raise FormatError(f"key bundle {self.ceremony_id} has no {purpose} key", "bundle.missing-key")
 
     def verifier(self, purpose: str) -> NoteVerifier:
         """The note verifier for the ``purpose`` key (checkpoint or tally)."""
@@ -240,7 +243,7 @@ class KeyBundle:
         try:
             obj = loads_strict(text)
         except FormatError as exc:
-            raise FormatError(f"keys.json: {exc}") from None
+            raise exc.within("keys.json") from None
         _check_fields(obj, BUNDLE_FIELDS, "keys.json")
         if obj["version"] != KEYS_VERSION:
             raise _fail("version", f"must be {KEYS_VERSION!r}, got {obj['version']!r}")
@@ -264,7 +267,7 @@ class KeyBundle:
         try:
             return cls.from_json(data)
         except FormatError as exc:
-            raise FormatError(f"{file}: {exc}") from None
+            raise exc.within(str(file)) from None
 
     def write(self, directory: str | os.PathLike) -> Path:
         """Write ``keys.json`` into ``directory`` (created if needed); never overwrite an existing file."""

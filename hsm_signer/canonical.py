@@ -38,7 +38,7 @@ def _encode_string(s: str, path: str) -> str:
         elif ch < " ":
             out.append(f"\\u{ord(ch):04x}")
         elif "\ud800" <= ch <= "\udfff":
-            raise FormatError(f"{path}: string contains a lone surrogate U+{ord(ch):04X}, which is not valid Unicode")
+            raise FormatError(f"{path}: string contains a lone surrogate U+{ord(ch):04X}, which is not valid Unicode", "json.not-canonical")
         else:
             out.append(ch)
     out.append('"')
@@ -59,12 +59,12 @@ def _encode(value: Any, path: str, out: list[str]) -> None:
         out.append("false")
     elif isinstance(value, int):
         if abs(value) > MAX_SAFE_INTEGER:
-            raise FormatError(f"{path}: integer {value} is outside the exact JSON range ±(2**53 - 1)")
+            raise FormatError(f"{path}: integer {value} is outside the exact JSON range ±(2**53 - 1)", "json.not-canonical")
         out.append(str(int(value)))
     elif isinstance(value, str):
         out.append(_encode_string(value, path))
     elif isinstance(value, float):
-        raise FormatError(f"{path}: floating-point numbers are not allowed in canonical JSON here, got {value!r}")
+        raise FormatError(f"{path}: floating-point numbers are not allowed in canonical JSON here, got {value!r}", "json.not-canonical")
     elif isinstance(value, (list, tuple)):
         out.append("[")
         for i, item in enumerate(value):
@@ -75,7 +75,7 @@ def _encode(value: Any, path: str, out: list[str]) -> None:
     elif isinstance(value, dict):
         for key in value:
             if not isinstance(key, str):
-                raise FormatError(f"{path}: object keys must be strings, got {type(key).__name__} {key!r}")
+                raise FormatError(f"{path}: object keys must be strings, got {type(key).__name__} {key!r}", "json.not-canonical")
         out.append("{")
         for i, key in enumerate(sorted(value, key=_utf16_key)):
             if i:
@@ -85,7 +85,7 @@ def _encode(value: Any, path: str, out: list[str]) -> None:
             _encode(value[key], f"{path}.{key}", out)
         out.append("}")
     else:
-        raise FormatError(f"{path}: {type(value).__name__} cannot be written as canonical JSON")
+        raise FormatError(f"{path}: {type(value).__name__} cannot be written as canonical JSON", "json.not-canonical")
 
 
 def canonicalize(value: Any) -> bytes:
@@ -99,22 +99,22 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise FormatError(f"duplicate key {key!r} in JSON object")
+            raise FormatError(f"duplicate key {key!r} in JSON object", "json.duplicate-key")
         result[key] = value
     return result
 
 
 def _no_float(text: str) -> Any:
-    raise FormatError(f"number {text} has a fraction or exponent; only integers are allowed")
+    raise FormatError(f"number {text} has a fraction or exponent; only integers are allowed", "json.number")
 
 
 def _no_constant(text: str) -> Any:
-    raise FormatError(f"{text} is not valid JSON")
+    raise FormatError(f"{text} is not valid JSON", "json.syntax")
 
 
 def _bounded_int(text: str) -> int:
     if len(text.lstrip("-")) > MAX_INTEGER_DIGITS:
-        raise FormatError(f"integer of {len(text.lstrip('-'))} digits; at most {MAX_INTEGER_DIGITS} are accepted")
+        raise FormatError(f"integer of {len(text.lstrip('-'))} digits; at most {MAX_INTEGER_DIGITS} are accepted", "json.number")
     return int(text)
 
 
@@ -143,7 +143,7 @@ def _nesting_depth(text: str) -> int:
 def _check_depth(text: str) -> None:
     # Counting brackets is cheap (C code); only text that could nest too deeply is scanned.
     if text.count("[") + text.count("{") > MAX_DEPTH and _nesting_depth(text) > MAX_DEPTH:
-        raise FormatError(f"JSON nests arrays and objects more than {MAX_DEPTH} deep")
+        raise FormatError(f"JSON nests arrays and objects more than {MAX_DEPTH} deep", "json.depth")
 
 
 def loads_strict(data: bytes | str) -> Any:
@@ -151,29 +151,29 @@ def loads_strict(data: bytes | str) -> Any:
     integers and nesting (every refusal is a :class:`FormatError`)."""
     if isinstance(data, (bytes, bytearray)):
         if data[:3] == b"\xef\xbb\xbf":
-            raise FormatError("JSON starts with a byte-order mark")
+            raise FormatError("JSON starts with a byte-order mark", "json.syntax")
         try:
             data = bytes(data).decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise FormatError(f"JSON is not valid UTF-8 (byte {exc.start})") from None
+            raise FormatError(f"JSON is not valid UTF-8 (byte {exc.start})", "json.syntax") from None
     if not isinstance(data, str):
-        raise FormatError(f"JSON must be text or bytes, got {type(data).__name__}")
+        raise FormatError(f"JSON must be text or bytes, got {type(data).__name__}", "json.syntax")
     _check_depth(data)
     try:
         return json.loads(data, object_pairs_hook=_no_duplicates, parse_float=_no_float,
                           parse_int=_bounded_int, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
-        raise FormatError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise FormatError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", "json.syntax") from None
 
 
 def exact_object(obj: Any, fields: Sequence[str], what: str) -> dict[str, Any]:
     """``obj`` if it is a JSON object with exactly ``fields``, else FormatError naming ``what``."""
     if not isinstance(obj, dict):
-        raise FormatError(f"{what} must be a JSON object, got {type(obj).__name__}")
+        raise FormatError(f"{what} must be a JSON object, got {type(obj).__name__}", "json.fields")
     missing = [name for name in fields if name not in obj]
     if missing:
-        raise FormatError(f"{what} is missing field(s): {', '.join(missing)}")
+        raise FormatError(f"{what} is missing field(s): {', '.join(missing)}", "json.fields")
     unknown = sorted(set(obj) - set(fields))
     if unknown:
-        raise FormatError(f"{what} has unknown field(s): {', '.join(unknown)}")
+        raise FormatError(f"{what} has unknown field(s): {', '.join(unknown)}", "json.fields")
     return obj

@@ -63,15 +63,37 @@ class HsmUnavailableError(HsmError):
 
 # --- verification --------------------------------------------------------------------
 class VerificationError(HsmSignerError):
-    """A signature, proof, receipt, transcript or record failed to verify."""
+    """A signature, proof, receipt, transcript or record failed to verify.
+
+    ``code`` is a stable, language-neutral name of what failed (``note.no-trusted-signature``,
+    ``proof.root-mismatch``, ``json.duplicate-key``...), the same one the browser verifier
+    (``web/static/js/verify/``) reports for the same input; messages may change, codes do
+    not. docs/FORMATS.md lists them.
+    """
+
+    default_code = "verification-failed"
+    step: str | None = None
+    """Which step of a multi-step check failed (``verify_receipt`` sets it: keys, receipt, checkpoint...)."""
+
+    def __init__(self, message: str = "", code: str | None = None):
+        super().__init__(message)
+        self.code = code or self.default_code
+
+    def within(self, context: str) -> "VerificationError":
+        """The same error (class and code) with ``context`` in front of its message."""
+        return type(self)(f"{context}: {self}", self.code)
 
 
 class FormatError(VerificationError):
     """Input (a note, receipt, proof, bundle) is malformed before any check runs."""
 
+    default_code = "malformed"
+
 
 class RootMismatchError(VerificationError):
     """A well-formed proof leads to a different root than the one expected."""
+
+    default_code = "proof.root-mismatch"
 
 
 # --- election rules ------------------------------------------------------------------

@@ -70,12 +70,12 @@ def _load_public_key(der: bytes) -> ec.EllipticCurvePublicKey | ed25519.Ed25519P
     try:
         key = serialization.load_der_public_key(der)
     except (ValueError, UnsupportedAlgorithm) as exc:
-        raise VerificationError(f"public key is not a valid DER SubjectPublicKeyInfo: {exc}") from None
+        raise VerificationError(f"public key is not a valid DER SubjectPublicKeyInfo: {exc}", "key.invalid") from None
     if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
         return key
     if isinstance(key, ed25519.Ed25519PublicKey):
         return key
-    raise VerificationError("public key is neither ECDSA P-256 nor Ed25519")
+    raise VerificationError("public key is neither ECDSA P-256 nor Ed25519", "key.invalid")
 
 
 def algorithm_of(der: bytes) -> str:
@@ -92,7 +92,7 @@ def verify_signature(public_key_der: bytes, message: bytes, signature: bytes) ->
         else:
             key.verify(signature, message, ec.ECDSA(hashes.SHA256()))
     except InvalidSignature:
-        raise VerificationError("signature does not verify with the given public key") from None
+        raise VerificationError("signature does not verify with the given public key", "signature.invalid") from None
 
 
 def pem_of(der: bytes) -> str:

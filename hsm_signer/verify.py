@@ -12,7 +12,8 @@ This module does no I/O and must never import Flask or PKCS#11, so that it runs 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .bundle import CHECKPOINT, TALLY, KeyBundle
@@ -38,9 +39,15 @@ class VerifiedReceipt:
     later_key_name: str | None = None
 
 
-def _reraise(exc: VerificationError, context: str) -> VerificationError:
-    """The same error class with ``context`` in front of the message."""
-    return type(exc)(f"{context}: {exc}")
+@contextmanager
+def _step(name: str) -> Iterator[None]:
+    """Name the step of the receipt check that a VerificationError comes from (``exc.step``)."""
+    try:
+        yield
+    except VerificationError as exc:
+        if exc.step is None:
+            exc.step = name
+        raise
 
 
 def _open_signed_checkpoint(note: str, verifiers: Sequence[NoteVerifier], what: str) -> tuple[Checkpoint, str]:
@@ -48,7 +55,7 @@ def _open_signed_checkpoint(note: str, verifiers: Sequence[NoteVerifier], what: 
         text, names = open_note(note, verifiers)
         return Checkpoint.from_text(text), names[0]
     except VerificationError as exc:
-        raise _reraise(exc, what) from None
+        raise exc.within(what) from None
 
 
 def verify_receipt(
@@ -63,31 +70,42 @@ def verify_receipt(
     checkpoint may be signed by the checkpoint key or by the tally key (the final, signed
     tally is a checkpoint too). ``consistency_proof`` proves the receipt's tree is a prefix
     of the later one; it may be omitted only when both trees have the same size.
+
+    A failure is a VerificationError whose ``step`` names the check that failed, in the
+    order the browser verifier reports them: ``keys``, ``checkpoint``, ``leaf``,
+    ``inclusion``, ``later-checkpoint``, ``consistency`` (``receipt`` is
+    :meth:`Receipt.from_json`'s, before this function runs), and whose ``code`` says what.
     """
     if not isinstance(receipt, Receipt):
         raise FormatError(f"expected a Receipt, got {type(receipt).__name__}")
-    checkpoint_verifier = bundle.verifier(CHECKPOINT)
-    checkpoint, key_name = _open_signed_checkpoint(receipt.checkpoint, [checkpoint_verifier], "receipt checkpoint")
-    origin = origin_for(receipt.election)
-    if checkpoint.origin != origin:
-        raise VerificationError(
-            f"receipt checkpoint is for log {checkpoint.origin!r}, but the receipt is for election "
-            f"{receipt.election!r} (log {origin!r})"
-        )
-    try:
-        leaf = Leaf.from_bytes(receipt.leaf)
-    except FormatError as exc:
-        raise _reraise(exc, "receipt leaf") from None
-    if leaf.election != receipt.election:
-        raise VerificationError(f"receipt leaf is for election {leaf.election!r}, but the receipt is for {receipt.election!r}")
-    if receipt.leaf_index >= checkpoint.size:
-        raise VerificationError(
-            f"receipt leaf index {receipt.leaf_index} is not covered by its checkpoint (tree size {checkpoint.size})"
-        )
-    try:
-        verify_inclusion(leaf_hash(receipt.leaf), receipt.leaf_index, checkpoint.size, receipt.inclusion_proof, checkpoint.root_hash)
-    except VerificationError as exc:
-        raise _reraise(exc, "receipt inclusion proof does not match the signed checkpoint") from None
+    with _step("keys"):
+        checkpoint_verifier = bundle.verifier(CHECKPOINT)
+        tally_verifier = bundle.verifier(TALLY) if any(entry.purpose == TALLY for entry in bundle.keys) else None
+    with _step("checkpoint"):
+        checkpoint, key_name = _open_signed_checkpoint(receipt.checkpoint, [checkpoint_verifier], "receipt checkpoint")
+        origin = origin_for(receipt.election)
+        if checkpoint.origin != origin:
+            raise VerificationError(
+                f"receipt checkpoint is for log {checkpoint.origin!r}, but the receipt is for election "
+                f"{receipt.election!r} (log {origin!r})", "checkpoint.origin")
+    with _step("leaf"):
+        try:
+            leaf = Leaf.from_bytes(receipt.leaf)
+        except FormatError as exc:
+            raise exc.within("receipt leaf") from None
+        if leaf.election != receipt.election:
+            raise VerificationError(
+                f"receipt leaf is for election {leaf.election!r}, but the receipt is for {receipt.election!r}", "leaf.election")
+    with _step("inclusion"):
+        if receipt.leaf_index >= checkpoint.size:
+            raise VerificationError(
+                f"receipt leaf index {receipt.leaf_index} is not covered by its checkpoint (tree size {checkpoint.size})",
+                "proof.index")
+        try:
+            verify_inclusion(leaf_hash(receipt.leaf), receipt.leaf_index, checkpoint.size, receipt.inclusion_proof,
+                             checkpoint.root_hash)
+        except VerificationError as exc:
+            raise exc.within("receipt inclusion proof does not match the signed checkpoint") from None
 
     result = VerifiedReceipt(
         election=receipt.election,
@@ -99,29 +117,30 @@ def verify_receipt(
     )
     if later_checkpoint is None:
         if consistency_proof is not None:
-            raise FormatError("a consistency proof was given without the later checkpoint it leads to")
+            with _step("consistency"):
+                raise FormatError("a consistency proof was given without the later checkpoint it leads to", "proof.unexpected")
         return result
 
-    verifiers = [checkpoint_verifier]
-    if any(entry.purpose == TALLY for entry in bundle.keys):
-        verifiers.append(bundle.verifier(TALLY))
-    later, later_key = _open_signed_checkpoint(later_checkpoint, verifiers, "later checkpoint")
-    if later.origin != origin:
-        raise VerificationError(f"later checkpoint is for log {later.origin!r}, not {origin!r}")
-    if later.size < checkpoint.size:
-        raise VerificationError(
-            f"later checkpoint has tree size {later.size}, smaller than the receipt's {checkpoint.size}: the log shrank"
-        )
-    if consistency_proof is None:
-        if later.size != checkpoint.size:
-            raise FormatError(
-                f"a consistency proof from size {checkpoint.size} to size {later.size} is needed to check the later checkpoint"
-            )
-        consistency_proof = []
-    try:
-        verify_consistency(checkpoint.size, later.size, list(consistency_proof), checkpoint.root_hash, later.root_hash)
-    except VerificationError as exc:
-        raise _reraise(exc, "later checkpoint is not consistent with the receipt's checkpoint") from None
+    with _step("later-checkpoint"):
+        verifiers = [checkpoint_verifier] if tally_verifier is None else [checkpoint_verifier, tally_verifier]
+        later, later_key = _open_signed_checkpoint(later_checkpoint, verifiers, "later checkpoint")
+        if later.origin != origin:
+            raise VerificationError(f"later checkpoint is for log {later.origin!r}, not {origin!r}", "checkpoint.origin")
+    with _step("consistency"):
+        if later.size < checkpoint.size:
+            raise VerificationError(
+                f"later checkpoint has tree size {later.size}, smaller than the receipt's {checkpoint.size}: the log shrank",
+                "log.shrank")
+        if consistency_proof is None:
+            if later.size != checkpoint.size:
+                raise FormatError(
+                    f"a consistency proof from size {checkpoint.size} to size {later.size} is needed to check the "
+                    "later checkpoint", "proof.missing")
+            consistency_proof = []
+        try:
+            verify_consistency(checkpoint.size, later.size, list(consistency_proof), checkpoint.root_hash, later.root_hash)
+        except VerificationError as exc:
+            raise exc.within("later checkpoint is not consistent with the receipt's checkpoint") from None
     return VerifiedReceipt(**{**result.__dict__, "later_tree_size": later.size, "later_key_name": later_key})
 
 

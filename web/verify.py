@@ -1,7 +1,7 @@
 """``/verify``: the voter checks a receipt in their own browser (and where the QR code leads).
 
-The checking is done by JavaScript in the page (``static/js/verify-page.js`` over
-``static/js/verify-core.js``), with the browser's WebCrypto, so the voter need not trust
+The checking is done by JavaScript in the page (``static/js/verify-page.js`` over the ES
+modules of ``static/js/verify/``, gathered by ``static/js/verify-core.js``), with the browser's WebCrypto, so the voter need not trust
 this server: the signature and inclusion checks use only the receipt and the key bundle
 (``GET /api/v1/keys``, or a ``keys.json`` the voter opens from disk); the server is asked
 only for the latest checkpoint or the signed tally and a consistency proof, which the

@@ -35,10 +35,10 @@ def origin_for(election_id: str) -> str:
 
 def _check_line(value: object, what: str) -> str:
     if not isinstance(value, str) or not value:
-        raise FormatError(f"{what} must be a non-empty string, got {value!r}")
+        raise FormatError(f"{what} must be a non-empty string, got {value!r}", "checkpoint.syntax")
     bad = next((ch for ch in value if ord(ch) < 0x20 or "\ud800" <= ch <= "\udfff"), None)
     if bad is not None:
-        raise FormatError(f"{what} must not contain U+{ord(bad):04X} (newlines and control characters are not allowed)")
+        raise FormatError(f"{what} must not contain U+{ord(bad):04X} (newlines and control characters are not allowed)", "checkpoint.syntax")
     return value
 
 
@@ -54,11 +54,11 @@ class Checkpoint:
     def __post_init__(self) -> None:
         _check_line(self.origin, "checkpoint origin")
         if not isinstance(self.size, int) or isinstance(self.size, bool) or not 0 <= self.size <= MAX_SIZE:
-            raise FormatError(f"checkpoint size must be an integer in [0, 2**63), got {self.size!r}")
+            raise FormatError(f"checkpoint size must be an integer in [0, 2**63), got {self.size!r}", "checkpoint.syntax")
         if not isinstance(self.root_hash, (bytes, bytearray)) or len(self.root_hash) != HASH_SIZE:
-            raise FormatError(f"checkpoint root hash must be {HASH_SIZE} bytes")
+            raise FormatError(f"checkpoint root hash must be {HASH_SIZE} bytes", "checkpoint.syntax")
         if isinstance(self.extensions, (str, bytes)) or not isinstance(self.extensions, Iterable):
-            raise FormatError("checkpoint extensions must be a sequence of lines")
+            raise FormatError("checkpoint extensions must be a sequence of lines", "checkpoint.syntax")
         object.__setattr__(self, "root_hash", bytes(self.root_hash))
         object.__setattr__(self, "extensions", tuple(self.extensions))
         for i, line in enumerate(self.extensions):
@@ -73,24 +73,24 @@ class Checkpoint:
     def from_text(cls, text: str) -> "Checkpoint":
         """Parse checkpoint note text strictly."""
         if not isinstance(text, str):
-            raise FormatError(f"checkpoint text must be a string, got {type(text).__name__}")
+            raise FormatError(f"checkpoint text must be a string, got {type(text).__name__}", "checkpoint.syntax")
         if not text.endswith("\n"):
-            raise FormatError("checkpoint text must end with a newline")
+            raise FormatError("checkpoint text must end with a newline", "checkpoint.syntax")
         lines = text[:-1].split("\n")
         if len(lines) < 3:
-            raise FormatError(f"checkpoint text has {len(lines)} line(s); it needs origin, size and root hash")
+            raise FormatError(f"checkpoint text has {len(lines)} line(s); it needs origin, size and root hash", "checkpoint.syntax")
         for number, line in enumerate(lines, 1):
             if not line:
-                raise FormatError(f"checkpoint line {number} is empty; checkpoint lines must be non-empty")
+                raise FormatError(f"checkpoint line {number} is empty; checkpoint lines must be non-empty", "checkpoint.syntax")
         origin, size, root = lines[:3]
         if not _SIZE.fullmatch(size):
             raise FormatError("checkpoint line 2 (tree size) must be a decimal number without leading zeros, "
-                              f"got {size[:40]!r}")
+                              f"got {size[:40]!r}", "checkpoint.syntax")
         if len(size) > len(str(MAX_SIZE)) or int(size) > MAX_SIZE:  # length first: int() of 5,000 digits raises
-            raise FormatError(f"checkpoint tree size {size[:40]} is too large (at most {MAX_SIZE})")
+            raise FormatError(f"checkpoint tree size {size[:40]} is too large (at most {MAX_SIZE})", "checkpoint.syntax")
         root_hash = b64decode_strict(root, "checkpoint line 3 (root hash)")
         if len(root_hash) != HASH_SIZE:
-            raise FormatError(f"checkpoint line 3 (root hash) must decode to {HASH_SIZE} bytes, got {len(root_hash)}")
+            raise FormatError(f"checkpoint line 3 (root hash) must decode to {HASH_SIZE} bytes, got {len(root_hash)}", "checkpoint.syntax")
         return cls(origin=origin, size=int(size), root_hash=root_hash, extensions=tuple(lines[3:]))
 
 

@@ -39,7 +39,8 @@ def check_id(value: object, what: str) -> str:
     """Return ``value`` if it is a valid id (election, contest, option), else raise FormatError."""
     if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
         raise FormatError(
-            f"{what} must match [a-z0-9][a-z0-9._-]{{0,63}} (lowercase letters, digits, '.', '_', '-'), got {value!r}"
+            f"{what} must match [a-z0-9][a-z0-9._-]{{0,63}} (lowercase letters, digits, '.', '_', '-'), got {value!r}",
+            "id",
         )
     return value
 
@@ -56,20 +57,20 @@ class Leaf:
     def __post_init__(self) -> None:
         check_id(self.election, "election")
         if self.type not in LEAF_TYPES:
-            raise FormatError(f"type must be one of {', '.join(LEAF_TYPES)}, got {self.type!r}")
+            raise FormatError(f"type must be one of {', '.join(LEAF_TYPES)}, got {self.type!r}", "leaf.syntax")
         if not isinstance(self.ballot_id, str) or not BALLOT_ID_PATTERN.fullmatch(self.ballot_id):
-            raise FormatError(f"ballot_id must be 32 lowercase hex digits (128 bits), got {self.ballot_id!r}")
+            raise FormatError(f"ballot_id must be 32 lowercase hex digits (128 bits), got {self.ballot_id!r}", "leaf.syntax")
         if not isinstance(self.selections, Mapping):
-            raise FormatError(f"selections must be an object, got {type(self.selections).__name__}")
+            raise FormatError(f"selections must be an object, got {type(self.selections).__name__}", "leaf.syntax")
         frozen: dict[str, tuple[str, ...]] = {}
         for contest, options in self.selections.items():
             check_id(contest, "selections contest id")
             if not isinstance(options, (list, tuple)):
-                raise FormatError(f"selections.{contest} must be a list of option ids, got {type(options).__name__}")
+                raise FormatError(f"selections.{contest} must be a list of option ids, got {type(options).__name__}", "leaf.syntax")
             for i, option in enumerate(options):
                 check_id(option, f"selections.{contest}[{i}]")
             if list(options) != sorted(set(options)):
-                raise FormatError(f"selections.{contest} must be sorted and without duplicates, got {list(options)!r}")
+                raise FormatError(f"selections.{contest} must be sorted and without duplicates, got {list(options)!r}", "leaf.syntax")
             frozen[contest] = tuple(options)
         object.__setattr__(self, "selections", MappingProxyType(dict(sorted(frozen.items()))))
 
@@ -85,14 +86,14 @@ class Leaf:
     def new(cls, election: str, type: str, selections: Mapping[str, Iterable[str]]) -> "Leaf":
         """A fresh leaf with a random ballot id; option lists are sorted (duplicates are an error)."""
         if not isinstance(selections, Mapping):
-            raise FormatError(f"selections must be a mapping of contest id to option ids, got {selections.__class__.__name__}")
+            raise FormatError(f"selections must be a mapping of contest id to option ids, got {selections.__class__.__name__}", "leaf.syntax")
         prepared = {}
         for contest, options in selections.items():
             if isinstance(options, (str, bytes)):
-                raise FormatError(f"selections.{contest} must be a list of option ids, not a single string")
+                raise FormatError(f"selections.{contest} must be a list of option ids, not a single string", "leaf.syntax")
             options = list(options)
             if len(set(options)) != len(options):
-                raise FormatError(f"selections.{contest} selects the same option more than once: {options!r}")
+                raise FormatError(f"selections.{contest} selects the same option more than once: {options!r}", "leaf.syntax")
             # Non-string options are left in place for __post_init__ to name precisely.
             prepared[contest] = sorted(options) if all(isinstance(o, str) for o in options) else options
         return cls(election=election, type=type, ballot_id=new_ballot_id(), selections=prepared)
@@ -114,25 +115,25 @@ class Leaf:
     def from_bytes(cls, data: bytes) -> "Leaf":
         """Parse leaf bytes strictly; raise FormatError saying exactly what is wrong."""
         if not isinstance(data, (bytes, bytearray)):
-            raise FormatError(f"leaf must be bytes, got {type(data).__name__}")
+            raise FormatError(f"leaf must be bytes, got {type(data).__name__}", "leaf.syntax")
         try:
             obj = loads_strict(bytes(data))
         except FormatError as exc:
-            raise FormatError(f"leaf: {exc}") from None
+            raise exc.within("leaf") from None
         exact_object(obj, FIELDS, "leaf")
         if obj["version"] != LEAF_VERSION:
-            raise FormatError(f"leaf version must be {LEAF_VERSION!r}, got {obj['version']!r}")
+            raise FormatError(f"leaf version must be {LEAF_VERSION!r}, got {obj['version']!r}", "leaf.syntax")
         for name in ("election", "type", "ballot_id"):
             if not isinstance(obj[name], str):
-                raise FormatError(f"leaf field {name} must be a string, got {type(obj[name]).__name__}")
+                raise FormatError(f"leaf field {name} must be a string, got {type(obj[name]).__name__}", "leaf.syntax")
         if not isinstance(obj["selections"], dict):
-            raise FormatError(f"leaf field selections must be an object, got {type(obj['selections']).__name__}")
+            raise FormatError(f"leaf field selections must be an object, got {type(obj['selections']).__name__}", "leaf.syntax")
         try:
             leaf = cls(election=obj["election"], type=obj["type"], ballot_id=obj["ballot_id"], selections=obj["selections"])
         except FormatError as exc:
-            raise FormatError(f"leaf: {exc}") from None
+            raise exc.within("leaf") from None
         if leaf.to_bytes() != bytes(data):
-            raise FormatError("leaf is not in canonical JSON form (RFC 8785: sorted keys, no whitespace, minimal escapes)")
+            raise FormatError("leaf is not in canonical JSON form (RFC 8785: sorted keys, no whitespace, minimal escapes)", "leaf.not-canonical")
         return leaf
 
 
@@ -160,11 +161,11 @@ class SealedLeaf:
     def __post_init__(self) -> None:
         check_id(self.election, "election")
         if self.type not in LEAF_TYPES:
-            raise FormatError(f"type must be one of {', '.join(LEAF_TYPES)}, got {self.type!r}")
+            raise FormatError(f"type must be one of {', '.join(LEAF_TYPES)}, got {self.type!r}", "leaf.syntax")
         if not isinstance(self.ballot_id, str) or not BALLOT_ID_PATTERN.fullmatch(self.ballot_id):
-            raise FormatError(f"ballot_id must be 32 lowercase hex digits (128 bits), got {self.ballot_id!r}")
+            raise FormatError(f"ballot_id must be 32 lowercase hex digits (128 bits), got {self.ballot_id!r}", "leaf.syntax")
         if not isinstance(self.sealed, (bytes, bytearray)) or not self.sealed:
-            raise FormatError("sealed must be the non-empty bytes of a sealed ballot")
+            raise FormatError("sealed must be the non-empty bytes of a sealed ballot", "leaf.syntax")
         object.__setattr__(self, "sealed", bytes(self.sealed))
 
     @property
@@ -187,21 +188,21 @@ class SealedLeaf:
     def from_bytes(cls, data: bytes) -> "SealedLeaf":
         obj = _parse_object(data)
         if obj.get("version") != SEALED_LEAF_VERSION:
-            raise FormatError(f"leaf version must be {SEALED_LEAF_VERSION!r}, got {obj.get('version')!r}")
+            raise FormatError(f"leaf version must be {SEALED_LEAF_VERSION!r}, got {obj.get('version')!r}", "leaf.syntax")
         exact_object(obj, SEALED_FIELDS, "leaf")
         for name in SEALED_FIELDS:
             if not isinstance(obj[name], str):
-                raise FormatError(f"leaf field {name} must be a string, got {type(obj[name]).__name__}")
+                raise FormatError(f"leaf field {name} must be a string, got {type(obj[name]).__name__}", "leaf.syntax")
         try:
             sealed = base64.b64decode(obj["sealed"], validate=True)
         except binascii.Error:
-            raise FormatError("leaf field sealed is not valid base64") from None
+            raise FormatError("leaf field sealed is not valid base64", "leaf.syntax") from None
         try:
             leaf = cls(election=obj["election"], type=obj["type"], ballot_id=obj["ballot_id"], sealed=sealed)
         except FormatError as exc:
-            raise FormatError(f"leaf: {exc}") from None
+            raise exc.within("leaf") from None
         if leaf.to_bytes() != bytes(data):
-            raise FormatError("leaf is not in canonical JSON form (RFC 8785: sorted keys, no whitespace, minimal escapes)")
+            raise FormatError("leaf is not in canonical JSON form (RFC 8785: sorted keys, no whitespace, minimal escapes)", "leaf.not-canonical")
         return leaf
 
 
@@ -212,13 +213,13 @@ def new_ballot_id() -> str:
 
 def _parse_object(data: bytes) -> dict:
     if not isinstance(data, (bytes, bytearray)):
-        raise FormatError(f"leaf must be bytes, got {type(data).__name__}")
+        raise FormatError(f"leaf must be bytes, got {type(data).__name__}", "leaf.syntax")
     try:
         obj = loads_strict(bytes(data))
     except FormatError as exc:
-        raise FormatError(f"leaf: {exc}") from None
+        raise exc.within("leaf") from None
     if not isinstance(obj, dict):
-        raise FormatError(f"leaf must be a JSON object, got {type(obj).__name__}")
+        raise FormatError(f"leaf must be a JSON object, got {type(obj).__name__}", "leaf.syntax")
     return obj
 
 
@@ -229,4 +230,4 @@ def parse_leaf(data: bytes) -> "Leaf | SealedLeaf":
         return SealedLeaf.from_bytes(data)
     if version == LEAF_VERSION:
         return Leaf.from_bytes(data)
-    raise FormatError(f"leaf version must be {SEALED_LEAF_VERSION!r} or {LEAF_VERSION!r}, got {version!r}")
+    raise FormatError(f"leaf version must be {SEALED_LEAF_VERSION!r} or {LEAF_VERSION!r}, got {version!r}", "leaf.syntax")

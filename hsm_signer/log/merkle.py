@@ -72,12 +72,12 @@ def _hashes(n: int) -> str:
 def _check_hash(value: object, what: str) -> None:
     if not isinstance(value, (bytes, bytearray)) or len(value) != HASH_SIZE:
         got = f"{len(value)} bytes" if isinstance(value, (bytes, bytearray)) else type(value).__name__
-        raise FormatError(f"{what} must be a {HASH_SIZE}-byte SHA-256 hash, got {got}")
+        raise FormatError(f"{what} must be a {HASH_SIZE}-byte SHA-256 hash, got {got}", "proof.hash")
 
 
 def _check_size(value: object, what: str) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise FormatError(f"{what} must be a non-negative integer, got {value!r}")
+        raise FormatError(f"{what} must be a non-negative integer, got {value!r}", "proof.index")
 
 
 def verify_inclusion(leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes) -> None:
@@ -90,13 +90,14 @@ def verify_inclusion(leaf_hash: bytes, index: int, size: int, proof: Sequence[by
     _check_size(index, "leaf index")
     _check_size(size, "tree size")
     if index >= size:
-        raise FormatError(f"leaf index {index} is outside a tree of size {size}")
+        raise FormatError(f"leaf index {index} is outside a tree of size {size}", "proof.index")
     _check_hash(leaf_hash, "leaf hash")
     _check_hash(root, "root hash")
     want = inclusion_proof_size(index, size)
     if len(proof) != want:
         raise FormatError(
-            f"an inclusion proof for leaf {index} in a tree of size {size} has {_hashes(want)}, got {len(proof)}"
+            f"an inclusion proof for leaf {index} in a tree of size {size} has {_hashes(want)}, got {len(proof)}",
+            "proof.size",
         )
     for i, p in enumerate(proof):
         _check_hash(p, f"inclusion proof hash [{i}]")
@@ -104,7 +105,7 @@ def verify_inclusion(leaf_hash: bytes, index: int, size: int, proof: Sequence[by
     fn, sn, r = index, size - 1, bytes(leaf_hash)
     for p in proof:
         if sn == 0:  # cannot happen once the length is checked; kept to mirror the RFC
-            raise FormatError("inclusion proof is longer than the path to the root")
+            raise FormatError("inclusion proof is longer than the path to the root", "proof.size")
         if fn & 1 or fn == sn:
             r = node_hash(p, r)
             if not fn & 1:
@@ -116,7 +117,7 @@ def verify_inclusion(leaf_hash: bytes, index: int, size: int, proof: Sequence[by
         fn >>= 1
         sn >>= 1
     if sn != 0:
-        raise FormatError("inclusion proof is shorter than the path to the root")
+        raise FormatError("inclusion proof is shorter than the path to the root", "proof.size")
     if r != root:
         raise RootMismatchError(
             f"inclusion proof for leaf {index} leads to root {r.hex()}, not the expected {bytes(root).hex()}"
@@ -134,13 +135,14 @@ def verify_consistency(size1: int, size2: int, proof: Sequence[bytes], root1: by
     _check_size(size1, "first tree size")
     _check_size(size2, "second tree size")
     if size1 > size2:
-        raise FormatError(f"tree size {size2} is smaller than earlier size {size1}: a log never shrinks")
+        raise FormatError(f"tree size {size2} is smaller than earlier size {size1}: a log never shrinks", "log.shrank")
     _check_hash(root1, "first root hash")
     _check_hash(root2, "second root hash")
     want = consistency_proof_size(size1, size2)
     if len(proof) != want:
         raise FormatError(
-            f"a consistency proof from size {size1} to size {size2} has {_hashes(want)}, got {len(proof)}"
+            f"a consistency proof from size {size1} to size {size2} has {_hashes(want)}, got {len(proof)}",
+            "proof.size",
         )
     for i, p in enumerate(proof):
         _check_hash(p, f"consistency proof hash [{i}]")
@@ -164,7 +166,7 @@ def verify_consistency(size1: int, size2: int, proof: Sequence[bytes], root1: by
     fr = sr = path[0]  # step 5
     for c in path[1:]:  # step 6
         if sn == 0:
-            raise FormatError("consistency proof is longer than the path to the root")
+            raise FormatError("consistency proof is longer than the path to the root", "proof.size")
         if fn & 1 or fn == sn:
             fr = node_hash(c, fr)
             sr = node_hash(c, sr)
@@ -177,7 +179,7 @@ def verify_consistency(size1: int, size2: int, proof: Sequence[bytes], root1: by
         fn >>= 1
         sn >>= 1
     if sn != 0:
-        raise FormatError("consistency proof is shorter than the path to the root")
+        raise FormatError("consistency proof is shorter than the path to the root", "proof.size")
     if fr != root1:
         raise RootMismatchError(
             f"consistency proof leads to first root {fr.hex()}, not the expected {bytes(root1).hex()}"

@@ -49,9 +49,9 @@ def b64decode_strict(text: str, what: str) -> bytes:
     try:
         raw = base64.b64decode(text.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError):
-        raise FormatError(f"{what} is not valid base64") from None
+        raise FormatError(f"{what} is not valid base64", "base64") from None
     if base64.b64encode(raw).decode("ascii") != text:
-        raise FormatError(f"{what} is not canonical padded base64")
+        raise FormatError(f"{what} is not canonical padded base64", "base64")
     return raw
 
 
@@ -62,24 +62,24 @@ def b64encode(raw: bytes) -> str:
 def check_key_name(name: object) -> str:
     """Key names are non-empty and contain no Unicode space, no '+' and no control character."""
     if not isinstance(name, str) or not name:
-        raise FormatError(f"key name must be a non-empty string, got {name!r}")
+        raise FormatError(f"key name must be a non-empty string, got {name!r}", "note.key-name")
     bad = next((ch for ch in name if ch.isspace() or ch == "+" or ord(ch) < 0x20 or ch == "\x7f"), None)
     if bad is not None:
-        raise FormatError(f"key name {name!r} must not contain spaces, '+' or control characters (found {bad!r})")
+        raise FormatError(f"key name {name!r} must not contain spaces, '+' or control characters (found {bad!r})", "note.key-name")
     return name
 
 
 def check_note_text(text: object) -> bytes:
     """Check the text part of a note; return its UTF-8 bytes."""
     if not isinstance(text, str):
-        raise FormatError(f"note text must be a string, got {type(text).__name__}")
+        raise FormatError(f"note text must be a string, got {type(text).__name__}", "note.syntax")
     if not text.endswith("\n"):
-        raise FormatError("note text must end with a newline")
+        raise FormatError("note text must end with a newline", "note.syntax")
     _check_characters(text, "note text")
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
-        raise FormatError("note text is not valid Unicode (lone surrogate)") from None
+        raise FormatError("note text is not valid Unicode (lone surrogate)", "note.syntax") from None
 
 
 _CONTROL = re.compile("[\x00-\x09\x0b-\x1f]")
@@ -90,7 +90,7 @@ def _check_characters(s: str, what: str) -> None:
     if found:
         i, ch = found.start(), found.group()
         line = s.count("\n", 0, i) + 1
-        raise FormatError(f"{what} contains control character U+{ord(ch):04X} on line {line}; only newline is allowed")
+        raise FormatError(f"{what} contains control character U+{ord(ch):04X} on line {line}; only newline is allowed", "note.syntax")
 
 
 def _ed25519_raw(public_key_der: bytes) -> bytes:
@@ -130,28 +130,28 @@ class NoteVerifier:
         try:
             algorithm = algorithm_of(public_key_der)
         except VerificationError as exc:
-            raise FormatError(str(exc)) from None
+            raise FormatError(str(exc), "note.verifier-key") from None
         return cls(name=name, key_id=key_id(name, public_key_der), algorithm=algorithm, public_key_der=public_key_der)
 
     @classmethod
     def from_string(cls, vkey: str) -> "NoteVerifier":
         """Parse ``<name>+<hex key ID>+<base64(type || key)>`` and check the key ID."""
         if not isinstance(vkey, str):
-            raise FormatError(f"verifier key must be a string, got {type(vkey).__name__}")
+            raise FormatError(f"verifier key must be a string, got {type(vkey).__name__}", "note.verifier-key")
         parts = vkey.split("+", 2)
         if len(parts) != 3:
-            raise FormatError("verifier key must have the form <name>+<hex key id>+<base64 key>")
+            raise FormatError("verifier key must have the form <name>+<hex key id>+<base64 key>", "note.verifier-key")
         name, hex_id, b64 = parts
         check_key_name(name)
         if not _KEY_ID_HEX.fullmatch(hex_id):
-            raise FormatError(f"verifier key ID must be 8 lowercase hex digits, got {hex_id!r}")
+            raise FormatError(f"verifier key ID must be 8 lowercase hex digits, got {hex_id!r}", "note.verifier-key")
         raw = b64decode_strict(b64, "verifier key material")
         if len(raw) < 2:
-            raise FormatError("verifier key material is too short")
+            raise FormatError("verifier key material is too short", "note.verifier-key")
         sig_type, key = raw[0], raw[1:]
         if sig_type == SIG_TYPE_ED25519:
             if len(key) != 32:
-                raise FormatError(f"an Ed25519 verifier key has 32 key bytes, got {len(key)}")
+                raise FormatError(f"an Ed25519 verifier key has 32 key bytes, got {len(key)}", "note.verifier-key")
             der = ed25519.Ed25519PublicKey.from_public_bytes(key).public_bytes(
                 serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
             )
@@ -159,17 +159,17 @@ class NoteVerifier:
             try:
                 parsed = load_public_key(key)
             except VerificationError as exc:
-                raise FormatError(f"ECDSA verifier key: {exc}") from None
+                raise FormatError(f"ECDSA verifier key: {exc}", "note.verifier-key") from None
             if isinstance(parsed, ed25519.Ed25519PublicKey):
-                raise FormatError("verifier key has type 0x02 (ECDSA) but holds an Ed25519 key")
+                raise FormatError("verifier key has type 0x02 (ECDSA) but holds an Ed25519 key", "note.verifier-key")
             der = parsed.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
             if der != key:
-                raise FormatError("ECDSA verifier key is not a canonical DER SubjectPublicKeyInfo")
+                raise FormatError("ECDSA verifier key is not a canonical DER SubjectPublicKeyInfo", "note.verifier-key")
         else:
-            raise FormatError(f"verifier key has unsupported signature type 0x{sig_type:02x}; supported: 0x01 Ed25519, 0x02 ECDSA")
+            raise FormatError(f"verifier key has unsupported signature type 0x{sig_type:02x}; supported: 0x01 Ed25519, 0x02 ECDSA", "note.verifier-key")
         verifier = cls.from_public_key(name, der)
         if verifier.key_id.hex() != hex_id:
-            raise FormatError(f"verifier key ID {hex_id} does not match its key (expected {verifier.key_id.hex()})")
+            raise FormatError(f"verifier key ID {hex_id} does not match its key (expected {verifier.key_id.hex()})", "note.verifier-key")
         return verifier
 
     @property
@@ -187,7 +187,8 @@ class NoteVerifier:
             verify_signature(self.public_key_der, message, signature)
         except VerificationError:
             raise VerificationError(
-                f"signature by {self.name} (key ID {self.key_id.hex()}) does not verify over the note text"
+                f"signature by {self.name} (key ID {self.key_id.hex()}) does not verify over the note text",
+                "note.signature-invalid",
             ) from None
 
 
@@ -224,39 +225,39 @@ def parse_note(note: str | bytes) -> tuple[str, list[NoteSignature]]:
         try:
             note = bytes(note).decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise FormatError(f"note is not valid UTF-8 (byte {exc.start})") from None
+            raise FormatError(f"note is not valid UTF-8 (byte {exc.start})", "note.syntax") from None
     if not isinstance(note, str):
-        raise FormatError(f"note must be text, got {type(note).__name__}")
+        raise FormatError(f"note must be text, got {type(note).__name__}", "note.syntax")
     _check_characters(note, "note")
     if not note.endswith("\n"):
-        raise FormatError("note must end with a newline")
+        raise FormatError("note must end with a newline", "note.syntax")
     split = note.rfind("\n\n")
     if split < 0:
-        raise FormatError("note has no blank line separating the text from the signatures")
+        raise FormatError("note has no blank line separating the text from the signatures", "note.syntax")
     text, block = note[: split + 1], note[split + 2 :]
     check_note_text(text)
     lines = block[:-1].split("\n") if block else []
     if not lines:
-        raise FormatError("note has no signature lines after the blank line")
+        raise FormatError("note has no signature lines after the blank line", "note.syntax")
     if len(lines) > MAX_SIGNATURES:
-        raise FormatError(f"note has {len(lines)} signature lines; at most {MAX_SIGNATURES} are accepted")
+        raise FormatError(f"note has {len(lines)} signature lines; at most {MAX_SIGNATURES} are accepted", "note.syntax")
     signatures: list[NoteSignature] = []
     lines_seen: set[str] = set()
     for number, line in enumerate(lines, 1):
         where = f"signature line {number}"
         if not line.startswith(SIGNATURE_PREFIX):
-            raise FormatError(f"{where} must start with an em dash (U+2014) and a space: {line[:40]!r}")
+            raise FormatError(f"{where} must start with an em dash (U+2014) and a space: {line[:40]!r}", "note.syntax")
         fields = line[len(SIGNATURE_PREFIX):].split(" ")
         if len(fields) != 2:
-            raise FormatError(f"{where} must be '— <key name> <base64 signature>' with single spaces")
+            raise FormatError(f"{where} must be '— <key name> <base64 signature>' with single spaces", "note.syntax")
         name, b64 = fields
         try:
             check_key_name(name)
         except FormatError as exc:
-            raise FormatError(f"{where}: {exc}") from None
+            raise exc.within(where) from None
         raw = b64decode_strict(b64, f"{where} ({name}) signature")
         if len(raw) <= KEY_ID_SIZE:
-            raise FormatError(f"{where} ({name}) signature is too short: {len(raw)} bytes, need a 4-byte key ID and a signature")
+            raise FormatError(f"{where} ({name}) signature is too short: {len(raw)} bytes, need a 4-byte key ID and a signature", "note.syntax")
         if line in lines_seen:
             continue  # an identical line says nothing new (a note merged from two copies)
         lines_seen.add(line)
@@ -283,12 +284,12 @@ def open_note(note: str | bytes, verifiers: Iterable[NoteVerifier]) -> tuple[str
         if verifier is None:
             continue
         if (sig.name, sig.key_id) in checked:
-            raise FormatError(f"note carries two different signatures by {sig.name} with key ID {sig.key_id.hex()}")
+            raise FormatError(f"note carries two different signatures by {sig.name} with key ID {sig.key_id.hex()}", "note.signature-repeated")
         checked.add((sig.name, sig.key_id))
         verifier.verify(text, sig.signature)
         verified.append(sig.name)
     if not verified:
         found = ", ".join(f"{s.name} ({s.key_id.hex()})" for s in signatures)
         wanted = ", ".join(sorted(f"{name} ({key.hex()})" for name, key in trusted)) or "none"
-        raise VerificationError(f"note has no signature by a trusted key (trusted: {wanted}; signed by: {found})")
+        raise VerificationError(f"note has no signature by a trusted key (trusted: {wanted}; signed by: {found})", "note.no-trusted-signature")
     return text, verified

@@ -36,18 +36,18 @@ class Receipt:
         try:
             check_id(self.election, "election")
         except FormatError as exc:
-            raise FormatError(f"receipt.{exc}") from None
+            raise FormatError(f"receipt.{exc}", exc.code) from None
         if not isinstance(self.leaf_index, int) or isinstance(self.leaf_index, bool) or not 0 <= self.leaf_index <= MAX_LEAF_INDEX:
-            raise FormatError(f"receipt.leaf_index must be a non-negative integer, got {self.leaf_index!r}")
+            raise FormatError(f"receipt.leaf_index must be a non-negative integer, got {self.leaf_index!r}", "receipt.syntax")
         if not isinstance(self.leaf, (bytes, bytearray)) or not self.leaf:
-            raise FormatError("receipt.leaf must be non-empty bytes")
+            raise FormatError("receipt.leaf must be non-empty bytes", "receipt.syntax")
         if isinstance(self.inclusion_proof, (str, bytes)) or not isinstance(self.inclusion_proof, Sequence):
-            raise FormatError("receipt.inclusion_proof must be a list of hashes")
+            raise FormatError("receipt.inclusion_proof must be a list of hashes", "receipt.syntax")
         for i, h in enumerate(self.inclusion_proof):
             if not isinstance(h, (bytes, bytearray)) or len(h) != HASH_SIZE:
-                raise FormatError(f"receipt.inclusion_proof[{i}] must be a {HASH_SIZE}-byte hash")
+                raise FormatError(f"receipt.inclusion_proof[{i}] must be a {HASH_SIZE}-byte hash", "receipt.syntax")
         if not isinstance(self.checkpoint, str) or not self.checkpoint:
-            raise FormatError("receipt.checkpoint must be the signed checkpoint note text")
+            raise FormatError("receipt.checkpoint must be the signed checkpoint note text", "receipt.syntax")
         object.__setattr__(self, "leaf", bytes(self.leaf))
         object.__setattr__(self, "inclusion_proof", tuple(bytes(h) for h in self.inclusion_proof))
 
@@ -69,23 +69,23 @@ class Receipt:
     def from_dict(cls, obj: object) -> "Receipt":
         exact_object(obj, FIELDS, "receipt")
         if obj["version"] != RECEIPT_VERSION:
-            raise FormatError(f"receipt.version must be {RECEIPT_VERSION!r}, got {obj['version']!r}")
+            raise FormatError(f"receipt.version must be {RECEIPT_VERSION!r}, got {obj['version']!r}", "receipt.syntax")
         for name in ("election", "leaf", "checkpoint"):
             if not isinstance(obj[name], str):
-                raise FormatError(f"receipt.{name} must be a string, got {type(obj[name]).__name__}")
+                raise FormatError(f"receipt.{name} must be a string, got {type(obj[name]).__name__}", "receipt.syntax")
         index = obj["leaf_index"]
         if not isinstance(index, int) or isinstance(index, bool):
-            raise FormatError(f"receipt.leaf_index must be an integer, got {type(index).__name__}")
+            raise FormatError(f"receipt.leaf_index must be an integer, got {type(index).__name__}", "receipt.syntax")
         proof = obj["inclusion_proof"]
         if not isinstance(proof, list):
-            raise FormatError(f"receipt.inclusion_proof must be a list, got {type(proof).__name__}")
+            raise FormatError(f"receipt.inclusion_proof must be a list, got {type(proof).__name__}", "receipt.syntax")
         hashes = []
         for i, item in enumerate(proof):
             if not isinstance(item, str):
-                raise FormatError(f"receipt.inclusion_proof[{i}] must be a base64 string, got {type(item).__name__}")
+                raise FormatError(f"receipt.inclusion_proof[{i}] must be a base64 string, got {type(item).__name__}", "receipt.syntax")
             raw = b64decode_strict(item, f"receipt.inclusion_proof[{i}]")
             if len(raw) != HASH_SIZE:
-                raise FormatError(f"receipt.inclusion_proof[{i}] must decode to {HASH_SIZE} bytes, got {len(raw)}")
+                raise FormatError(f"receipt.inclusion_proof[{i}] must decode to {HASH_SIZE} bytes, got {len(raw)}", "receipt.syntax")
             hashes.append(raw)
         leaf = b64decode_strict(obj["leaf"], "receipt.leaf")
         return cls(
@@ -98,5 +98,5 @@ class Receipt:
         try:
             obj = loads_strict(text)
         except FormatError as exc:
-            raise FormatError(f"receipt: {exc}") from None
+            raise exc.within("receipt") from None
         return cls.from_dict(obj)

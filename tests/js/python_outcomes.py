@@ -1,7 +1,8 @@
 """Run every shared vector through the Python implementation and describe each outcome.
 
 An outcome is a small JSON-able dict: ``{"valid": True, ...what was established}`` or
-``{"valid": False, "kind": "format" | "verification" | "root-mismatch", "step": ...}``.
+``{"valid": False, "kind": "format" | "verification" | "root-mismatch", "code": ..., "step": ...}``
+(``code`` is the error's stable :attr:`VerificationError.code`; ``step`` the receipt check's step).
 ``tests/js/run-vectors.js`` produces the same dicts from the browser implementation, so
 the test can compare the two implementations vector by vector (and both with the
 expectation written in the vector file).
@@ -38,7 +39,7 @@ def kind_of(exc: VerificationError) -> str:
 
 
 def failed(exc: VerificationError, step: str | None = None) -> dict:
-    out = {"valid": False, "kind": kind_of(exc), "message": str(exc)}
+    out = {"valid": False, "kind": kind_of(exc), "code": exc.code, "message": str(exc)}
     if step is not None:
         out["step"] = step
     return out
@@ -155,27 +156,6 @@ def browser_checkpoints(rel: str, v: dict) -> dict:
     return {f"{rel}#{case['name']}": _run(lambda text=case["text"]: parse(text)) for case in v["checkpoints"]}
 
 
-# Python's verify_receipt names the failing part at the start of its message.
-_PREFIX_STEPS = (
-    ("receipt checkpoint", "checkpoint"),
-    ("key bundle", "keys"),
-    ("receipt leaf index", "inclusion"),
-    ("receipt leaf", "leaf"),
-    ("receipt inclusion proof", "inclusion"),
-    ("later checkpoint has tree size", "consistency"),
-    ("later checkpoint is not consistent", "consistency"),
-    ("later checkpoint", "later-checkpoint"),
-    ("a consistency proof", "consistency"),
-)
-
-
-def step_of(message: str) -> str:
-    for prefix, step in _PREFIX_STEPS:
-        if message.startswith(prefix):
-            return step
-    raise AssertionError(f"cannot tell which step failed from: {message}")
-
-
 def receipt_outcome(case: dict, bundles: dict) -> dict:
     try:
         bundle = KeyBundle.from_json(bundles[case["bundle"]])
@@ -190,7 +170,8 @@ def receipt_outcome(case: dict, bundles: dict) -> dict:
         result = verify_receipt(receipt, bundle, case.get("later_checkpoint"),
                                 None if proof is None else [B64(p) for p in proof])
     except VerificationError as exc:
-        return failed(exc, step_of(str(exc)))
+        assert exc.step is not None, f"verify_receipt raised without naming its step: {exc}"
+        return failed(exc, exc.step)
     out = {"valid": True, "leaf_index": result.leaf_index, "tree_size": result.tree_size, "ballot_id": result.ballot_id}
     if result.later_tree_size is not None:
         out["later_tree_size"] = result.later_tree_size
@@ -260,7 +241,7 @@ def expectations(rel: str) -> dict:
         return out
     if rel.startswith("jcs/"):
         return {rel: {"valid": False, "kind": "format"} if v.get("rejected") else {"valid": True, "canonical": v["output"]}}
-    fields = ("valid", "kind", "step", "text", "signed_by", "key_name", "key_id", "type", "origin", "size", "root",
+    fields = ("valid", "kind", "code", "step", "text", "signed_by", "key_name", "key_id", "type", "origin", "size", "root",
               "extensions", "leaf_index", "tree_size", "ballot_id", "later_tree_size", "tally")
 
     def pick(case: dict) -> dict:

@@ -12,7 +12,7 @@ const hex = core.fromHex;
 
 function failed(exc, step) {
   if (!(exc instanceof core.VerificationError)) throw exc;
-  const out = { valid: false, kind: exc.kind, message: exc.message };
+  const out = { valid: false, kind: exc.kind, code: exc.code, message: exc.message };
   if (step !== undefined) out.step = step;
   return out;
 }
@@ -142,7 +142,7 @@ async function receiptOutcome(c, bundles) {
   const report = await core.verifyReceipt(c.receipt, bundles[c.bundle], options);
   if (!report.ok) {
     const f = report.failure;
-    return { valid: false, kind: f.kind, step: f.step, message: f.reason };
+    return { valid: false, kind: f.kind, code: f.code, step: f.step, message: f.reason };
   }
   const r = report.result;
   const out = { valid: true, leaf_index: r.leafIndex, tree_size: r.treeSize, ballot_id: r.ballotId };
@@ -176,7 +176,7 @@ function show(results) {
   for (const [id, outcome] of Object.entries(results)) {
     const row = table.insertRow();
     row.insertCell().textContent = id;
-    row.insertCell().textContent = outcome.valid ? "valid" : `${outcome.kind}${outcome.step ? ` at ${outcome.step}` : ""}`;
+    row.insertCell().textContent = outcome.valid ? "valid" : `${outcome.code}${outcome.step ? ` at ${outcome.step}` : ""}`;
     row.insertCell().textContent = outcome.message || "";
     if (outcome.kind === "unsupported") failures++;
   }

@@ -55,6 +55,94 @@ PROVENANCE = (
 )
 
 
+# The stable error code each negative case must fail with (docs/FORMATS.md §9), by case name
+# (without the "ecdsa-p256/" or "ed25519/" prefix), set by what each corruption breaks.
+NOTE_CODES = {
+    "modified-text": "note.signature-invalid",
+    "modified-signature-bit": "note.signature-invalid",
+    "wrong-key-id": "note.no-trusted-signature",  # an unknown key is ignored, so no trusted signature is left
+    "signed-by-another-key-under-the-trusted-name": "note.no-trusted-signature",
+    "rotation/only-the-old-key-signed": "note.no-trusted-signature",
+    "bad-trusted-signature-beside-a-good-one": "note.signature-invalid",
+    "signed-only-by-an-untrusted-name": "note.no-trusted-signature",
+    "no-trusted-keys": "note.no-trusted-signature",
+    "missing-final-newline": "note.syntax",
+    "hyphen-instead-of-em-dash": "note.syntax",
+    "two-spaces-after-name": "note.syntax",
+    "key-name-with-plus": "note.key-name",
+    "key-name-with-next-line-u0085": "note.key-name",
+    "base64-signature-padding-changed": "base64",
+    "non-canonical-base64-signature": "base64",
+    "signature-of-only-a-key-id": "note.syntax",
+    "carriage-return-in-text": "note.syntax",
+    "tab-in-text": "note.syntax",
+    "line-after-signatures": "note.syntax",
+    "no-blank-line": "note.syntax",
+    "blank-line-but-no-signature": "note.syntax",
+    "lone-surrogate-in-text": "note.syntax",
+    "der-integer-with-extra-leading-zero": "note.signature-invalid",
+    "der-trailing-byte": "note.signature-invalid",
+    "raw-r-s-instead-of-der": "note.signature-invalid",
+    "s-equal-to-group-order": "note.signature-invalid",
+    "two-different-signatures-by-the-trusted-key": "note.signature-repeated",
+    "s-not-reduced": "note.signature-invalid",
+    "signature-63-bytes": "note.signature-invalid",
+}
+VERIFIER_KEY_CODES = {"name-with-space": "note.key-name", "empty-name": "note.key-name", "unpadded-base64": "base64"}
+CHECKPOINT_CODES = {"root-unpadded": "base64", "root-url-safe-alphabet": "base64"}  # every other one: checkpoint.syntax
+RECEIPT_CODES = {
+    "keys/fingerprint-mismatch": "bundle.key-mismatch",
+    "keys/unknown-field": "bundle.syntax",
+    "keys/verifier-key-of-another-key": "bundle.key-mismatch",
+    "keys/verifier-key-name-differs": "bundle.key-mismatch",
+    "keys/without-checkpoint-key": "bundle.missing-key",
+    "keys/wrong-version": "bundle.syntax",
+    "keys/algorithm-says-ed25519": "bundle.key-mismatch",
+    "keys/pem-garbage": "bundle.public-key",
+    "receipt/not-json": "json.syntax",
+    "receipt/unknown-field": "json.fields",
+    "receipt/missing-leaf-index": "json.fields",
+    "receipt/wrong-version": "receipt.syntax",
+    "receipt/leaf-index-as-string": "receipt.syntax",
+    "receipt/leaf-index-negative": "receipt.syntax",
+    "receipt/leaf-index-with-fraction": "json.number",
+    "receipt/leaf-index-true": "receipt.syntax",
+    "receipt/duplicate-key": "json.duplicate-key",
+    "receipt/election-uppercase": "id",
+    "receipt/proof-hash-31-bytes": "receipt.syntax",
+    "receipt/proof-not-a-list": "receipt.syntax",
+    "receipt/leaf-non-canonical-base64": "base64",
+    "receipt/leaf-empty": "receipt.syntax",
+    "receipt/checkpoint-empty": "receipt.syntax",
+    "receipt/byte-order-mark": "json.syntax",
+    "receipt/array-instead-of-object": "json.fields",
+    "checkpoint/one-changed-character-in-root": "note.signature-invalid",
+    "checkpoint/size-changed": "note.signature-invalid",
+    "checkpoint/signed-by-the-tally-key": "note.no-trusted-signature",
+    "checkpoint/signed-by-a-stranger-under-the-checkpoint-name": "note.no-trusted-signature",
+    "checkpoint/checked-against-another-ceremony": "note.no-trusted-signature",
+    "checkpoint/origin-of-another-election": "checkpoint.origin",
+    "checkpoint/signed-text-is-not-a-checkpoint": "checkpoint.syntax",
+    "checkpoint/missing-final-newline": "note.syntax",
+    "leaf/of-another-election": "leaf.election",
+    "leaf/not-canonical-json": "leaf.not-canonical",
+    "leaf/unknown-field": "json.fields",
+    "leaf/not-utf8": "json.syntax",
+    "leaf/not-json": "json.syntax",
+    "inclusion/leaf-index-beyond-tree-size": "proof.index",
+    "inclusion/truncated-proof": "proof.size",
+    "inclusion/extended-proof": "proof.size",
+    "later-checkpoint/one-changed-character": "note.signature-invalid",
+    "later-checkpoint/signed-by-a-stranger": "note.no-trusted-signature",
+    "later-checkpoint/origin-of-another-election": "checkpoint.origin",
+    "later-checkpoint/tally-key-not-in-bundle": "note.no-trusted-signature",
+    "consistency/log-shrank": "log.shrank",
+    "consistency/missing-proof": "proof.missing",
+    "consistency/truncated-proof": "proof.size",
+    "consistency/proof-for-other-sizes": "proof.size",
+}  # every other failing receipt case is a root mismatch: proof.root-mismatch
+
+
 def b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
 
@@ -103,6 +191,7 @@ def note_vectors() -> dict:
         entry = {"name": name, "verifier_keys": verifiers, "note": note, "valid": valid}
         if not valid:
             entry["kind"] = kind
+            entry["code"] = NOTE_CODES[name.split("/", 1)[1]]
         entry.update(extra)
         cases.append(entry)
 
@@ -198,8 +287,8 @@ def note_vectors() -> dict:
         hex_id = vkey.split("+")[1]
 
         def vk(case_name: str, value: str, valid: bool = False, **extra) -> None:
-            vkeys.append({"name": p + case_name, "vkey": value, "valid": valid, **({} if valid else {"kind": "format"}),
-                          **extra})
+            failure = {"kind": "format", "code": VERIFIER_KEY_CODES.get(case_name, "note.verifier-key")}
+            vkeys.append({"name": p + case_name, "vkey": value, "valid": valid, **({} if valid else failure), **extra})
 
         vk("valid", vkey, True, key_name=name, key_id=hex_id, type=material[0])
         vk("uppercase-key-id", vkey.replace(hex_id, hex_id.upper()) if hex_id != hex_id.upper()
@@ -247,7 +336,8 @@ def checkpoint_vectors() -> dict:
     cases = []
 
     def case(name: str, text: str, valid: bool, **expect) -> None:
-        cases.append({"name": name, "text": text, "valid": valid, **({"kind": "format"} if not valid else expect)})
+        failure = {"kind": "format", "code": CHECKPOINT_CODES.get(name, "checkpoint.syntax")}
+        cases.append({"name": name, "text": text, "valid": valid, **(failure if not valid else expect)})
 
     case("happy-path", f"hsm-signer/{ELECTION}\n5\n{root}\n", True, origin=f"hsm-signer/{ELECTION}", size="5",
          root=root, extensions=[])
@@ -377,7 +467,8 @@ def receipt_vectors() -> dict:
             entry["consistency_proof"] = proof
         entry["valid"] = valid
         if not valid:
-            entry.update(step=step, kind=kind)
+            entry.update(step=step, kind=kind, code=RECEIPT_CODES.get(name, "proof.root-mismatch"))
+            assert (kind == "root-mismatch") == (entry["code"] == "proof.root-mismatch"), name
         entry.update(extra)
         cases.append(entry)
 
