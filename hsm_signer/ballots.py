@@ -3,17 +3,23 @@
 ``cast`` follows the invariants in order: the code is hashed in the HSM (no HSM, no
 vote: 503 before anything is stored); the code is consumed and the ballot stored in one
 transaction; the receipt is returned only once a signed checkpoint covers the ballot.
-Resubmitting the same ballot with the same code returns the original receipt; another
-ballot with a used code is a conflict.
+Resubmitting the identical ballot with the same code returns the original receipt, but
+only within the resubmission window after casting (``resubmit_window``, default 30
+minutes); another ballot with a used code is a conflict.
 
-The link from a code to its ballot is stored encrypted under a key derived from the code
-itself, so the database alone does not connect codes to ballots; only someone holding
-the code can find the ballot again (to fetch a receipt, or to check for a resubmission).
+What makes the resubmission possible is the *link*: the ballot id and a keyed digest of
+what was submitted, encrypted under keys derived from the code itself. Only the code
+holder can open it, the database alone connects nothing, and once the window ends the
+link is destroyed (checked on every read, purged by the sequencer, all of an election's
+at the close), after which nothing connects a code to a ballot. Code status says only
+unused, used online or used by post: never a ballot, receipt or selection.
 This module never logs a code and never puts one in an error.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import time
 from dataclasses import dataclass
@@ -33,7 +39,11 @@ from .log.tree import MerkleTree
 from .intake import CastIntake
 from .sequencer import Notifier
 from .signer import Mac
+from .canonical import canonicalize
 from .storage.base import ONLINE, POSTAL, CastOutcome, CastRequest, Storage, StoreView, UnknownCodeError
+
+#: How long after casting the identical ballot, sent again with its code, gets the same receipt.
+RESUBMIT_WINDOW = 30 * 60.0
 
 
 class InvalidCodeError(ElectionError):
@@ -61,21 +71,33 @@ class ReceiptPendingError(HsmSignerError):
                          "submit again in a few seconds to get your receipt")
 
 
-def _link_key(code: str, election_id: str) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"hsm-signer/receipt-link/v1",
+def _link_keys(code: str, election_id: str) -> tuple[bytes, bytes]:
+    """(encryption key, digest key) of a code's link, derived from the code alone."""
+    keys = HKDF(algorithm=hashes.SHA256(), length=64, salt=b"hsm-signer/receipt-link/v2",
                 info=election_id.encode()).derive(code.encode())
+    return keys[:32], keys[32:]
 
 
-def seal_link(code: str, election_id: str, ballot_id: str) -> bytes:
+def ballot_digest(code: str, election_id: str, submitted: bytes) -> bytes:
+    """A keyed digest of what was submitted (canonical selections, or a client-sealed
+    ballot's id and bytes): recognises an identical resubmission without keeping it in clear.
+    Keyed by the code, so the small space of possible ballots cannot be tried against it."""
+    return hmac.new(_link_keys(code, election_id)[1], submitted, hashlib.sha256).digest()
+
+
+def seal_link(code: str, election_id: str, ballot_id: str, digest: bytes) -> bytes:
     nonce = os.urandom(12)
-    return nonce + AESGCM(_link_key(code, election_id)).encrypt(nonce, ballot_id.encode(), election_id.encode())
+    return nonce + AESGCM(_link_keys(code, election_id)[0]).encrypt(
+        nonce, ballot_id.encode() + digest, election_id.encode())
 
 
-def open_link(code: str, election_id: str, link: bytes) -> str:
+def open_link(code: str, election_id: str, link: bytes) -> tuple[str, bytes]:
+    """``(ballot_id, digest)`` from a link; InvalidCodeError if this code did not make it."""
     try:
-        return AESGCM(_link_key(code, election_id)).decrypt(link[:12], link[12:], election_id.encode()).decode()
+        plain = AESGCM(_link_keys(code, election_id)[0]).decrypt(link[:12], link[12:], election_id.encode())
     except InvalidTag:
         raise InvalidCodeError() from None
+    return plain[:-32].decode(), plain[-32:]
 
 
 @dataclass(frozen=True)
@@ -89,22 +111,26 @@ class Submission:
 @dataclass(frozen=True)
 class _Prepared:
     code: str            # normalised; never logged
-    clean: dict          # validated selections
+    digest: bytes        # ballot_digest of what was submitted
     request: CastRequest
 
 
 @dataclass(frozen=True)
 class CodeStatus:
+    """All that a code tells: unused, used online or used by post. Never which ballot."""
+
     status: str  # unused | online | postal
-    ballot_id: str | None
 
 
 class BallotBox:
     def __init__(self, storage: Storage, code_mac: Mac, notifier: Notifier | None = None, *,
                  receipt_timeout: float = 10.0, poll_interval: float = 0.02,
                  signer_healthy: Callable[[], bool] | None = None, unhealthy_grace: float = 1.0,
-                 intake: CastIntake | None = None):
+                 intake: CastIntake | None = None, resubmit_window: float = RESUBMIT_WINDOW,
+                 clock: Callable[[], float] = time.time):
         self.storage = storage
+        self.resubmit_window = resubmit_window
+        self.clock = clock
         # Ballots are stored through one writer per process, grouped per transaction.
         self.intake = intake or CastIntake(storage)
         self.code_mac = code_mac
@@ -129,12 +155,16 @@ class BallotBox:
         return code, self.code_mac.mac(codes_mod.code_message(election_id, code))
 
     def code_status(self, election_id: str, typed: str) -> CodeStatus:
-        code, digest = self._code(election_id, typed)
+        _code, digest = self._code(election_id, typed)
         try:
-            status, link = self.storage.code_status(election_id, digest)
+            status, _link = self.storage.code_status(election_id, digest)
         except UnknownCodeError:
             raise InvalidCodeError() from None
-        return CodeStatus(status, open_link(code, election_id, link) if link else None)
+        return CodeStatus(status)
+
+    def purge_links(self) -> int:
+        """Destroy the links whose resubmission window has ended."""
+        return self.storage.purge_links(int(self.clock()))
 
     # --- casting --------------------------------------------------------------------------
     def submit(self, election_id: str, typed: str, selections: object, channel: str = ONLINE) -> Submission:
@@ -181,24 +211,26 @@ class BallotBox:
 
     def _prepare(self, election: Election, typed: str, selections: object, channel: str) -> "_Prepared":
         clean = election.validate_selections(selections)
-        code, digest = self._code(election.id, typed)
+        code, code_hash = self._code(election.id, typed)
         leaf = Leaf.new(election.id, BALLOT if channel == ONLINE else POSTAL_LEAF, clean)
-        request = CastRequest(election.id, digest, channel, leaf.ballot_id, leaf.to_bytes(),
-                              seal_link(code, election.id, leaf.ballot_id), require_state=OPEN)
-        return _Prepared(code, clean, request)
+        digest = ballot_digest(code, election.id, b"selections\x00" + canonicalize(clean))
+        request = CastRequest(election.id, code_hash, channel, leaf.ballot_id, leaf.to_bytes(),
+                              seal_link(code, election.id, leaf.ballot_id, digest), require_state=OPEN,
+                              link_until=int(self.clock() + self.resubmit_window))
+        return _Prepared(code, digest, request)
 
     def _finish(self, item: "_Prepared", outcome: CastOutcome) -> Submission:
         request = item.request
         if outcome.stored:
             return Submission(request.ballot_id, new=True, election_id=request.election_id,
                               seq=outcome.entry.seq if outcome.entry else None)
-        # The code was used before: the same ballot again is idempotent, anything else conflicts.
-        if outcome.status != request.channel:
+        # The code was used before: the identical ballot again, within the window, is
+        # idempotent; anything else (or after the window) conflicts.
+        if outcome.status != request.channel or outcome.link is None or outcome.link_until is None \
+                or outcome.link_until <= self.clock():
             raise CodeUsedError(outcome.status)
-        ballot_id = open_link(item.code, request.election_id, outcome.link)
-        entry = self.storage.entry_by_ballot(ballot_id)
-        if entry is None or dict(Leaf.from_bytes(entry.leaf).selections) != {
-                k: tuple(v) for k, v in item.clean.items()}:
+        ballot_id, digest = open_link(item.code, request.election_id, outcome.link)
+        if not hmac.compare_digest(digest, item.digest):
             raise CodeUsedError(outcome.status)
         return Submission(ballot_id, new=False, election_id=request.election_id)
 

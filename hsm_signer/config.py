@@ -26,6 +26,9 @@ moved as a whole. Example (the demo writes one like it)::
     [server]
     host = "127.0.0.1"
     port = 8080
+
+    [voting]
+    resubmit_window_minutes = 30          # the same ballot sent again gets its receipt only this long
 """
 
 from __future__ import annotations
@@ -69,6 +72,12 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class VotingSettings:
+    # After this, the link from a code to its ballot is destroyed: a resubmission is a conflict.
+    resubmit_window_minutes: int = 30
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     hsm: HsmSettings
@@ -76,6 +85,7 @@ class Config:
     storage_url: str
     sequencer: SequencerSettings = SequencerSettings()
     server: ServerSettings = ServerSettings()
+    voting: VotingSettings = VotingSettings()
 
     @property
     def base_dir(self) -> Path:
@@ -154,9 +164,13 @@ def parse(data: dict, path: Path) -> Config:
         secret_key_file=_path(base, srv.str("secret_key_file", None)),
     )
     srv.done()
+    vote = root.table("voting", {})
+    assert vote is not None
+    voting = VotingSettings(resubmit_window_minutes=vote.int("resubmit_window_minutes", 30, low=0, high=24 * 60))
+    vote.done()
     root.done()
     return Config(path=path, hsm=settings, key_bundle=bundle, storage_url=url,
-                  sequencer=sequencer, server=server)
+                  sequencer=sequencer, server=server, voting=voting)
 
 
 def load(path: str | Path | None = None) -> Config:

@@ -42,6 +42,7 @@ def close_poll(service, election_id: str, *, timeout: float = 300.0,
     if record.state != CLOSED:
         check_transition(record.state, CLOSED, election_id)
         storage.set_state(election_id, CLOSED)
+    storage.forget_links(election_id)  # no ballot can be resubmitted now: nothing links codes to ballots
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -47,6 +47,9 @@ BUSY_POLL = 0.002
 BUSY_WINDOW = 2.0
 """How long after the last batch the sequencer keeps looking that often."""
 HEARTBEAT_STALE = 10.0
+LINK_PURGE_INTERVAL = 30.0
+"""Seconds between purges of code-to-ballot links whose resubmission window ended (a link
+is also refused on read once expired, so this bounds only how long its bytes stay)."""
 
 
 def read_heartbeat(storage: Storage) -> dict | None:
@@ -282,7 +285,7 @@ class Sequencer:
             self.notifier.notify()  # waiters go back to polling the database
 
     def _run_loop(self) -> None:
-        next_beat = 0.0
+        next_beat = next_purge = 0.0
         last_batch = -BUSY_WINDOW
         reported = None
         while not self._stop.is_set():
@@ -295,6 +298,9 @@ class Sequencer:
                 done = self.run_pending()
                 if periodic:
                     self._finalise_closed()
+                if time.monotonic() >= next_purge:  # resubmission windows that ended: destroy their links
+                    self.storage.purge_links(int(time.time()))
+                    next_purge = time.monotonic() + LINK_PURGE_INTERVAL
                 if not self.healthy:
                     log.warning("sequencer is signing again")
                 self.healthy, self.last_error = True, None

@@ -57,7 +57,8 @@ class Service:
             raise
         notifier = Notifier()
         service = cls(config=cfg, storage=storage, bundle=bundle, hsm=hsm,
-                      ballots=BallotBox(storage, code_mac, notifier),
+                      ballots=BallotBox(storage, code_mac, notifier,
+                                        resubmit_window=cfg.voting.resubmit_window_minutes * 60.0),
                       notifier=notifier, _checkpoint_signer=checkpoint_signer)
         service.ballots.signer_healthy = service.signer_healthy
         if with_sequencer:

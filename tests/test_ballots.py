@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from hsm_signer.ballots import CodeUsedError, InvalidCodeError
+from hsm_signer.ballots import CodeStatus, CodeUsedError, InvalidCodeError
 from hsm_signer.election import Election
 from hsm_signer.errors import ElectionError
+from hsm_signer.lifecycle import close_poll
 from hsm_signer.log.leaf import Leaf
 from hsm_signer.verify import verify_receipt
 
@@ -66,12 +69,49 @@ def test_postal_ballot_revokes_the_online_code_and_online_makes_postal_a_duplica
     assert service.ballots.code_status(ELECTION, codes[4]).status == "unused"
 
 
-def test_the_code_holder_finds_their_ballot_but_the_database_links_nothing(service, codes):
+def test_a_code_tells_its_status_only_and_the_database_links_nothing_in_clear(service, codes):
     receipt = service.ballots.cast(ELECTION, codes[5], VOTE)
+    ballot_id = Leaf.from_bytes(receipt.leaf).ballot_id
     status = service.ballots.code_status(ELECTION, codes[5])
-    assert status.ballot_id == Leaf.from_bytes(receipt.leaf).ballot_id
+    assert status == CodeStatus("online")
     rows = service.storage.db.execute("SELECT link FROM codes WHERE status = 'online'").fetchall()
-    assert rows and all(status.ballot_id.encode() not in row[0] for row in rows)
+    assert rows and all(row[0] and ballot_id.encode() not in row[0] and bytes.fromhex(ballot_id) not in row[0]
+                        for row in rows)
+
+
+def test_the_same_ballot_again_gets_its_receipt_only_within_the_window(service, codes):
+    """Resubmitting is recognised from a keyed digest inside the link; once the window
+    ends the link is refused, then destroyed: the same ballot is then a conflict."""
+    now = [float(int(time.time()))]  # near real time: the sequencer's own purge must not fire first
+    svc = service
+    svc.ballots.clock = lambda: now[0]  # the box's clock and window, as Service passes them in
+    svc.ballots.resubmit_window = 60.0
+    first = svc.ballots.cast(ELECTION, codes[6], VOTE)
+    now[0] += 59
+    assert svc.ballots.cast(ELECTION, codes[6], {"board": ["erin", "dan"], "leader": ["carol"]}) == first
+    with pytest.raises(CodeUsedError, match="for a different ballot"):
+        svc.ballots.cast(ELECTION, codes[6], {"leader": ["alice"], "board": []})
+    now[0] += 1  # the window has ended: refused on read, before any purge
+    with pytest.raises(CodeUsedError):
+        svc.ballots.cast(ELECTION, codes[6], VOTE)
+    assert svc.ballots.purge_links() == 1
+    (link, until), = svc.storage.db.execute("SELECT link, link_until FROM codes WHERE status = 'online'").fetchall()
+    assert link is None and until is None
+    with pytest.raises(CodeUsedError):
+        svc.ballots.cast(ELECTION, codes[6], VOTE)
+    assert svc.ballots.code_status(ELECTION, codes[6]) == CodeStatus("online")
+    assert svc.storage.tree_size(ELECTION) == 1
+
+
+def test_closing_the_poll_destroys_every_link(service, codes):
+    service.ballots.cast(ELECTION, codes[7], VOTE)
+    service.ballots.cast(ELECTION, codes[8], VOTE, channel="postal")
+    assert service.storage.db.execute("SELECT COUNT(*) FROM codes WHERE link IS NOT NULL").fetchone()[0] == 2
+    close_poll(service, ELECTION)
+    assert service.storage.db.execute("SELECT COUNT(*) FROM codes WHERE link IS NOT NULL OR link_until IS NOT NULL"
+                                      ).fetchone()[0] == 0
+    assert service.ballots.code_status(ELECTION, codes[7]) == CodeStatus("online")
+    assert service.ballots.code_status(ELECTION, codes[8]) == CodeStatus("postal")
 
 
 def test_a_poll_that_is_not_open_refuses_ballots(service, codes):

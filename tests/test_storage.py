@@ -10,7 +10,7 @@ from hsm_signer.election import Election
 from hsm_signer.errors import ElectionError
 from hsm_signer.log.tree import MissingNodeError
 from hsm_signer.storage import UnknownCodeError, open_storage
-from hsm_signer.storage.base import CastRequest
+from hsm_signer.storage.base import BallotIdTakenError, CastRequest
 from hsm_signer.storage.sql import StorageError
 
 from servicekit import DEMO_ELECTION
@@ -93,10 +93,11 @@ def test_several_ballots_are_stored_in_one_transaction_each_with_its_own_outcome
 
 
 def test_a_failing_group_stores_none_of_its_ballots(storage):
-    """One transaction: a database error (here a duplicate ballot id) rolls back the whole group."""
+    """One transaction: a database error (here a leaf that violates NOT NULL) rolls back the whole group."""
     cast(storage, 1, "dup")
+    broken = CastRequest(ELECTION, bytes([3]) * 32, "online", "x".ljust(32, "0"), None, b"link", "open")
     with pytest.raises(Exception):
-        storage.cast_many([request(2, "fine"), request(3, "dup")])
+        storage.cast_many([request(2, "fine"), broken])
     assert [e.ballot_id[:3] for e in storage.pending(ELECTION, 10)] == ["dup"]
     assert storage.code_status(ELECTION, bytes([2]) * 32) == ("unused", None)
 
@@ -189,3 +190,46 @@ def test_the_sequencer_finds_pending_elections_without_scanning_the_log(tmp_path
     plan = " ".join(str(row) for row in sqlite3.connect(tmp_path / "plan.sqlite3").execute("EXPLAIN QUERY PLAN " + query))
     assert "SEARCH entries USING COVERING INDEX" in plan and "SCAN entries" not in plan
     store.close()
+
+
+def test_links_live_until_their_window_ends_then_are_destroyed(storage):
+    for code, until in ((1, 100), (2, 200), (3, None)):
+        storage.cast(ELECTION, bytes([code]) * 32, "online", str(code) * 32, b"leaf", b"link-%d" % code,
+                     require_state="open", link_until=until)
+    again = storage.cast(ELECTION, bytes([1]) * 32, "online", "9" * 32, b"leaf", b"x", require_state="open")
+    assert (again.stored, again.link, again.link_until) == (False, b"link-1", 100)
+    assert storage.purge_links(150) == 2  # code 1's window ended; code 3's link never had one
+    assert [storage.code_status(ELECTION, bytes([c]) * 32) for c in (1, 2, 3)] == [
+        ("online", None), ("online", b"link-2"), ("online", None)]
+    assert storage.forget_links(ELECTION) == 1
+    assert storage.code_status(ELECTION, bytes([2]) * 32) == ("online", None)
+
+
+def test_a_client_chosen_ballot_id_already_stored_is_refused_and_consumes_nothing(storage):
+    cast(storage, 1, "a")
+    outcomes = storage.cast_many([CastRequest(ELECTION, bytes([2]) * 32, "online", "a".ljust(32, "0"), b"leaf",
+                                              b"link", "open", 10),
+                                  CastRequest(ELECTION, bytes([3]) * 32, "online", "b".ljust(32, "0"), b"leaf",
+                                              b"link", "open", 10)])
+    assert isinstance(outcomes[0], BallotIdTakenError) and outcomes[1].stored
+    assert storage.code_status(ELECTION, bytes([2]) * 32) == ("unused", None)
+
+
+def test_a_version_1_database_gains_link_expiry_and_loses_its_unexpiring_links(tmp_path):
+    path = tmp_path / "old.sqlite3"
+    store = open_storage(f"sqlite:///{path}")
+    store.create_election(Election.from_dict(DEMO_ELECTION))
+    store.set_state(ELECTION, "open")
+    store.add_codes(ELECTION, [bytes([1]) * 32])
+    cast(store, 1, "a")
+    store.db.execute("DROP INDEX codes_links")
+    store.db.execute("ALTER TABLE codes DROP COLUMN link_until")
+    store.db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    store.close()
+    store = open_storage(f"sqlite:///{path}")
+    try:
+        assert store.code_status(ELECTION, bytes([1]) * 32) == ("online", None)
+        assert store.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+        assert len(store.pending(ELECTION, 10)) == 1
+    finally:
+        store.close()

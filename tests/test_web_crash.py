@@ -106,7 +106,9 @@ def test_kill_9_mid_stream_loses_no_ballot_and_stores_none_twice(tokens, tmp_pat
             cli(kit.config_path, "verify", str(any_receipt), "--keys", str(kit.directory / "keys"),
                 "--server", server.url)
 
-            # 2. Every consumed code has exactly one ballot in the log, and it is the one sent.
+            # 2. Every consumed code has exactly one ballot in the log, and it is the one sent:
+            #    the code tells only "online"; the identical ballot sent again (within the
+            #    resubmission window) gets that ballot's receipt.
             leaves = [Leaf.from_bytes(raw) for raw in service.storage.entries(ELECTION, 0, latest["size"])]
             by_ballot = {leaf.ballot_id: leaf for leaf in leaves}
             consumed = {}
@@ -116,10 +118,12 @@ def test_kill_9_mid_stream_loses_no_ballot_and_stores_none_twice(tokens, tmp_pat
                     assert code not in receipts
                     continue
                 assert status.status == "online" and code in sent
-                leaf = by_ballot[status.ballot_id]
+                again, _, body = http("POST", api + "/ballots", {"code": code, "selections": sent[code]})
+                assert again == 200, body
+                leaf = by_ballot[Leaf.from_bytes(Receipt.from_json(body).leaf).ballot_id]
                 assert {k: list(v) for k, v in leaf.selections.items()} == \
                     {k: sorted(v) for k, v in sent[code].items()}
-                consumed[code] = status.ballot_id
+                consumed[code] = leaf.ballot_id
             for code, body in receipts.items():
                 assert Leaf.from_bytes(Receipt.from_json(body).leaf).ballot_id == consumed[code]
 

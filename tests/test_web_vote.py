@@ -162,7 +162,7 @@ def test_the_poll_must_be_open_for_the_voting_pages(client, service, codes):
     assert client.get("/elections/no-such-election/vote").status_code == 404
 
 
-def test_check_my_code_shows_unused_online_with_the_receipt_and_postal(client, service, codes):
+def test_check_my_code_shows_unused_online_or_postal_and_never_the_ballot(client, service, codes):
     form = client.get(f"/check?election={ELECTION}")
     token = token_of(form.text)
     assert 'for="code"' in form.text and 'for="election"' in form.text
@@ -173,7 +173,8 @@ def test_check_my_code_shows_unused_online_with_the_receipt_and_postal(client, s
     assert "not been used" in check(codes[5]).text
     cast, _ = vote(client, codes[5], [("sel-leader", "bob")])
     online = check(codes[5])
-    assert "used to vote online" in online.text and cast.headers["Location"] in online.text
+    ballot_id = cast.headers["Location"].rstrip("/").rsplit("/", 1)[1]
+    assert "used to vote online" in online.text and ballot_id not in online.text and "/receipts/" not in online.text
     service.ballots.cast(ELECTION, codes[6], {"leader": [], "board": []}, channel="postal")
     assert "used by post" in check(codes[6]).text
     wrong = check("ABCD-EFGH")

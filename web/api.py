@@ -104,13 +104,8 @@ def cast_ballot(election_id: str):
 def code_status(election_id: str):
     election_record(election_id)
     body = json_body({"code": str})
-    status = service().ballots.code_status(election_id, body["code"])
-    answer: dict = {"status": status.status}
-    if status.status == "online" and status.ballot_id:
-        receipt = service().ballots.receipt(status.ballot_id)
-        answer["ballot_id"] = status.ballot_id
-        answer["receipt"] = receipt.to_dict() if receipt else None
-    return jsonify(answer)
+    # Only unused / online / postal: a code never leads to its ballot, receipt or vote.
+    return jsonify({"status": service().ballots.code_status(election_id, body["code"]).status})
 
 
 # --- the log -----------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """"Check my code": is my code unused, used online or used by post? Works without JavaScript.
 
-The code arrives in a POST body only. For a code used online the holder gets a link to
-the receipt (the code decrypts the link to its ballot; nobody else can follow it).
+The code arrives in a POST body only. The answer is only unused, used online or used by
+post: a code never leads to its ballot, receipt or selections (whoever holds a voter's code,
+a household member or a mailing house, learns nothing of the vote).
 """
 
 from __future__ import annotations
@@ -36,6 +37,4 @@ def result():
         error = from_exception(exc)
         return (render_template("check.html", elections=elections, selected=election_id, error=error),
                 error.status, error.headers)
-    has_receipt = bool(status.ballot_id and status.status == "online"
-                       and service().ballots.receipt(status.ballot_id) is not None)
-    return render_template("check_result.html", election=record.election, status=status, has_receipt=has_receipt)
+    return render_template("check_result.html", election=record.election, status=status)

@@ -91,11 +91,9 @@ SCHEMAS = {
                                   "additionalProperties": {"type": "array", "items": {"type": "string"}}}}},
     "CodeQuery": {"type": "object", "required": ["code"], "additionalProperties": False,
                   "properties": {"code": {"type": "string"}}},
-    "CodeStatus": {"type": "object", "required": ["status"], "properties": {
-        "status": {"type": "string", "enum": ["unused", "online", "postal"]},
-        "ballot_id": {"type": "string", "description": "online only"},
-        "receipt": {"oneOf": [_ref("Receipt"), {"type": "null"}],
-                    "description": "online only; null until a signed checkpoint covers the ballot"}}},
+    "CodeStatus": {"type": "object", "required": ["status"], "additionalProperties": False,
+                   "description": "all a code tells: never its ballot, receipt or selections", "properties": {
+                       "status": {"type": "string", "enum": ["unused", "online", "postal"]}}},
     "Checkpoint": {"type": "object", "properties": {"size": {"type": "integer"}, "checkpoint": {"type": "string"}}},
     "Tally": {"type": "object", "properties": {"tally": {"type": "string", "description": "signed note"}}},
     "InclusionProof": {"type": "object", "properties": {

@@ -13,9 +13,12 @@ The contract that matters for the invariants:
   durable commit for all of them: group commit), each with its own outcome.
 * :meth:`Storage.commit_batch` assigns leaf indexes, stores tree nodes and the signed
   checkpoint in one transaction.
-* Storage never sees a voting code: only its HSM-keyed hash, and the ballot id encrypted
-  under a key derived from the code (so the code holder, and only they, can find their
-  ballot again).
+* Storage never sees a voting code: only its HSM-keyed hash, and a *link* (the ballot id
+  and a keyed digest of the ballot, encrypted under a key derived from the code) that lets
+  the code holder resubmit the identical ballot and get the same receipt. The link lives
+  only for the resubmission window (``link_until``, Unix seconds): :meth:`Storage.purge_links`
+  destroys expired links and :meth:`Storage.forget_links` all of an election's at the close,
+  after which nothing in the database connects a code to a ballot.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class CastRequest:
     leaf: bytes
     link: bytes
     require_state: str
+    link_until: int | None = None  # Unix seconds after which the link is destroyed (None: at once)
 
 
 @dataclass(frozen=True)
@@ -63,8 +67,13 @@ class CastOutcome:
 
     stored: bool
     status: str          # the code's state after the call
-    link: bytes | None   # the encrypted ballot id of the entry the code was used for
+    link: bytes | None   # the encrypted link to the entry the code was used for, unless destroyed
     entry: Entry | None  # the new entry, when stored
+    link_until: int | None = None  # when the link expires (Unix seconds); expired means gone
+
+
+class BallotIdTakenError(LookupError):
+    """A ballot with this id is already stored (a client-sealed ballot must bring a fresh id)."""
 
 
 class UnknownCodeError(LookupError):
@@ -83,9 +92,11 @@ class Storage(Protocol):
     def count_codes(self, election_id: str) -> dict[str, int]: ...
     def code_status(self, election_id: str, code_hash: bytes) -> tuple[str, bytes | None]: ...
     def cast(self, election_id: str, code_hash: bytes, channel: str, ballot_id: str, leaf: bytes,
-             link: bytes, require_state: str) -> CastOutcome: ...
+             link: bytes, require_state: str, link_until: int | None = None) -> CastOutcome: ...
     def cast_many(self, requests: Sequence[CastRequest]) -> list[CastOutcome | Exception]: ...
     def entry_by_ballot(self, ballot_id: str) -> Entry | None: ...
+    def purge_links(self, now: int) -> int: ...
+    def forget_links(self, election_id: str) -> int: ...
 
     # the sequencer
     def pending(self, election_id: str, limit: int) -> list[Entry]: ...

@@ -15,9 +15,9 @@ from typing import Any, Iterable, Sequence
 from ..election import DRAFT, Election
 from ..errors import ElectionError, HsmSignerError, PollNotOpenError, UnknownElectionError
 from ..log.tree import MissingNodeError
-from .base import ONLINE, POSTAL, UNUSED, CastOutcome, CastRequest, ElectionRecord, Entry, UnknownCodeError
+from .base import ONLINE, POSTAL, UNUSED, BallotIdTakenError, CastOutcome, CastRequest, ElectionRecord, Entry, UnknownCodeError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _ENTRY = "seq, election, ballot_id, leaf, leaf_index"
 
 
@@ -84,6 +84,14 @@ class SqlStorage:
             for statement in self._schema():
                 db.execute(statement)
             row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is not None and int(row[0]) == 1:
+                # Version 2 gives each code-to-ballot link an expiry. Version 1 links had
+                # none (and carry no ballot digest): they are destroyed, not kept for ever.
+                db.execute("ALTER TABLE codes ADD COLUMN link_until BIGINT")
+                db.execute("UPDATE codes SET link = NULL")
+                db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+                row = (str(SCHEMA_VERSION),)
+            db.execute(LINKS_INDEX)
             if row is None:
                 db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             elif int(row[0]) != SCHEMA_VERSION:
@@ -145,9 +153,9 @@ class SqlStorage:
         return row[0], (bytes(row[1]) if row[1] is not None else None)
 
     def cast(self, election_id: str, code_hash: bytes, channel: str, ballot_id: str, leaf: bytes,
-             link: bytes, require_state: str) -> CastOutcome:
+             link: bytes, require_state: str, link_until: int | None = None) -> CastOutcome:
         outcome = self.cast_many([CastRequest(election_id, code_hash, channel, ballot_id, leaf, link,
-                                              require_state)])[0]
+                                              require_state, link_until)])[0]
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
@@ -182,20 +190,37 @@ class SqlStorage:
             return UnknownElectionError(f"no election {election_id!r}")
         if state != request.require_state:
             return PollNotOpenError(f"election {election_id!r} is {state}, not {request.require_state}")
-        row = db.execute(f"SELECT status, link FROM codes WHERE election = ? AND code_hash = ?{self._lock_row}",
-                         (election_id, code_hash)).fetchone()
+        row = db.execute(f"SELECT status, link, link_until FROM codes WHERE election = ? AND code_hash = ?"
+                         f"{self._lock_row}", (election_id, code_hash)).fetchone()
         if row is None:
             return UnknownCodeError()
         if row[0] != UNUSED:
-            return CastOutcome(stored=False, status=row[0], link=bytes(row[1]), entry=None)
+            return CastOutcome(stored=False, status=row[0], link=None if row[1] is None else bytes(row[1]),
+                               entry=None, link_until=row[2])
+        if db.execute("SELECT 1 FROM entries WHERE ballot_id = ?", (request.ballot_id,)).fetchone():
+            return BallotIdTakenError()
         seq = db.execute("INSERT INTO entries (election, ballot_id, leaf) VALUES (?, ?, ?) RETURNING seq",
                          (election_id, request.ballot_id, request.leaf)).fetchone()[0]
-        db.execute("UPDATE codes SET status = ?, link = ? WHERE election = ? AND code_hash = ?",
-                   (request.channel, request.link, election_id, code_hash))
+        db.execute("UPDATE codes SET status = ?, link = ?, link_until = ? WHERE election = ? AND code_hash = ?",
+                   (request.channel, request.link, request.link_until, election_id, code_hash))
         return CastOutcome(stored=True, status=request.channel, link=request.link,
-                           entry=Entry(seq, election_id, request.ballot_id, request.leaf, None))
+                           entry=Entry(seq, election_id, request.ballot_id, request.leaf, None),
+                           link_until=request.link_until)
 
     _lock_row = ""  # PostgreSQL adds FOR UPDATE; SQLite's write lock already covers it
+
+    def purge_links(self, now: int) -> int:
+        """Destroy every code-to-ballot link whose resubmission window ended by ``now`` (Unix
+        seconds); a link without an expiry is destroyed too. Returns how many."""
+        with self._write() as db:
+            return db.execute("UPDATE codes SET link = NULL, link_until = NULL WHERE link IS NOT NULL "
+                              "AND (link_until IS NULL OR link_until <= ?)", (now,)).rowcount
+
+    def forget_links(self, election_id: str) -> int:
+        """Destroy every code-to-ballot link of an election (at the close: nobody can resubmit)."""
+        with self._write() as db:
+            return db.execute("UPDATE codes SET link = NULL, link_until = NULL WHERE election = ? "
+                              "AND link IS NOT NULL", (election_id,)).rowcount
 
     def entry_by_ballot(self, ballot_id: str) -> Entry | None:
         row = self._one(f"SELECT {_ENTRY} FROM entries WHERE ballot_id = ?", (ballot_id,))
@@ -309,6 +334,10 @@ def _entry(row: tuple) -> Entry:
     return Entry(seq, election, ballot_id, bytes(leaf), leaf_index)
 
 
+# Created after the version check (a version 1 table gains link_until first).
+LINKS_INDEX = "CREATE INDEX IF NOT EXISTS codes_links ON codes (link_until) WHERE link IS NOT NULL"
+
+
 def schema(blob: str, serial: str) -> list[str]:
     """The DDL, with the dialect's binary type and auto-increment key spelled in."""
     return [
@@ -324,6 +353,7 @@ def schema(blob: str, serial: str) -> list[str]:
             code_hash {blob} NOT NULL,
             status TEXT NOT NULL DEFAULT 'unused' CHECK (status IN ('unused', 'online', 'postal')),
             link {blob},
+            link_until BIGINT,
             PRIMARY KEY (election, code_hash))""",
         f"""CREATE TABLE IF NOT EXISTS entries (
             seq {serial},

@@ -35,6 +35,8 @@ class SQLiteStorage(SqlStorage):
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
+        # Destroyed code-to-ballot links are overwritten with zeros, not left in free pages.
+        conn.execute("PRAGMA secure_delete=ON")
         return conn
 
     @contextmanager
