@@ -47,9 +47,14 @@ RESUBMIT_WINDOW = 30 * 60.0
 
 
 class InvalidCodeError(ElectionError):
-    """Unknown or malformed code, or wrong election: always the same answer."""
+    """Unknown or malformed code, or wrong election: always the same answer.
 
-    def __init__(self) -> None:
+    ``malformed``: the text cannot be a code at all (checked before any HSM call), which
+    rate limits need not count; the message is the same either way.
+    """
+
+    def __init__(self, *, malformed: bool = False) -> None:
+        self.malformed = malformed
         super().__init__("this voting code is not valid for this election; check it and try again")
 
 
@@ -151,7 +156,7 @@ class BallotBox:
         try:
             code = codes_mod.normalise(typed)
         except codes_mod.MalformedCodeError:
-            raise InvalidCodeError() from None
+            raise InvalidCodeError(malformed=True) from None
         return code, self.code_mac.mac(codes_mod.code_message(election_id, code))
 
     def code_status(self, election_id: str, typed: str) -> CodeStatus:

@@ -54,8 +54,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(tokens, tmp_
     # (they have tests of their own) so that it reaches the casting path, not only 429s.
     server = ServeProcess(kit.config_path, tmp_path / "serve.log",
                           HSM_SIGNER_WEB_RATELIMIT_DEFAULT="100000 per minute",
-                          HSM_SIGNER_WEB_RATELIMIT_FAILED_CODES_PER_CLIENT="100000 per minute",
-                          HSM_SIGNER_WEB_RATELIMIT_FAILED_CODES_OVERALL="100000 per minute").start()
+                          HSM_SIGNER_WEB_CODE_FAILURES_FREE="100000").start()
     try:
         facts = _facts(server, codes)
         assert facts["signed_size"] == 3

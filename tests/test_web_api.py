@@ -166,10 +166,11 @@ def test_the_openapi_document_describes_every_api_route_and_error_code(client):
 def test_an_app_built_from_the_config_file_leaves_signing_to_a_separate_sequencer(kit, service, codes, monkeypatch):
     """The gunicorn way (``hsm_signer.web:create_app()`` + ``hsm-signer sequencer``): workers never sign."""
     monkeypatch.setenv("HSM_SIGNER_CONFIG", str(kit.config_path))
-    monkeypatch.setenv("HSM_SIGNER_WEB_RATELIMIT_FAILED_CODES_PER_CLIENT", "7 per hour")
+    monkeypatch.setenv("HSM_SIGNER_WEB_CODE_FAILURES_FREE", "7")
     app = create_app()
     try:
-        assert app.config["RATELIMIT_FAILED_CODES_PER_CLIENT"] == "7 per hour"
+        assert app.config["CODE_FAILURES_FREE"] == 7
+        assert app.extensions["hsm_signer_code_attempts"].policy.free == 7
         client = app.test_client()
         health = client.get(f"{API}/health").get_json()
         # The test's own service plays the separate sequencer: its heartbeat reaches this app.

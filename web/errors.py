@@ -82,12 +82,13 @@ def _rate_limit_retry_after() -> str:
 def from_exception(exc: Exception) -> WebError | None:
     """The WebError for a core exception, or None if it is not one the web layer expects.
 
-    An invalid code is also marked on ``g``: the failed-attempt rate limits count it.
+    A wrong (well-formed) code is also marked on ``g``: the wrong-code budget counts it.
     """
     if isinstance(exc, WebError):
         return exc
     if isinstance(exc, InvalidCodeError):
-        g.code_attempt_failed = True  # counted by the failed-attempt rate limits
+        if not exc.malformed:  # a malformed code cost no HSM call: it costs no budget either
+            g.code_attempt_failed = True  # counted by the wrong-code budget (security.py)
         return WebError("invalid_code")
     if isinstance(exc, CodeUsedError):
         return WebError("code_used", str(exc), code_status=exc.status)

@@ -9,19 +9,22 @@
   API reads no cookies and takes only ``application/json`` bodies, so a forged
   cross-site request has no ambient credential to borrow and cannot send JSON without
   a CORS preflight we never grant.
-* Rate limits (Flask-Limiter), keyed by client IP: a default limit on every route,
-  and on every view marked :func:`code_attempt`, limits on *failed* code attempts per
-  client and over all clients (wrong guesses are what an attacker makes; correct
-  codes behind a shared address keep working).
+* Rate limits, keyed by client (an IPv4 address or an IPv6 /64, :func:`.attempts.client_key`):
+  a default limit on every route (Flask-Limiter), and on every view marked
+  :func:`code_attempt` the wrong-code budget of :mod:`.attempts` (per client, escalating
+  delay, counted before the check; wrong guesses are what an attacker makes, so correct
+  and malformed codes cost nothing and voters behind a shared address keep working).
+  No limit is global: an abnormal overall failure rate only alerts the operators.
 
-Limits and storage are app config (``RATELIMIT_*``), settable through environment
-variables with the ``HSM_SIGNER_WEB_`` prefix; memory storage is per process, so
-several workers need a shared ``RATELIMIT_STORAGE_URI`` (e.g. ``redis://``).
+Limits are app config (``RATELIMIT_*``, ``CODE_FAILURE*``), settable through environment
+variables with the ``HSM_SIGNER_WEB_`` prefix. Both are kept per process.
 """
 
 from __future__ import annotations
 
+import functools
 import hmac
+import math
 import secrets
 from pathlib import Path
 from typing import Callable
@@ -30,8 +33,10 @@ from flask import Flask, current_app, g, request, session
 from flask_limiter import Limiter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from hsm_signer.ballots import InvalidCodeError
 from hsm_signer.errors import ConfigError
 
+from .attempts import AttemptPolicy, CodeAttempts, client_key
 from .errors import WebError
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -43,8 +48,12 @@ MIN_SECRET_KEY = 32
 DEFAULTS = {
     "MAX_CONTENT_LENGTH": 16 * 1024,
     "RATELIMIT_DEFAULT": "600 per minute",
-    "RATELIMIT_FAILED_CODES_PER_CLIENT": "10 per minute;50 per hour",
-    "RATELIMIT_FAILED_CODES_OVERALL": "1000 per minute",
+    # The wrong-code budget per client (attempts.AttemptPolicy; docs/WEB.md has the arithmetic).
+    "CODE_FAILURES_FREE": AttemptPolicy.free,
+    "CODE_FAILURE_DELAY": AttemptPolicy.first_delay,
+    "CODE_FAILURE_MAX_DELAY": AttemptPolicy.max_delay,
+    "CODE_FAILURES_FORGET": AttemptPolicy.forget,
+    "CODE_FAILURES_ALERT_PER_MINUTE": AttemptPolicy.alert_per_minute,
     "RATELIMIT_STORAGE_URI": "memory://",
     # Flask-Limiter's own headers would put a window-reset Retry-After on every response,
     # 503s included; errors.py sets Retry-After on 429s from the breached limit instead.
@@ -116,28 +125,49 @@ def _check_csrf():
 
 # --- rate limits -------------------------------------------------------------------------
 
-def _failed_code_attempt(response) -> bool:
-    return bool(g.get("code_attempt_failed"))
-
-
-def _everyone() -> str:
-    return "all-clients"
-
-
 def client_address() -> str:
-    return request.remote_addr or "unknown"
+    """The rate-limit key of this request's client (IPv4 address or IPv6 /64)."""
+    return client_key(request.remote_addr)
 
 
-def _init_limiter(app: Flask) -> Limiter:
+def _guarded(view: Callable) -> Callable:
+    """``view`` behind the wrong-code budget: count first, check the code, settle."""
+    @functools.wraps(view)
+    def guarded(*args, **kwargs):
+        attempts: CodeAttempts = current_app.extensions["hsm_signer_code_attempts"]
+        key = client_address()
+        wait = attempts.reserve(key)
+        if wait > 0:
+            raise WebError("rate_limited", headers={"Retry-After": str(max(1, math.ceil(wait)))})
+        failed = False
+        try:
+            response = view(*args, **kwargs)
+            failed = bool(g.get("code_attempt_failed"))  # HTML views render the error themselves
+            return response
+        except InvalidCodeError as exc:
+            failed = not exc.malformed
+            raise
+        finally:
+            attempts.settle(key, failed)
+    return guarded
+
+
+def _policy(config) -> AttemptPolicy:
+    try:
+        return AttemptPolicy(free=int(config["CODE_FAILURES_FREE"]), first_delay=float(config["CODE_FAILURE_DELAY"]),
+                             max_delay=float(config["CODE_FAILURE_MAX_DELAY"]),
+                             forget=float(config["CODE_FAILURES_FORGET"]),
+                             alert_per_minute=int(config["CODE_FAILURES_ALERT_PER_MINUTE"]))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"HSM_SIGNER_WEB_CODE_FAILURE*: {exc}; use numbers") from None
+
+
+def _init_limits(app: Flask) -> Limiter:
     limiter = Limiter(client_address, app=app, default_limits=[app.config["RATELIMIT_DEFAULT"]])
-    per_client = limiter.shared_limit(app.config["RATELIMIT_FAILED_CODES_PER_CLIENT"], scope="failed-codes",
-                                      deduct_when=_failed_code_attempt, override_defaults=False)
-    overall = limiter.shared_limit(app.config["RATELIMIT_FAILED_CODES_OVERALL"], scope="failed-codes-all",
-                                   key_func=_everyone, deduct_when=_failed_code_attempt,
-                                   override_defaults=False)
+    app.extensions["hsm_signer_code_attempts"] = CodeAttempts(_policy(app.config))
     for endpoint, view in list(app.view_functions.items()):
         if getattr(view, "code_attempt", False):
-            app.view_functions[endpoint] = per_client(overall(view))
+            app.view_functions[endpoint] = _guarded(view)
     if "static" in app.view_functions:
         limiter.exempt(app.view_functions["static"])
     return limiter
@@ -151,5 +181,5 @@ def init_app(app: Flask) -> None:
     app.before_request(_check_csrf)
     app.after_request(_headers)
     app.jinja_env.globals["csrf_token"] = csrf_token
-    app.extensions["hsm_signer_limiter"] = _init_limiter(app)
+    app.extensions["hsm_signer_limiter"] = _init_limits(app)
 
