@@ -12,6 +12,7 @@ Public surface, for the CLI and the demo:
 Layout: ``config``/``retire_config`` read configs; ``io`` talks to the room; ``runner`` and
 ``retire`` are the scripts (the only modules that touch the HSM, through
 :mod:`hsm_signer.hsm`); ``transcript``, ``signatures``, ``evidence``, ``summary`` define the
-published formats; ``verify``/``verify_retirement`` check them; ``output`` writes files
+published formats; ``verify`` checks a bundle directory (``verify_ceremony`` and
+``verify_retirement``, on the shared ``checks``); ``output`` writes files
 without ever overwriting.
 """

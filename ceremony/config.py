@@ -24,8 +24,7 @@ from typing import Any, Mapping
 from hsm_signer import softhsm
 from hsm_signer.bundle import CHECKPOINT, CODE_HMAC, HMAC_SHA256, PURPOSES, TALLY
 from hsm_signer.errors import ConfigError
-from hsm_signer.config import read_pin_spec
-from hsm_signer.hsm.pins import PinSpec
+from hsm_signer.config import PinSpec, read_pin_spec
 from hsm_signer.hsm.shares import MAX_SHARES
 from hsm_signer.signer import ALGORITHMS, ECDSA_P256
 from hsm_signer.strict import Table, load_toml, resolve_path

@@ -28,7 +28,7 @@ from typing import Any
 from hsm_signer import __version__
 from hsm_signer.bundle import KEYS_FILE, KeyBundle, KeyEntry
 from hsm_signer.errors import ConfigError, HsmConfigError, HsmSignerError
-from hsm_signer.hsm import Hsm
+from hsm_signer.hsm import Hsm, pin_source
 from hsm_signer.hsm.manage import destroy_key, key_attributes
 from hsm_signer.signer import Signer, fingerprint
 
@@ -39,8 +39,8 @@ from .retire_config import RetireConfig
 from .signatures import SIGNATURES_FILE, sign_head
 from .summary import SUMMARY_FILE, retirement_summary
 from .transcript import TRANSCRIPT_FILE, Transcript, transcript_head
-from .verify import RETIRED_FILE, verify_bundle_dir
-from .verify_retirement import retired_json
+from .verify import verify_bundle_dir
+from .verify_retirement import RETIRED_FILE, retired_json
 
 TOOL = "hsm-signer"
 
@@ -136,7 +136,7 @@ class _Retirement:
         self._step("Activate the token", "The share holders rebuild the PIN; the token is opened.")
         if cfg.softhsm_conf is not None:
             os.environ["SOFTHSM2_CONF"] = str(cfg.softhsm_conf)
-        self.hsm = Hsm(cfg.module, token_label=cfg.token_label, pin_source=cfg.pin.build()).open()
+        self.hsm = Hsm(cfg.module, token_label=cfg.token_label, pin_source=pin_source(cfg.pin)).open()
         self._record("activation", self.admin, {"pin_source": cfg.pin.record(), "token": self.hsm.token_info()})
 
         self._step("Match the keys", "Each key on the token must be the published key; nothing is destroyed yet.")

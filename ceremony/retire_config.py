@@ -33,9 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from hsm_signer.config import read_pin_spec
+from hsm_signer.config import PinSpec, read_pin_spec
 from hsm_signer.errors import ConfigError
-from hsm_signer.hsm.pins import PinSpec
 from hsm_signer.strict import Table, load_toml, resolve_path
 
 from .config import ADMINISTRATOR, ID_RE, LABEL_RE, WITNESS, Official, Roster, apply_overrides, read_official, resolve_module

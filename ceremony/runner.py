@@ -43,7 +43,7 @@ from typing import Any
 from hsm_signer import __version__, softhsm
 from hsm_signer.bundle import KEYS_FILE, KeyBundle, KeyEntry
 from hsm_signer.errors import ConfigError, HsmConfigError, HsmSignerError
-from hsm_signer.hsm import Hsm
+from hsm_signer.hsm import Hsm, pin_source
 from hsm_signer.hsm import probe
 from hsm_signer.hsm.manage import generate_mac_key, generate_signing_key, key_attributes
 from hsm_signer.hsm.readiness import MECHANISMS, KeyNeed, check_token
@@ -231,7 +231,7 @@ class _Ceremony:
             self._record("preflight", TOOL, checked)
             return {}
         assert cfg.hsm.initial_pin is not None
-        self._initial_pin = cfg.hsm.initial_pin.build().get_pin()
+        self._initial_pin = pin_source(cfg.hsm.initial_pin).get_pin()
         self.hsm = Hsm(cfg.hsm.module, token_label=cfg.hsm.token_label, pin_source=_CeremonyPin(self._initial_pin, "the initial PIN given to the ceremony")).open()
         info = self.hsm.token_info()
         taken = [k.label for k in cfg.keys if self.hsm.key_exists(k.label)]

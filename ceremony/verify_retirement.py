@@ -26,11 +26,13 @@ from hsm_signer.errors import FormatError, VerificationError
 from .signatures import SIGNATURES_FILE, check_signatures, serialise
 from .summary import SUMMARY_FILE, retirement_summary
 from .transcript import TRANSCRIPT_FILE, parse_transcript, transcript_head
-from .verify import (
-    RETIRED_FILE, Report, _fail, _get, check_key_evidence, check_steps, guarded, load_key_bundle,
-    read_bundle_dir, require_files, verify_bundle_files,
+from .checks import (
+    Report, check_key_evidence, check_steps, failure, guarded, load_key_bundle, read_bundle_dir, require_files,
+    value_of,
 )
+from .verify_ceremony import verify_bundle_files
 
+RETIRED_FILE = "retired.json"
 RETIREMENT_FILES = (RETIRED_FILE, TRANSCRIPT_FILE, SIGNATURES_FILE, SUMMARY_FILE)
 RETIRED_VERSION = "hsm-signer/retired/v1"
 RETIRED_FIELDS = ("ceremony_id", "keys", "retirement_id", "version")
@@ -73,10 +75,10 @@ def _verify(files: dict[str, bytes], where: str, original: dict[str, bytes] | No
     checks = [f"transcript: {len(entries)} entries, hash chain intact, head {head}"]
     opened = entries[0]
     if opened.step != "retirement-opened":
-        raise _fail(opened, "a retirement transcript starts with retirement-opened")
-    retirement_id = _get(opened, "retirement_id")
-    ceremony_id = _get(opened, "ceremony_id")
-    labels = _get(opened, "labels")
+        raise failure(opened, "a retirement transcript starts with retirement-opened")
+    retirement_id = value_of(opened, "retirement_id")
+    ceremony_id = value_of(opened, "ceremony_id")
+    labels = value_of(opened, "labels")
     k = len(labels)
     expected = (["retirement-opened", "roll-call", "environment", "activation"] + ["key-found"] * k
                 + ["destruction-authorised"] + ["key-destroyed"] * k + ["retirement-closed"])
@@ -95,16 +97,16 @@ def _verify(files: dict[str, bytes], where: str, original: dict[str, bytes] | No
     if [key.label for key in keys] != labels:
         raise VerificationError(f"{RETIRED_FILE} lists {[key.label for key in keys]}, the transcript retires {labels}")
     for i, (key, entry, gone) in enumerate(zip(keys, found, destroyed)):
-        if _get(entry, "key") != key.to_dict():
+        if value_of(entry, "key") != key.to_dict():
             raise VerificationError(f"{RETIRED_FILE} keys[{i}] differs from the key matched on the token "
                                     f"({TRANSCRIPT_FILE} line {entry.seq + 1})")
         if key.is_signing_key and key.note_key_name != f"{ceremony_id}/{key.purpose}":
             raise VerificationError(f"{RETIRED_FILE} keys[{i}].note_key_name must be {ceremony_id}/{key.purpose}")
         checks += check_key_evidence(ceremony_id, entry, None, None, key)
-        count = _get(gone, "objects_destroyed")
-        if _get(gone, "label") != key.label or not isinstance(count, int) or count < 1 \
-                or _get(gone, "still_present") is not False:
-            raise _fail(gone, f"does not record the destruction of {key.label!r}")
+        count = value_of(gone, "objects_destroyed")
+        if value_of(gone, "label") != key.label or not isinstance(count, int) or count < 1 \
+                or value_of(gone, "still_present") is not False:
+            raise failure(gone, f"does not record the destruction of {key.label!r}")
         checks.append(f"{key.purpose} key {key.label}: destroyed ({count} objects), no longer on the token")
 
     signed = len(expected) - k - 1
@@ -127,7 +129,7 @@ def _verify(files: dict[str, bytes], where: str, original: dict[str, bytes] | No
                      "(pass --original DIR)")
     else:
         checks += _cross_check(original, opened.data, keys)
-    if _get(opened, "rehearsal"):
+    if value_of(opened, "rehearsal"):
         notes.append("this is a REHEARSAL retirement")
     return Report("retirement", retirement_id, where, tuple(checks), tuple(notes))
 
@@ -136,12 +138,12 @@ def _check_unsigned_tail(tail: list[Any], administrator: str, labels: list[str])
     """The destruction records cannot be signed, so they may hold nothing but the expected facts."""
     for entry in tail:
         if entry.actor != administrator:
-            raise _fail(entry, f"is recorded by {entry.actor!r}, but the retirement's administrator is {administrator!r}")
+            raise failure(entry, f"is recorded by {entry.actor!r}, but the retirement's administrator is {administrator!r}")
         wanted = ["label", "objects_destroyed", "still_present"] if entry.step == "key-destroyed" else ["retired"]
         if sorted(entry.data) != wanted:
-            raise _fail(entry, f"must hold exactly {', '.join(wanted)}")
+            raise failure(entry, f"must hold exactly {', '.join(wanted)}")
     if tail[-1].data != {"retired": labels}:
-        raise _fail(tail[-1], f"must list the retired keys {labels}")
+        raise failure(tail[-1], f"must list the retired keys {labels}")
 
 
 def _cross_check(original: dict[str, bytes], opened: dict[str, Any], keys: list[KeyEntry]) -> list[str]:

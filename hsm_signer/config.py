@@ -37,12 +37,40 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import ConfigError
-from .hsm.pins import PIN_SOURCES, PinSpec
 from .strict import Table, load_toml, resolve_path
 
 ENV_VAR = "HSM_SIGNER_CONFIG"
+
+#: Where an HSM user PIN can come from (:mod:`hsm_signer.hsm.pins` builds each source).
+PIN_SOURCES = ("env", "file", "prompt", "shares")
+
+
+@dataclass(frozen=True)
+class PinSpec:
+    """Where a PIN will come from, as a configuration file says it (never the PIN itself).
+
+    Shared by the service configuration and the ceremony configuration; the HSM layer turns
+    it into a PIN source (:func:`hsm_signer.hsm.pins.pin_source`).
+    """
+
+    source: str = "env"
+    variable: str = "HSM_SIGNER_PIN"
+    path: Path | None = None
+    share_files: tuple[Path, ...] = ()
+
+    def record(self) -> dict[str, Any]:
+        """What a transcript or log may say about this source (no secret in it)."""
+        out: dict[str, Any] = {"source": self.source}
+        if self.source == "env":
+            out["variable"] = self.variable
+        if self.source == "file":
+            out["path"] = str(self.path)
+        if self.source == "shares":
+            out["share_files"] = len(self.share_files)
+        return out
 
 
 @dataclass(frozen=True)
@@ -184,18 +212,6 @@ def load(path: str | Path | None = None) -> Config:
         )
     path = Path(path).resolve()
     return parse(load_toml(path), path)
-
-
-def open_hsm(settings: HsmSettings):
-    """An opened :class:`~hsm_signer.hsm.Hsm` for these settings."""
-    from .hsm import Hsm, RetryPolicy
-    if settings.softhsm_conf is not None:
-        os.environ["SOFTHSM2_CONF"] = str(settings.softhsm_conf)
-    return Hsm(
-        settings.module, token_label=settings.token_label, token_serial=settings.token_serial,
-        pin_source=settings.pin.build(),
-        retry=RetryPolicy(attempts=settings.retry_attempts, down_retry_interval=settings.down_retry_interval),
-    ).open()
 
 
 def config_text(*, module: str, token_label: str, pin: dict[str, str | list[str]], bundle: str,

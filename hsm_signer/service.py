@@ -16,6 +16,7 @@ from . import config as config_mod
 from .ballots import BallotBox
 from .bundle import KeyBundle
 from .errors import ConfigError
+from .hsm import open_hsm
 from .sequencer import Notifier, Sequencer, SignerState, read_heartbeat
 from .storage import Storage, open_storage
 from .watch import CommitWatcher
@@ -40,7 +41,7 @@ class Service:
     @classmethod
     def open(cls, cfg: config_mod.Config, *, with_sequencer: bool = False) -> "Service":
         bundle = KeyBundle.load(cfg.key_bundle)
-        hsm = config_mod.open_hsm(cfg.hsm)
+        hsm = open_hsm(cfg.hsm)
         storage = None
         try:
             code_key = bundle.key("code-hmac")

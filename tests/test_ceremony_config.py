@@ -14,7 +14,7 @@ from hsm_signer.ceremony.config import (
 from hsm_signer.ceremony.retire_config import load_retire_config, parse_retire_config
 from hsm_signer import softhsm
 from hsm_signer.errors import ConfigError
-from hsm_signer.hsm.pins import EnvPin, FilePin, PromptPin
+from hsm_signer.hsm.pins import EnvPin, FilePin, PromptPin, pin_source
 from hsm_signer.hsm.shares import SharePin
 
 BASE = tomllib.loads(REHEARSAL_EXAMPLE.read_text())
@@ -54,7 +54,7 @@ def test_the_production_example_loads():
     cfg = load_config(EXAMPLES / "production.toml")
     assert not cfg.rehearsal and not cfg.hsm.initialise
     assert cfg.hsm.initial_pin is not None and cfg.hsm.initial_pin.source == "prompt"
-    assert isinstance(cfg.hsm.initial_pin.build(), PromptPin)
+    assert isinstance(pin_source(cfg.hsm.initial_pin), PromptPin)
     assert cfg.threshold >= 2 and len(cfg.witnesses) >= 2
 
 
@@ -90,10 +90,10 @@ def test_pin_sources_build(tmp_path):
             production_like(d)
             d["hsm"]["initial_pin"] = pin
         return parse(mutated(change), tmp_path)
-    assert isinstance(with_pin({"source": "env", "variable": "X"}).hsm.initial_pin.build(), EnvPin)
-    assert isinstance(with_pin({"source": "file", "path": "pin.txt"}).hsm.initial_pin.build(), FilePin)
+    assert isinstance(pin_source(with_pin({"source": "env", "variable": "X"}).hsm.initial_pin), EnvPin)
+    assert isinstance(pin_source(with_pin({"source": "file", "path": "pin.txt"}).hsm.initial_pin), FilePin)
     cfg = with_pin({"source": "shares", "share_files": ["a.txt", "b.txt"]})
-    assert isinstance(cfg.hsm.initial_pin.build(), SharePin)
+    assert isinstance(pin_source(cfg.hsm.initial_pin), SharePin)
     assert cfg.hsm.initial_pin.share_files == (tmp_path.resolve() / "a.txt", tmp_path.resolve() / "b.txt")
     assert cfg.record()["hsm"]["initial_pin"] == {"source": "shares", "share_files": 2}
 
@@ -242,7 +242,7 @@ RETIRE = {
 def test_the_retirement_config_parses(tmp_path):
     cfg = parse_retire_config(copy.deepcopy(RETIRE), cwd=tmp_path)
     assert cfg.bundle == tmp_path.resolve() / "keys" / "rehearsal" and cfg.labels == ()
-    assert isinstance(cfg.pin.build(), SharePin) and cfg.witnesses[0].name == "Wyn"
+    assert isinstance(pin_source(cfg.pin), SharePin) and cfg.witnesses[0].name == "Wyn"
 
 
 def test_the_retirement_example_loads():

@@ -22,7 +22,9 @@ from hsm_signer.ceremony.runner import run_ceremony
 from hsm_signer.ceremony.signatures import sign_head
 from hsm_signer.ceremony.summary import ceremony_summary, retirement_summary
 from hsm_signer.ceremony.transcript import GENESIS, head_statement, parse_transcript, transcript_head
-from hsm_signer.ceremony.verify import read_bundle_dir, verify_bundle_dir, verify_bundle_files
+from hsm_signer.ceremony.checks import read_bundle_dir
+from hsm_signer.ceremony.verify import verify_bundle_dir
+from hsm_signer.ceremony.verify_ceremony import verify_bundle_files
 from hsm_signer.ceremony.verify_retirement import verify_retirement_files
 from hsm_signer.bundle import KeyBundle, KeyEntry
 from hsm_signer.canonical import canonicalize
@@ -440,7 +442,7 @@ def test_a_retirement_bundle_alone_notes_that_it_was_not_cross_checked(retired):
 @pytest.mark.parametrize("name", ["retired.json", "transcript.jsonl", "transcript.sig.json", "SUMMARY.md"])
 def test_any_changed_byte_of_a_retirement_bundle_fails(retired, name):
     _, _, _, files = retired
-    for position, bit, mutated in flips(files[name], 150):
+    for _position, _bit, mutated in flips(files[name], 150):
         with pytest.raises(VerificationError):
             verify_retirement_files({**files, name: mutated}, "x")
 
@@ -502,6 +504,6 @@ def test_verification_runs_without_pkcs11():
     """Auditors verify bundles on machines with no HSM library: the verifier never imports PKCS#11."""
     import subprocess
     import sys
-    code = ("import sys, ceremony.verify, ceremony.verify_retirement; "
+    code = ("import sys, hsm_signer.ceremony.verify; "
             "sys.exit('pkcs11' in sys.modules or 'PyKCS11' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0

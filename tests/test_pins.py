@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from hsm_signer.config import read_pin_spec
+from hsm_signer.config import PinSpec, read_pin_spec
 from hsm_signer.errors import ConfigError
-from hsm_signer.hsm.pins import EnvPin, FilePin, PinSpec, PromptPin
+from hsm_signer.hsm.pins import EnvPin, FilePin, PromptPin, pin_source
 from hsm_signer.strict import Table
 
 PIN = "s3cret-pin-4711"
@@ -50,7 +50,7 @@ def test_prompt_source_reads_without_echo_and_is_production_grade():
 def test_pin_specs_from_config_tables(tmp_path):
     spec = read_pin_spec(Table({"source": "file", "path": "pin.txt"}, "hsm.pin"), tmp_path)
     assert spec == PinSpec(source="file", path=tmp_path / "pin.txt")
-    assert isinstance(spec.build(), FilePin) and spec.record() == {"source": "file", "path": str(tmp_path / "pin.txt")}
+    assert isinstance(pin_source(spec), FilePin) and spec.record() == {"source": "file", "path": str(tmp_path / "pin.txt")}
     with pytest.raises(ConfigError, match=r"^hsm.pin: source is 'file' but no path is given"):
         read_pin_spec(Table({"source": "file"}, "hsm.pin"), tmp_path)
     with pytest.raises(ConfigError, match=r"^hsm.pin.source: 'sms' is not one of env, file, prompt, shares"):

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from shamir_mnemonic.wordlist import WORDLIST
 
-from hsm_signer.hsm.pins import PinSpec
+from hsm_signer.config import PinSpec
+from hsm_signer.hsm.pins import pin_source
 from hsm_signer.errors import ConfigError, HsmConfigError
 from hsm_signer.hsm import FixedPin, Hsm
 from hsm_signer.hsm.probe import change_user_pin
@@ -189,7 +190,7 @@ def test_share_pin_prompt_ended_early_is_fewer_than_m(split):
 
 def test_the_service_config_builds_a_share_pin(tmp_path, split):
     paths = write_shares(tmp_path, split)
-    source = PinSpec(source="shares", share_files=tuple(paths[1:4])).build()
+    source = pin_source(PinSpec(source="shares", share_files=tuple(paths[1:4])))
     assert isinstance(source, SharePin)
     assert source.get_pin() == split.pin
 

@@ -1,4 +1,8 @@
-"""Small helpers shared by the command modules: config, service, progress on stderr."""
+"""Small helpers shared by the command modules: config, command hints, progress on stderr.
+
+Nothing here opens the service (that is :mod:`._service`): ``verify`` and ``audit`` use these
+helpers with nothing but ``cryptography`` installed.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +18,6 @@ from .. import config as config_mod
 
 def load_config(args) -> config_mod.Config:
     return config_mod.load(args.config)
-
-
-def open_service(args, *, with_sequencer: bool = False):
-    from ..service import Service
-    return Service.open(load_config(args), with_sequencer=with_sequencer)
 
 
 def command_hint() -> str:
@@ -47,18 +46,3 @@ def progress_printer(what: str, stream=None) -> Callable[[int, int], None]:
             print(f"{what}: {done:,}/{total:,} ({100 * done // max(total, 1)}%)",
                   file=stream or sys.stderr, flush=True)
     return show
-
-
-def start_own_sequencer(service):
-    """Start a sequencer in this process unless another one already runs for this log.
-
-    Returns the sequencer, or None when another process signs (waiters then poll).
-    """
-    from ..sequencer import SequencerBusyError
-    sequencer = service.make_sequencer()
-    try:
-        sequencer.start()
-    except SequencerBusyError:
-        return None
-    service.sequencer = sequencer
-    return sequencer

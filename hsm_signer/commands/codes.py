@@ -14,7 +14,8 @@ from pathlib import Path
 from .. import codes as codes_mod
 from ..election import CLOSED
 from ..errors import ConfigError, ElectionError
-from ._common import open_service, progress_printer
+from ._common import progress_printer
+from ._service import open_service
 
 
 def register(subparsers) -> None:

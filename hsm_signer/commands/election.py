@@ -5,7 +5,8 @@ from __future__ import annotations
 from ..election import Election
 from ..lifecycle import close_poll, open_poll
 from ..storage import open_storage
-from ._common import load_config, open_service
+from ._common import load_config
+from ._service import open_service
 
 
 def register(subparsers) -> None:

@@ -33,10 +33,12 @@ def configured_keys(bundle: KeyBundle):
 
 
 def run(args) -> int:
+    # PKCS#11 only when this command runs (see commands/_service.py)
+    from ..hsm import open_hsm
     from ..hsm.readiness import FAIL, exercise_keys
     cfg = config_mod.load(args.config)
     bundle = KeyBundle.load(cfg.key_bundle)
-    hsm = config_mod.open_hsm(cfg.hsm)
+    hsm = open_hsm(cfg.hsm)
     try:
         info = hsm.token_info()
         checks = exercise_keys(hsm, configured_keys(bundle))

@@ -21,7 +21,7 @@ from ..ballots import CodeUsedError, InvalidCodeError, ReceiptPendingError
 from ..election import BallotError
 from ..errors import ConfigError, HsmSignerError
 from ..storage.base import POSTAL
-from ._common import open_service, start_own_sequencer
+from ._service import open_service, start_own_sequencer
 
 POSTAL_CHUNK = 1000
 """Rows stored per group commit (and between progress lines)."""

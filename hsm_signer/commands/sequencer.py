@@ -10,7 +10,7 @@ import logging
 import signal
 import threading
 
-from ._common import open_service
+from ._service import open_service
 
 log = logging.getLogger(__name__)
 

@@ -59,7 +59,7 @@ def _gunicorn_app(cfg: config_mod.Config, bind: str, threads: int, sequencer: st
         from hsm_signer.web import create_app
 
         from ..service import Service
-        from ._common import start_own_sequencer
+        from ._service import start_own_sequencer
         try:
             service = Service.open(cfg)
             state["service"] = service

@@ -7,7 +7,8 @@ import sys
 
 from ..lifecycle import tally_election
 from ..log.tally import format_tally, tally_summary
-from ._common import open_service, progress_printer
+from ._common import progress_printer
+from ._service import open_service
 
 
 def register(subparsers) -> None:

@@ -2,12 +2,13 @@
 
 Use :class:`Hsm` to open a token and :meth:`Hsm.signer` / :meth:`Hsm.mac` to get keys
 behind the narrow interface of :mod:`hsm_signer.signer`. Key creation for the ceremony
-is in :mod:`.manage`. PIN sources are in :mod:`.pins`.
+is in :mod:`.manage`. PIN sources are in :mod:`.pins`; :func:`open_hsm` opens the token a
+configuration file's ``[hsm]`` table names.
 """
 
-from .pins import EnvPin, FilePin, FixedPin, PinSource, PromptPin
-from .token import PKCS11_LOCK, Hsm, RetryPolicy
 from .keys import HsmMac, HsmSigner
+from .pins import EnvPin, FilePin, FixedPin, PinSource, PromptPin, pin_source
+from .token import PKCS11_LOCK, Hsm, RetryPolicy, open_hsm
 
-__all__ = ["Hsm", "HsmMac", "HsmSigner", "PKCS11_LOCK", "RetryPolicy",
-           "PinSource", "EnvPin", "FilePin", "FixedPin", "PromptPin"]
+__all__ = ["PKCS11_LOCK", "EnvPin", "FilePin", "FixedPin", "Hsm", "HsmMac", "HsmSigner", "PinSource",
+           "PromptPin", "RetryPolicy", "open_hsm", "pin_source"]

@@ -1,7 +1,7 @@
 """HSM-held keys behind the narrow :class:`~hsm_signer.signer.Signer` / ``Mac`` interface.
 
 An :class:`HsmSigner` names a key by label; the key handle is looked up through the
-:class:`~.token.Hsm` on each call (cached per session), so a reconnection re-finds it.
+:class:`Token` (the :class:`~.token.Hsm`) on each call (cached per session), so a reconnection re-finds it.
 The public key is read from the token once (public keys are not secret) and kept.
 
 Encodings follow :mod:`hsm_signer.signer`: ECDSA signs SHA-256(message) on the host with
@@ -11,7 +11,7 @@ CKM_ECDSA in the HSM and returns DER; Ed25519 uses CKM_EDDSA over the message it
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable, Protocol, TypeVar
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -21,8 +21,20 @@ from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from ..errors import HsmError
 from ..signer import ECDSA_P256, ED25519
 
-if TYPE_CHECKING:
-    from .token import Hsm
+T = TypeVar("T")
+
+
+class Token(Protocol):
+    """What a key needs of the token that holds it (:class:`~.token.Hsm` is the one there is)."""
+
+    def run(self, what: str, operation: Callable[[Any], T]) -> T:
+        """Run ``operation(session)`` under the process's PKCS#11 lock, healing transient faults."""
+
+    def find_key(self, session: Any, label: str, object_class: ObjectClass) -> Any:
+        """The key object labelled ``label`` (cached per session)."""
+
+    def require_mechanism(self, mechanism: Mechanism, purpose: str) -> None:
+        """Raise if the token does not offer ``mechanism``, naming ``purpose``."""
 
 _ED25519_OID_DER = bytes.fromhex("06032b6570")
 
@@ -67,7 +79,7 @@ def _raw_to_der(raw: bytes) -> bytes:
 class HsmSigner:
     """A signing key in the HSM, addressed by label."""
 
-    def __init__(self, hsm: "Hsm", label: str):
+    def __init__(self, hsm: Token, label: str):
         self._hsm = hsm
         self._label = label
         self._algorithm, self._der = hsm.run(f"looking up key {label!r}", self._describe)
@@ -107,7 +119,7 @@ class HsmSigner:
 class HsmMac:
     """An HMAC-SHA256 secret key in the HSM, addressed by label."""
 
-    def __init__(self, hsm: "Hsm", label: str):
+    def __init__(self, hsm: Token, label: str):
         self._hsm = hsm
         self._label = label
         hsm.require_mechanism(Mechanism.SHA256_HMAC, f"HMAC with key {label!r}")

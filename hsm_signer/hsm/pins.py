@@ -16,16 +16,19 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Callable, Protocol
 
+from ..config import PIN_SOURCES, PinSpec
 from ..errors import ConfigError
+from .shares import SharePin
 
 
 class PinSource(Protocol):
     """Something that can hand over the user PIN once."""
 
-    #: False for sources that keep the PIN at rest (files, environment): development only.
-    production_grade: bool
+    @property
+    def production_grade(self) -> bool:
+        """False for sources that keep the PIN at rest (files, environment): development only."""
 
     def get_pin(self) -> str: ...
 
@@ -112,39 +115,16 @@ class FixedPin:
         return "in-memory PIN"
 
 
-PIN_SOURCES = ("env", "file", "prompt", "shares")
-
-
-@dataclass(frozen=True)
-class PinSpec:
-    """Where a PIN will come from, as a configuration file says it (never the PIN itself).
-
-    Shared by the service configuration and the ceremony configuration.
-    """
-
-    source: str = "env"
-    variable: str = "HSM_SIGNER_PIN"
-    path: Path | None = None
-    share_files: tuple[Path, ...] = ()
-
-    def build(self) -> PinSource:
-        if self.source == "env":
-            return EnvPin(self.variable)
-        if self.source == "file":
-            assert self.path is not None
-            return FilePin(self.path)
-        if self.source == "prompt":
-            return PromptPin("HSM user PIN (not echoed): ")
-        from .shares import SharePin  # m-of-n activation (SLIP-39 shares from the ceremony)
-        return SharePin(share_files=self.share_files)
-
-    def record(self) -> dict[str, Any]:
-        """What a transcript or log may say about this source (no secret in it)."""
-        out: dict[str, Any] = {"source": self.source}
-        if self.source == "env":
-            out["variable"] = self.variable
-        if self.source == "file":
-            out["path"] = str(self.path)
-        if self.source == "shares":
-            out["share_files"] = len(self.share_files)
-        return out
+def pin_source(spec: PinSpec) -> PinSource:
+    """The PIN source a configuration's ``[... .pin]`` table describes."""
+    if spec.source == "env":
+        return EnvPin(spec.variable)
+    if spec.source == "file":
+        if spec.path is None:
+            raise ConfigError("hsm.pin: source is 'file' but no path is given; add path = \"...\"")
+        return FilePin(spec.path)
+    if spec.source == "prompt":
+        return PromptPin("HSM user PIN (not echoed): ")
+    if spec.source == "shares":
+        return SharePin(share_files=spec.share_files)  # m-of-n activation (SLIP-39 shares from the ceremony)
+    raise ConfigError(f"hsm.pin: unknown source {spec.source!r}; use one of {', '.join(PIN_SOURCES)}")

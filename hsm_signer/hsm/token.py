@@ -25,23 +25,23 @@ Never log or put into an error the PIN, and never read secret attributes.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 import pkcs11
 from pkcs11 import Attribute, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11
 
+from ..config import HsmSettings
 from ..errors import (
     HsmConfigError, HsmError, HsmUnavailableError, KeyNotFoundError, MechanismNotSupportedError, TokenChangeFailedError,
 )
 from .faults import describe, is_transient, return_code
-from .pins import PinSource
-
-if TYPE_CHECKING:
-    from .keys import HsmMac, HsmSigner
+from .keys import HsmMac, HsmSigner
+from .pins import PinSource, pin_source
 
 log = logging.getLogger(__name__)
 
@@ -437,12 +437,10 @@ class Hsm:
             key = self._keys[cache_key] = matches[0]
         return key
 
-    def signer(self, label: str) -> "HsmSigner":
-        from .keys import HsmSigner
+    def signer(self, label: str) -> HsmSigner:
         return HsmSigner(self, label)
 
-    def mac(self, label: str) -> "HsmMac":
-        from .keys import HsmMac
+    def mac(self, label: str) -> HsmMac:
         return HsmMac(self, label)
 
     def random_bytes(self, count: int) -> bytes:
@@ -455,6 +453,12 @@ class Hsm:
         return self.run(f"looking up label {label!r}", look)
 
 
-
-
-
+def open_hsm(settings: HsmSettings) -> Hsm:
+    """An opened :class:`Hsm` for the ``[hsm]`` table of a configuration file."""
+    if settings.softhsm_conf is not None:
+        os.environ["SOFTHSM2_CONF"] = str(settings.softhsm_conf)
+    return Hsm(
+        settings.module, token_label=settings.token_label, token_serial=settings.token_serial,
+        pin_source=pin_source(settings.pin),
+        retry=RetryPolicy(attempts=settings.retry_attempts, down_retry_interval=settings.down_retry_interval),
+    ).open()
