@@ -61,7 +61,7 @@ def cast_load(port: int, codes_file: Path, election_id: str, *, seconds: float, 
     out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + timeout_s + 30)
     if out.returncode != 0:
         raise RuntimeError(f"wrk failed ({out.returncode}): {out.stderr.strip()[-500:]}")
-    line = next((l for l in reversed(out.stdout.splitlines()) if l.startswith("{")), None)
+    line = next((text for text in reversed(out.stdout.splitlines()) if text.startswith("{")), None)
     if line is None:
         raise RuntimeError(f"wrk printed no result: {out.stdout[-500:]} {out.stderr[-500:]}")
     data = json.loads(line)

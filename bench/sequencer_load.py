@@ -236,7 +236,7 @@ def run(ctx: Context) -> dict:
                     f"{result['signatures']} signatures, p99 {result['latency']['p99_ms']} ms")
     # The design batching replaces: one signature per ballot behind the same slow HSM.
     per_ballot = []
-    for r in range(rounds):
+    for _ in range(rounds):
         serial += 1
         result = cast_burst(ctx.workdir / f"run-{serial}", SlowSigner(soft_signer), soft_mac,
                             ballots=ctx.size(40, 10), clients=ctx.size(40, 10), batch_size=1)

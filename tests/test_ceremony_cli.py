@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import io
@@ -190,14 +189,14 @@ def drive(child, pexpect, skip_holder: str = "Sam Holder") -> dict[str, str]:
 @pytest.mark.parametrize("terminal", ["pty", "pipes"])
 def test_an_interactive_ceremony_driven_through_its_terminal(softhsm_conf, tmp_path, terminal):
     pexpect = pytest.importorskip("pexpect")
-    import pexpect.popen_spawn
+    popen_spawn = pytest.importorskip("pexpect.popen_spawn")
     args = ["ceremony", "run", str(REHEARSAL_EXAMPLE), "--set", f"hsm.token_label={new_label()}"]
     env = {**os.environ, "SOFTHSM2_CONF": str(softhsm_conf)}
     command, *prefix = HSM_SIGNER_COMMAND
     if terminal == "pty":
         child = pexpect.spawn(command, prefix + args, cwd=str(tmp_path), env=env, timeout=60)
     else:
-        child = pexpect.popen_spawn.PopenSpawn(HSM_SIGNER_COMMAND + args, cwd=str(tmp_path), env=env, timeout=60)
+        child = popen_spawn.PopenSpawn(HSM_SIGNER_COMMAND + args, cwd=str(tmp_path), env=env, timeout=60)
     shares = drive(child, pexpect)
     status = child.wait() if terminal == "pipes" else (child.close() or child.exitstatus)
     assert status == 0

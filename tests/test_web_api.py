@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 import subprocess
-import sys
 
 import pytest
 

@@ -286,9 +286,10 @@ def note_vectors() -> dict:
         material = base64.b64decode(vkey.split("+", 2)[2])
         hex_id = vkey.split("+")[1]
 
-        def vk(case_name: str, value: str, valid: bool = False, **extra) -> None:
+        def vk(case_name: str, value: str, valid: bool = False, prefix: str = p, **extra) -> None:
             failure = {"kind": "format", "code": VERIFIER_KEY_CODES.get(case_name, "note.verifier-key")}
-            vkeys.append({"name": p + case_name, "vkey": value, "valid": valid, **({} if valid else failure), **extra})
+            vkeys.append({"name": prefix + case_name, "vkey": value, "valid": valid, **({} if valid else failure),
+                          **extra})
 
         vk("valid", vkey, True, key_name=name, key_id=hex_id, type=material[0])
         vk("uppercase-key-id", vkey.replace(hex_id, hex_id.upper()) if hex_id != hex_id.upper()
