@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
