@@ -48,7 +48,7 @@ def command(tool: str, args: list[str]) -> list[str]:
     config = str(REPO / "pyproject.toml")
     if tool == "lint-imports":
         return [sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command; "
-                "sys.exit(lint_imports_command())", "--config", config, "--no-cache", *args]
+                "sys.exit(lint_imports_command())", config, "--no-cache", *args]
     if tool == "mypy":
         return [sys.executable, "-m", "mypy", "--config-file", config,
                 "--cache-dir", str(REPO / ".mypy_cache"), *(args or ["-p", PACKAGE])]

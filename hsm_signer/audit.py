@@ -45,7 +45,7 @@ from .log.checkpoint import Checkpoint, open_checkpoint, origin_for
 from .log.merkle import leaf_hash, verify_consistency
 from .log.note import NoteVerifier, b64encode
 from .log.receipt import Receipt
-from .log.tally import Tally, definition_digest, open_tally
+from .tally import Tally, definition_digest, open_tally
 from .log.tree import LevelTree, MerkleTree
 from .record import (
     CHECKPOINT_NAME,

@@ -7,7 +7,7 @@ is bound to. If a sequencer is running elsewhere (the demo server, a separate
 ``hsm-signer sequencer``), closing waits for it; otherwise it drains the queue itself.
 
 Tallying counts the final tree of a closed poll (:mod:`hsm_signer.recount`) and has the
-HSM tally key sign the result (:mod:`hsm_signer.log.tally` is its format). It never signs
+HSM tally key sign the result (:mod:`hsm_signer.tally` is its format). It never signs
 a tally for an open poll or a tree whose entries do not hash to the final signed
 checkpoint, and never re-signs a different result.
 """
@@ -22,7 +22,7 @@ from .bundle import CHECKPOINT, TALLY, KeyBundle
 from .election import CLOSED, OPEN, Election, check_transition
 from .errors import ElectionError, VerificationError
 from .log.checkpoint import Checkpoint, open_checkpoint, origin_for, sign_checkpoint
-from .log.tally import Tally, open_tally
+from .tally import Tally, open_tally
 from .record import READ_CHUNK
 from .recount import count_leaves
 from .sequencer import SequencerBusyError

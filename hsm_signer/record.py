@@ -41,7 +41,7 @@ from .election import CLOSED
 from .errors import ConfigError, ElectionError, FormatError, VerificationError
 from .log.checkpoint import Checkpoint
 from .log.note import parse_note
-from .log.tally import definition_digest, open_tally
+from .tally import definition_digest, open_tally
 
 RECORD_VERSION = "hsm-signer/record/v1"
 README_FILE = "README.md"

@@ -16,7 +16,7 @@ from .election import BallotError, Election
 from .errors import FormatError, VerificationError
 from .log.leaf import LEAF_VERSION, Leaf
 from .log.merkle import leaf_hash
-from .log.tally import (
+from .tally import (
     CHANNEL_OF_LEAF_TYPE,
     ONLINE_CHANNEL,
     POSTAL_CHANNEL,

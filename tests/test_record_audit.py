@@ -28,7 +28,7 @@ from hsm_signer.lifecycle import close_poll, tally_election
 from hsm_signer.log.checkpoint import Checkpoint, origin_for, sign_checkpoint
 from hsm_signer.log.leaf import Leaf
 from hsm_signer.log.merkle import leaf_hash
-from hsm_signer.log.tally import OptionCount
+from hsm_signer.tally import OptionCount
 from hsm_signer.record import MANIFEST_FILE, export_record
 from hsm_signer.recount import count_leaves
 from hsm_signer.service import Service
@@ -436,7 +436,7 @@ def test_the_audit_command_exits_1_naming_the_first_failure(copy, capsys):
 # --- the offline promise and scale -------------------------------------------------------------
 
 def test_the_audit_imports_neither_flask_nor_pkcs11():
-    code = ("import sys, hsm_signer.audit, hsm_signer.log.tally, hsm_signer.recount, hsm_signer.record; "
+    code = ("import sys, hsm_signer.audit, hsm_signer.tally, hsm_signer.recount, hsm_signer.record; "
             "bad = sorted(m for m in sys.modules if m.split('.')[0].lower() in {'flask', 'pkcs11', 'pykcs11', 'werkzeug'}); "
             "assert not bad, bad")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

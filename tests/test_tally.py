@@ -20,7 +20,7 @@ from hsm_signer.lifecycle import close_poll, tally_election
 from hsm_signer.log.checkpoint import Checkpoint, open_checkpoint, origin_for
 from hsm_signer.log.leaf import Leaf
 from hsm_signer.log.merkle import leaf_hash
-from hsm_signer.log.tally import Tally, definition_digest, format_tally, open_tally, tally_summary
+from hsm_signer.tally import Tally, definition_digest, format_tally, open_tally, tally_summary
 from hsm_signer.recount import Recount, count_leaves
 from hsm_signer.service import Service
 

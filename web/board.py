@@ -13,7 +13,7 @@ from flask import Blueprint, Response, render_template, request, send_file
 
 from hsm_signer.errors import FormatError
 from hsm_signer.log.leaf import Leaf
-from hsm_signer.log.tally import tally_summary
+from hsm_signer.tally import tally_summary
 from hsm_signer.record import publish_record
 
 from .context import election_record, service, signed_size

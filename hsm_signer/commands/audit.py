@@ -11,7 +11,7 @@ import time
 
 from ..audit import audit_record, receipt_files
 from ..bundle import KeyBundle
-from ..log.tally import format_tally
+from ..tally import format_tally
 from ._common import progress_printer
 
 

@@ -6,7 +6,7 @@ import json
 import sys
 
 from ..lifecycle import tally_election
-from ..log.tally import format_tally, tally_summary
+from ..tally import format_tally, tally_summary
 from ._common import progress_printer
 from ._service import open_service
 

@@ -23,13 +23,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..bundle import TALLY, KeyBundle
-from ..canonical import canonicalize
-from ..election import Election
-from ..errors import FormatError, VerificationError
-from .checkpoint import ORIGIN_PREFIX, Checkpoint, origin_for
-from .leaf import BALLOT, POSTAL, check_id
-from .note import b64encode, open_note
+from .bundle import TALLY, KeyBundle
+from .canonical import canonicalize
+from .election import Election
+from .errors import FormatError, VerificationError
+from .log.checkpoint import ORIGIN_PREFIX, Checkpoint, origin_for
+from .log.leaf import BALLOT, POSTAL, check_id
+from .log.note import b64encode, open_note
 
 ONLINE_CHANNEL, POSTAL_CHANNEL = "online", "postal"
 CHANNELS = (ONLINE_CHANNEL, POSTAL_CHANNEL)
