@@ -21,6 +21,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..config import PinSpec
 from ..errors import ConfigError
 
 DEFAULT_KEYS = "checkpoint=ecdsa-p256,tally=ecdsa-p256,code-hmac=hmac-sha256,sealing=ecdh-p256"
@@ -46,8 +47,7 @@ def register(subparsers) -> None:
     check.set_defaults(func=check_command)
 
 
-def _pin_spec(text: str):
-    from ..hsm.pins import PinSpec
+def _pin_spec(text: str) -> PinSpec:
     kind, _, rest = text.partition(":")
     if kind == "env":
         return PinSpec(source="env", variable=rest or "HSM_SIGNER_PIN")
@@ -74,7 +74,7 @@ def _key_needs(text: str):
 
 def _target(args):
     """(Hsm to open, key needs, PIN length) from the options."""
-    from ..hsm import Hsm
+    from ..hsm import Hsm, pin_source
     from ..hsm.readiness import KeyNeed
     from ..hsm.shares import PIN_LENGTH
     if args.ceremony:
@@ -88,14 +88,14 @@ def _target(args):
         if cfg.hsm.softhsm_conf is not None:
             import os
             os.environ["SOFTHSM2_CONF"] = str(cfg.hsm.softhsm_conf)
-        hsm = Hsm(cfg.hsm.module, token_label=cfg.hsm.token_label, pin_source=cfg.hsm.initial_pin.build())
+        hsm = Hsm(cfg.hsm.module, token_label=cfg.hsm.token_label, pin_source=pin_source(cfg.hsm.initial_pin))
         needs = [KeyNeed(k.label, k.purpose, k.algorithm) for k in cfg.keys]
         return hsm, needs, args.pin_length or PIN_LENGTH
     if args.module:
         if not (args.token_label or args.token_serial):
             raise ConfigError("with --module, name the token: --token-label LABEL (or --token-serial)")
         hsm = Hsm(args.module, token_label=args.token_label, token_serial=args.token_serial,
-                  pin_source=_pin_spec(args.pin_source).build())
+                  pin_source=pin_source(_pin_spec(args.pin_source)))
         return hsm, _key_needs(args.keys), args.pin_length or PIN_LENGTH
     from .. import config as config_mod
     from ..bundle import KeyBundle
@@ -105,7 +105,7 @@ def _target(args):
         import os
         os.environ["SOFTHSM2_CONF"] = str(cfg.hsm.softhsm_conf)
     hsm = Hsm(cfg.hsm.module, token_label=cfg.hsm.token_label, token_serial=cfg.hsm.token_serial,
-              pin_source=cfg.hsm.pin.build())
+              pin_source=pin_source(cfg.hsm.pin))
     return hsm, [k.need for k in configured_keys(KeyBundle.load(cfg.key_bundle))], args.pin_length
 
 
