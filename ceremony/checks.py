@@ -105,13 +105,14 @@ def value_of(entry: Entry, *path: str) -> Any:
 def check_key_evidence(ceremony_id: str, generated: Entry, attempts: Entry | None, self_test: Entry | None,
                        key: KeyEntry) -> list[str]:
     """The attribute, extraction and self-test records of one key; returns report lines."""
-    problems = evidence.attribute_problems(value_of(generated, "attributes"))
+    expected = evidence.SEALING_EXPECTED_ATTRIBUTES if key.is_sealing_key else evidence.EXPECTED_ATTRIBUTES
+    problems = evidence.attribute_problems(value_of(generated, "attributes"), expected)
     if problems:
         raise failure(generated, f"key {key.label!r}: {'; '.join(problems)}")
     if value_of(generated, "attributes", "id") != key.id:
         raise failure(generated, f"key {key.label!r}: CKA_ID read back is not the key id {key.id}")
     lines = [f"{key.purpose} key {key.label}: token object, private, sensitive, never extractable, "
-             "always sensitive, locally generated, sign-only"]
+             f"always sensitive, locally generated, {'derive' if key.is_sealing_key else 'sign'}-only"]
     if attempts is not None:
         if value_of(attempts, "label") != key.label:
             raise failure(attempts, f"is about {value_of(attempts, 'label')!r}, expected {key.label!r}")
@@ -122,6 +123,12 @@ def check_key_evidence(ceremony_id: str, generated: Entry, attempts: Entry | Non
     if self_test is not None:
         if value_of(self_test, "label") != key.label or value_of(self_test, "purpose") != key.purpose:
             raise failure(self_test, f"is about another key than {key.label!r}")
+        if key.is_sealing_key:
+            problems = evidence.derive_self_test_problems(self_test.data, key.sealing_point)
+            if problems:
+                raise failure(self_test, f"sealing key {key.label!r}: {'; '.join(problems)}")
+            lines.append(f"{key.purpose} key {key.label}: the recorded derive self-test recomputes with the published key")
+            return lines
         nonce = value_of(self_test, "nonce")
         if not (isinstance(nonce, str) and len(nonce) == 64):
             raise failure(self_test, "nonce must be 64 hex digits")

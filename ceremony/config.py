@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from hsm_signer import softhsm
-from hsm_signer.bundle import CHECKPOINT, CODE_HMAC, HMAC_SHA256, PURPOSES, TALLY
+from hsm_signer.bundle import CHECKPOINT, CODE_HMAC, ECDH_P256, HMAC_SHA256, SIGNING_AND_MAC_PURPOSES, TALLY
 from hsm_signer.errors import ConfigError
 from hsm_signer.config import PinSpec, read_pin_spec
 from hsm_signer.hsm.shares import MAX_SHARES
@@ -32,7 +32,8 @@ from hsm_signer.strict import Table, load_toml, resolve_path
 ADMINISTRATOR = "administrator"
 SHARE_HOLDER = "share-holder"
 WITNESS = "witness"
-ROLES = (ADMINISTRATOR, SHARE_HOLDER, WITNESS)
+TALLY_TRUSTEE = "tally-trustee"
+ROLES = (ADMINISTRATOR, SHARE_HOLDER, WITNESS, TALLY_TRUSTEE)
 
 #: ``module = "softhsm"`` means the installed SoftHSM2 library, wherever the OS put it.
 SOFTHSM_MODULE = "softhsm"
@@ -71,6 +72,10 @@ class Roster:
     def witnesses(self) -> tuple[Official, ...]:
         return tuple(o for o in self.officials if WITNESS in o.roles)
 
+    @property
+    def tally_trustees(self) -> tuple[Official, ...]:
+        return tuple(o for o in self.officials if TALLY_TRUSTEE in o.roles)
+
 
 @dataclass(frozen=True)
 class KeySpec:
@@ -93,6 +98,22 @@ class HsmSpec:
 
 
 @dataclass(frozen=True)
+class SealingSpec:
+    """The sealing key: on its own token, whose PIN the tally trustees share m-of-n."""
+
+    token_label: str
+    label: str
+    threshold: int
+    initialise: bool = False
+    initial_pin: PinSpec | None = None
+
+    def record(self) -> dict[str, Any]:
+        return {"token_label": self.token_label, "label": self.label, "algorithm": ECDH_P256,
+                "threshold": self.threshold, "initialise": self.initialise,
+                "initial_pin": self.initial_pin.record() if self.initial_pin else None}
+
+
+@dataclass(frozen=True)
 class CeremonyConfig(Roster):
     """A validated ceremony configuration."""
 
@@ -105,6 +126,7 @@ class CeremonyConfig(Roster):
     keys: tuple[KeySpec, ...]
     out_dir: Path
     shares_dir: Path
+    sealing: SealingSpec | None = None
     source: Path | None = None
     source_sha256: str | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)
@@ -132,6 +154,8 @@ class CeremonyConfig(Roster):
             "share_holders": len(self.share_holders),
             "officials": [{"name": o.name, "roles": list(o.roles)} for o in self.officials],
             "keys": [{"purpose": k.purpose, "label": k.label, "algorithm": k.algorithm} for k in self.keys],
+            **({"sealing": {**self.sealing.record(), "tally_trustees": len(self.tally_trustees)}}
+               if self.sealing else {}),
         }
 
 
@@ -160,8 +184,14 @@ def load_rehearsal(overrides: Mapping[str, Any] | None = None, *, cwd: Path | No
     """The committed rehearsal config (used by the tests and ``hsm-signer demo``), with overrides.
 
     Typical overrides: ``hsm.token_label``, ``hsm.module``, ``hsm.softhsm_conf``,
-    ``output.dir``, ``output.shares_dir``, ``ceremony.id``.
+    ``output.dir``, ``output.shares_dir``, ``ceremony.id``. A new ``hsm.token_label``
+    without a ``sealing.token_label`` names the sealing token ``sealing-<hsm.token_label>``,
+    so two rehearsals on one SoftHSM directory never meet on the sealing token (and the
+    signing token's label is not a prefix of it: OpenSC's pkcs11-tool matches prefixes).
     """
+    overrides = dict(overrides or {})
+    if "hsm.token_label" in overrides and "sealing.token_label" not in overrides:
+        overrides["sealing.token_label"] = f"sealing-{overrides['hsm.token_label']}"[:32]
     return load_config(REHEARSAL_EXAMPLE, overrides, cwd=cwd)
 
 
@@ -206,6 +236,9 @@ def parse_config(data: dict[str, Any], *, cwd: Path | None = None, source: Path 
 
     officials = tuple(read_official(t) for t in root.tables("officials"))
     _check_officials(officials, threshold)
+    sealing_table = root.table("sealing", None)
+    sealing = _read_sealing(sealing_table, rehearsal, hsm, base) if sealing_table is not None else None
+    _check_trustees(officials, sealing)
 
     keys = tuple(_read_key(t) for t in root.tables("keys"))
     _check_keys(keys)
@@ -219,7 +252,7 @@ def parse_config(data: dict[str, Any], *, cwd: Path | None = None, source: Path 
     return CeremonyConfig(
         ceremony_id=ceremony_id, description=description, rehearsal=rehearsal, hsm=hsm,
         threshold=threshold, officials=officials, keys=keys, out_dir=out_dir, shares_dir=shares_dir,
-        source=source, source_sha256=source_sha256, overrides=dict(overrides or {}),
+        sealing=sealing, source=source, source_sha256=source_sha256, overrides=dict(overrides or {}),
     )
 
 
@@ -261,6 +294,56 @@ def _read_hsm(table: Table | None, rehearsal: bool, base: Path) -> HsmSpec:
                           "hsm.softhsm_conf")
     return HsmSpec(module=module, token_label=token_label, initialise=initialise,
                    softhsm_conf=resolve_path(base, conf) if conf else None, initial_pin=initial_pin)
+
+
+def _read_sealing(table: Table, rehearsal: bool, hsm: HsmSpec, base: Path) -> SealingSpec:
+    token_label = table.str("token_label")
+    if token_label == hsm.token_label:
+        raise ConfigError(
+            f"is the signing keys' token {token_label!r}; the sealing key lives on a token of its own "
+            "(another partition), whose PIN only the tally trustees hold", "sealing.token_label")
+    label = table.str("label")
+    if not LABEL_RE.fullmatch(label):
+        raise ConfigError(f"{label!r} is not a valid key label; use 1-64 letters, digits, '.', '_' or '-', "
+                          "starting with a letter or digit", "sealing.label")
+    threshold = table.int("threshold", low=2, high=MAX_SHARES)
+    initialise = table.bool("initialise", False)
+    pin_table = table.table("initial_pin", None)
+    initial_pin = read_pin_spec(pin_table, base) if pin_table is not None else None
+    table.done()
+    if initialise and not rehearsal:
+        raise ConfigError("initialise = true is only for SoftHSM rehearsals; initialise the sealing token with "
+                          "the vendor's tool, then give sealing.initial_pin", "sealing.initialise")
+    if initialise and initial_pin is not None:
+        raise ConfigError("not used when initialise = true; remove it", "sealing.initial_pin")
+    if not initialise and initial_pin is None:
+        raise ConfigError("missing; say how to get the sealing token's current user PIN, e.g. "
+                          "[sealing.initial_pin] source = \"prompt\"", "sealing.initial_pin")
+    return SealingSpec(token_label=token_label, label=label, threshold=threshold,
+                       initialise=initialise, initial_pin=initial_pin)
+
+
+def _check_trustees(officials: tuple[Official, ...], sealing: SealingSpec | None) -> None:
+    trustees = [i for i, o in enumerate(officials) if TALLY_TRUSTEE in o.roles]
+    if sealing is None:
+        if trustees:
+            raise ConfigError("tally trustees are named but there is no [sealing] table; add one "
+                              "(token_label, label, threshold) or remove the role", f"officials[{trustees[0]}].roles")
+        return
+    for i in trustees:
+        roles = officials[i].roles
+        if SHARE_HOLDER in roles or ADMINISTRATOR in roles:
+            raise ConfigError(
+                "a tally trustee cannot also be a share holder or the administrator: the people who can open "
+                "the ballots must be distinct from those who activate the running service", f"officials[{i}].roles")
+    if len(trustees) < 2:
+        raise ConfigError(f"need at least 2 tally trustees, found {len(trustees)}; give officials the role "
+                          "tally-trustee", "officials")
+    if len(trustees) > MAX_SHARES:
+        raise ConfigError(f"at most {MAX_SHARES} tally trustees (a SLIP-39 limit), found {len(trustees)}", "officials")
+    if sealing.threshold > len(trustees):
+        raise ConfigError(f"threshold {sealing.threshold} is more than the {len(trustees)} tally trustees; lower it "
+                          "or add trustees", "sealing.threshold")
 
 
 def read_official(table: Table) -> Official:
@@ -314,7 +397,7 @@ def _check_officials(officials: tuple[Official, ...], threshold: int) -> None:
 
 
 def _read_key(table: Table) -> KeySpec:
-    purpose = table.str("purpose", choices=PURPOSES)
+    purpose = table.str("purpose", choices=SIGNING_AND_MAC_PURPOSES)
     label = table.str("label")
     if not LABEL_RE.fullmatch(label):
         raise ConfigError(

@@ -99,8 +99,10 @@ class _Retirement:
             raise ConfigError("--non-interactive is only for rehearsals (retirement.rehearsal = true)")
         report = verify_bundle_dir(cfg.bundle)
         original = KeyBundle.from_json((cfg.bundle / KEYS_FILE).read_bytes())
-        labels = cfg.labels or tuple(k.label for k in original.keys)
-        by_label = {k.label: k for k in original.keys}
+        # The sealing key lives on the tally trustees' token, not this one: it is never retired here.
+        on_this_token = [k for k in original.keys if not k.is_sealing_key]
+        labels = cfg.labels or tuple(k.label for k in on_this_token)
+        by_label = {k.label: k for k in on_this_token}
         unknown = [label for label in labels if label not in by_label]
         if unknown:
             raise ConfigError(f"{', '.join(map(repr, unknown))} {'is not a key' if len(unknown) == 1 else 'are not keys'} "

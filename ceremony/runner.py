@@ -15,7 +15,12 @@ Call :func:`run_ceremony` with a validated :class:`~ceremony.config.CeremonyConf
  5. make it the token's user PIN (C_SetPIN replacing the initial PIN, or at SoftHSM
     initialisation); activation test: m shares rebuild it and log in
  6. generate each key in the HSM; read its attributes back; try to read and to wrap it
-    out (both must be refused); self-test it; export the public keys (``keys.json``)
+    out (both must be refused); self-test it
+ 6b. with a ``[sealing]`` table: on the sealing token (its own token), split a second
+    random PIN m-of-n among the tally trustees, set it, test it, and generate the
+    derive-only P-256 sealing key (attributes, extraction attempts, a derive self-test
+    whose throwaway peer key is recorded so anyone can recompute it); then export the
+    public keys (``keys.json``)
  7. witnesses attest the transcript head; close; every new signing key signs the head
  8. write the bundle ``keys.json``, ``transcript.jsonl``, ``transcript.sig.json``,
     ``SUMMARY.md`` into a new directory with exclusive create.
@@ -41,11 +46,14 @@ from pathlib import Path
 from typing import Any
 
 from hsm_signer import __version__, softhsm
-from hsm_signer.bundle import KEYS_FILE, KeyBundle, KeyEntry
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from hsm_signer.bundle import ECDH_P256, KEYS_FILE, SEALING, KeyBundle, KeyEntry
 from hsm_signer.errors import ConfigError, HsmConfigError, HsmSignerError
 from hsm_signer.hsm import Hsm, pin_source
 from hsm_signer.hsm import probe
-from hsm_signer.hsm.manage import generate_mac_key, generate_signing_key, key_attributes
+from hsm_signer.hsm.manage import generate_mac_key, generate_sealing_key, generate_signing_key, key_attributes
 from hsm_signer.hsm.readiness import MECHANISMS, KeyNeed, check_token
 from hsm_signer.hsm.shares import (
     PIN_LENGTH, PinSplit, ShareError, combine_shares, decode_share, normalise_mnemonic, read_share_file, share_file_text, split_new_pin,
@@ -53,7 +61,7 @@ from hsm_signer.hsm.shares import (
 from hsm_signer.signer import Signer, verify_signature
 
 from . import evidence
-from .config import CeremonyConfig, KeySpec, Official
+from .config import CeremonyConfig, KeySpec, Official, SealingSpec
 from .io import CeremonyIO
 from .output import make_new_dir, next_free_dir, refuse_existing, write_new_files, write_secret_file
 from .signatures import SIGNATURES_FILE, sign_head
@@ -68,9 +76,10 @@ PACKAGES = ("python-pkcs11", "cryptography", "shamir-mnemonic")
 class CeremonyResult:
     """What a finished ceremony produced.
 
-    ``share_files`` (one per holder, in config order) exist only for a non-interactive
-    rehearsal; ``pin`` is set only for a rehearsal, so the caller (the demo) can use the
-    token without asking holders for shares.
+    ``share_files`` (one per holder, in config order) and ``trustee_share_files`` (one
+    per tally trustee, for the sealing token) exist only for a non-interactive rehearsal;
+    ``pin`` is set only for a rehearsal, so the caller (the demo) can use the token
+    without asking holders for shares.
     """
 
     ceremony_id: str
@@ -78,6 +87,7 @@ class CeremonyResult:
     bundle: KeyBundle
     transcript_head: str
     share_files: tuple[Path, ...] = ()
+    trustee_share_files: tuple[Path, ...] = ()
     shares_dir: Path | None = None
     pin: str | None = field(default=None, repr=False)
 
@@ -104,6 +114,15 @@ class _CeremonyPin:
         return self.where
 
 
+def _derive_self_test(deriver: Any) -> dict[str, str]:
+    """Derive with a throwaway peer key; its private scalar is recorded so anyone can recompute ``dh``."""
+    peer = ec.generate_private_key(ec.SECP256R1())
+    point = peer.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    dh = deriver.derive(point)
+    return {"peer_private": format(peer.private_numbers().private_value, "064x"),
+            "peer_point": point.hex(), "dh": dh.hex()}
+
+
 def _versions() -> dict[str, str]:
     found = {}
     for name in PACKAGES:
@@ -122,11 +141,14 @@ class _Ceremony:
         self.shares_dir = shares_dir.resolve()
         self.transcript = Transcript()
         self.hsm: Hsm | None = None
+        self.sealing_hsm: Hsm | None = None
         self.changed = False  # set once the token or the disk has been changed
         self.step_number = 0
         self.admin = config.administrator.name
         self._initial_pin = ""
+        self._sealing_initial_pin = ""
         self._share_files: list[Path] = []
+        self._trustee_files: list[Path] = []
 
     # --- frame ------------------------------------------------------------------------
     def run(self) -> CeremonyResult:
@@ -137,8 +159,9 @@ class _Ceremony:
                 self._write_aborted(exc)
             raise
         finally:
-            if self.hsm is not None:
-                self.hsm.close()
+            for hsm in (self.hsm, self.sealing_hsm):
+                if hsm is not None:
+                    hsm.close()
 
     def _step(self, title: str, what_happens: str) -> None:
         self.step_number += 1
@@ -173,6 +196,8 @@ class _Ceremony:
         self._set_pin(split, token_info)
         self._activation_test(split)
         entries, signers = self._generate_keys()
+        if cfg.sealing is not None:
+            entries.append(self._sealing_stage(cfg.sealing))
         bundle = KeyBundle(ceremony_id=cfg.ceremony_id, created=utc_now(), keys=tuple(entries))
         keys_json = bundle.to_json().encode("utf-8")
         self._export(bundle, keys_json)
@@ -228,6 +253,8 @@ class _Ceremony:
                     f"a SoftHSM token labelled {cfg.hsm.token_label!r} already exists; initialise = true makes a "
                     "new token: choose another hsm.token_label, or set initialise = false and give hsm.initial_pin")
             checked["token"] = "absent, will be initialised (SoftHSM rehearsal)"
+            if cfg.sealing is not None:
+                checked["sealing_token"] = self._preflight_sealing(cfg.sealing)
             self._record("preflight", TOOL, checked)
             return {}
         assert cfg.hsm.initial_pin is not None
@@ -250,8 +277,35 @@ class _Ceremony:
         checked["mechanisms"] = {k.label: [f"CKM_{m.name}" for m, _ in MECHANISMS[k.algorithm]] for k in cfg.keys}
         checked["readiness"] = report.to_dict()["checks"]
         checked["token"] = info
+        if cfg.sealing is not None:
+            checked["sealing_token"] = self._preflight_sealing(cfg.sealing)
         self._record("preflight", TOOL, checked)
         return info
+
+    def _preflight_sealing(self, spec: SealingSpec) -> Any:
+        """Check the sealing token as the signing token is checked; change nothing."""
+        if spec.initialise:
+            if softhsm.token_exists(self._softhsm_conf(), spec.token_label):
+                raise HsmConfigError(
+                    f"a SoftHSM token labelled {spec.token_label!r} already exists; sealing.initialise = true makes "
+                    "a new token: choose another sealing.token_label")
+            return "absent, will be initialised (SoftHSM rehearsal)"
+        assert spec.initial_pin is not None
+        self._sealing_initial_pin = spec.initial_pin.build().get_pin()
+        self.sealing_hsm = Hsm(self.config.hsm.module, token_label=spec.token_label, pin_source=_CeremonyPin(
+            self._sealing_initial_pin, "the sealing token's initial PIN given to the ceremony")).open()
+        if self.sealing_hsm.key_exists(spec.label):
+            raise HsmConfigError(f"key label {spec.label!r} already exists on the sealing token {spec.token_label!r}; "
+                                 "labels are never reused: choose a new sealing.label (nothing was changed)")
+        report = check_token(self.sealing_hsm, [KeyNeed(spec.label, SEALING, ECDH_P256)], pin_length=PIN_LENGTH)
+        self.io.say(report.table())
+        if not report.fit:
+            raise HsmConfigError(
+                f"the sealing token {spec.token_label!r} is not fit for the ceremony: {report.reasons()}. Nothing was "
+                "changed (its PIN still works)")
+        return {"token": self.sealing_hsm.token_info(),
+                "mechanisms": [f"CKM_{m.name}" for m, _ in MECHANISMS[ECDH_P256]],
+                "readiness": report.to_dict()["checks"]}
 
     def _softhsm_conf(self) -> Path:
         conf = self.config.hsm.softhsm_conf or (Path(os.environ["SOFTHSM2_CONF"]) if os.environ.get("SOFTHSM2_CONF") else None)
@@ -282,21 +336,23 @@ class _Ceremony:
             self._hand_over(holder, index, share, split)
         return split
 
-    def _hand_over(self, holder: Official, index: int, share: str, split: PinSplit) -> None:
+    def _hand_over(self, holder: Official, index: int, share: str, split: PinSplit, *, sealing: bool = False) -> None:
         cfg = self.config
-        heading = (f"Share {index} of {split.count} for {holder.name} (any {split.threshold} rebuild the PIN), "
+        what = "the SEALING token's PIN (tally trustee)" if sealing else "the PIN"
+        heading = (f"Share {index} of {split.count} for {holder.name} (any {split.threshold} rebuild {what}), "
                    f"ceremony {cfg.ceremony_id}:")
         if self.io.interactive:
             self.io.show_share(holder.name, heading, share)
             self.io.acknowledge(holder.name, f"{holder.name}: you have written down share {index} and the screen is clear.")
             delivery, acknowledged = "shown on screen to the holder alone", True
         else:
-            path = write_secret_file(self.shares_dir / f"share-{holder.slug}.txt", share_file_text(
+            name = f"{'trustee' if sealing else 'share'}-{holder.slug}.txt"
+            path = write_secret_file(self.shares_dir / name, share_file_text(
                 share, holder=holder.name, index=index, threshold=split.threshold, count=split.count,
-                ceremony_id=cfg.ceremony_id, rehearsal=True))
-            self._share_files.append(path)
-            delivery, acknowledged = f"written to share-{holder.slug}.txt (REHEARSAL MATERIAL, not in the bundle)", False
-        self._record("share-handed-over", holder.name, {
+                ceremony_id=cfg.ceremony_id, rehearsal=True, sealing=sealing))
+            (self._trustee_files if sealing else self._share_files).append(path)
+            delivery, acknowledged = f"written to {name} (REHEARSAL MATERIAL, not in the bundle)", False
+        self._record("sealing-share-handed-over" if sealing else "share-handed-over", holder.name, {
             "holder": holder.name, "index": index, "delivery": delivery, "acknowledged": acknowledged,
         })
 
@@ -330,7 +386,7 @@ class _Ceremony:
         self._step("Activation test", f"{cfg.threshold} share holders rebuild the PIN from their shares; "
                    "the token must accept it.")
         if self.io.interactive:
-            used, pin = self._collect_shares(split)
+            used, pin = self._collect_shares(split, cfg.share_holders, cfg.threshold)
         else:
             holders = cfg.share_holders[-cfg.threshold:]
             files = self._share_files[-cfg.threshold:]
@@ -350,12 +406,11 @@ class _Ceremony:
             "result": "the PIN rebuilt from the shares logged in to the token", "token": info,
         })
 
-    def _collect_shares(self, split: PinSplit) -> tuple[list[str], str]:
-        cfg = self.config
+    def _collect_shares(self, split: PinSplit, holders: tuple[Official, ...], threshold: int) -> tuple[list[str], str]:
         collected: list[tuple[str, str]] = []
         used: list[str] = []
-        for index, holder in enumerate(cfg.share_holders, 1):
-            if len(collected) == cfg.threshold:
+        for index, holder in enumerate(holders, 1):
+            if len(collected) == threshold:
                 break
             while True:
                 text = self.io.read_share(f"{holder.name}: type your share (not shown), or press Enter to skip: ")
@@ -373,8 +428,8 @@ class _Ceremony:
                 collected.append((where, text))
                 used.append(holder.name)
                 break
-        if len(collected) < cfg.threshold:
-            raise ShareError(f"fewer than {cfg.threshold} shares were entered ({len(collected)}); "
+        if len(collected) < threshold:
+            raise ShareError(f"fewer than {threshold} shares were entered ({len(collected)}); "
                              "the activation test needs the threshold")
         return used, combine_shares(collected)
 
@@ -441,6 +496,100 @@ class _Ceremony:
             })
         return entry, signer
 
+    # --- the sealing key (its own token, the tally trustees' PIN) ------------------------------
+    def _sealing_stage(self, spec: SealingSpec) -> KeyEntry:
+        cfg = self.config
+        trustees = cfg.tally_trustees
+        self._step("Split the sealing token's PIN among the tally trustees",
+                   f"A second random PIN, for the sealing token {spec.token_label!r} only, is split into "
+                   f"{len(trustees)} SLIP-39 shares; any {spec.threshold} tally trustees rebuild it. The share "
+                   "holders of the signing token never see it: the running service cannot open a ballot.")
+        split = split_new_pin(spec.threshold, len(trustees))
+        self.transcript.forbid(split.pin, *split.shares)
+        self._record("sealing-pin-split", self.admin, {
+            "scheme": "SLIP-39 (shamir-mnemonic), one group, 128-bit secret; PIN = the secret as 32 hex digits",
+            "token_label": spec.token_label, "threshold": spec.threshold, "shares": len(trustees),
+            "holders": [{"index": i, "holder": t.name} for i, t in enumerate(trustees, 1)],
+            "statement": "the PIN and the shares are not recorded anywhere in this transcript or bundle",
+        })
+        for index, (trustee, share) in enumerate(zip(trustees, split.shares), 1):
+            self._hand_over(trustee, index, share, split, sealing=True)
+        self._set_sealing_pin(spec, split)
+        self._sealing_activation_test(spec, split)
+        self._step("Generate the sealing key",
+                   f"EC P-256 key {spec.label!r} is generated inside the sealing token, usable only to derive "
+                   "(CKM_ECDH1_DERIVE), sensitive, non-extractable; checked and self-tested.")
+        return self._generate_sealing(spec)
+
+    def _set_sealing_pin(self, spec: SealingSpec, split: PinSplit) -> None:
+        if spec.initialise:
+            self._step("Initialise the sealing token", "SoftHSM rehearsal: a second new token is created with the "
+                       "trustees' split PIN as its user PIN; its security-officer PIN is random and discarded.")
+            self.changed = True
+            softhsm.init_token(self._softhsm_conf(), spec.token_label, so_pin=secrets.token_hex(16), user_pin=split.pin)
+            method = "token initialised by softhsm2-util with the trustees' split PIN as user PIN (SoftHSM rehearsal)"
+        else:
+            self._step("Set the sealing token's user PIN", "Its initial user PIN is replaced by the trustees' split PIN.")
+            assert self.sealing_hsm is not None
+            self.changed = True
+            probe.change_user_pin(self.sealing_hsm, self._sealing_initial_pin, split.pin)
+            self._sealing_initial_pin = ""
+            method = "C_SetPIN replaced the initial user PIN"
+        self._record("sealing-pin-set", self.admin, {"method": method, "token_label": spec.token_label})
+
+    def _sealing_activation_test(self, spec: SealingSpec, split: PinSplit) -> None:
+        cfg = self.config
+        self._step("Sealing token activation test", f"{spec.threshold} tally trustees rebuild the sealing PIN.")
+        if self.io.interactive:
+            used, pin = self._collect_shares(split, cfg.tally_trustees, spec.threshold)
+        else:
+            files = self._trustee_files[-spec.threshold:]
+            pin = combine_shares([(f"share file {p.name}", read_share_file(p)[0]) for p in files])
+            used = [t.name for t in cfg.tally_trustees[-spec.threshold:]]
+        if pin != split.pin:
+            raise ShareError("the trustees' shares rebuilt a different PIN than the one set; stop and start again")
+        if self.sealing_hsm is not None:
+            self.sealing_hsm.close()
+        self.sealing_hsm = Hsm(cfg.hsm.module, token_label=spec.token_label, pin_source=_CeremonyPin(
+            pin, "the sealing PIN rebuilt from the trustees' shares")).open()
+        info = self.sealing_hsm.token_info()
+        probe.require_mechanisms(self.sealing_hsm, ECDH_P256, spec.label)
+        self._record("sealing-activation-test", self.admin, {
+            "holders": used, "shares_used": len(used), "threshold": spec.threshold,
+            "result": "the PIN rebuilt from the trustees' shares logged in to the sealing token", "token": info,
+        })
+
+    def _generate_sealing(self, spec: SealingSpec) -> KeyEntry:
+        hsm = self.sealing_hsm
+        assert hsm is not None
+        key_id = hsm.random_bytes(8).hex()
+        deriver = generate_sealing_key(hsm, spec.label, bytes.fromhex(key_id))
+        entry = KeyEntry.for_sealing_key(spec.label, key_id, deriver.public_key)
+        attributes = key_attributes(hsm, spec.label)
+        self._record("key-generated", self.admin, {
+            "purpose": SEALING, "label": spec.label, "algorithm": ECDH_P256, "token_label": spec.token_label,
+            "attributes": attributes, "key": entry.to_dict(),
+        })
+        problems = evidence.attribute_problems(attributes, evidence.SEALING_EXPECTED_ATTRIBUTES)
+        if attributes.get("id") != key_id:
+            problems.append(f"CKA_ID is {attributes.get('id')!r}, expected {key_id}")
+        if problems:
+            raise HsmConfigError(f"sealing key {spec.label!r} does not have the required attributes: {'; '.join(problems)}")
+        outcomes = {"read_value": probe.try_read_value(hsm, spec.label), "wrap": probe.try_wrap_out(hsm, spec.label)}
+        self._record("extraction-attempts", TOOL, {"label": spec.label, **outcomes})
+        problems = evidence.extraction_problems(outcomes)
+        if problems:
+            raise HsmConfigError(f"sealing key {spec.label!r} can be extracted: {'; '.join(problems)}; do not use this token")
+        record = _derive_self_test(deriver)
+        problems = evidence.derive_self_test_problems(record, deriver.public_key)
+        if problems:
+            raise HsmConfigError(f"sealing key {spec.label!r} failed its derive self-test: {'; '.join(problems)}")
+        self._record("self-test", TOOL, {
+            "label": spec.label, "purpose": SEALING, **record,
+            "result": "the HSM's ECDH with a throwaway peer key equals ECDH of that key with the published key",
+        })
+        return entry
+
     def _export(self, bundle: KeyBundle, keys_json: bytes) -> None:
         self._step("Export the public keys", "keys.json lists every key; its hash goes into the transcript.")
         self._record("public-keys-exported", self.admin, {
@@ -491,7 +640,7 @@ class _Ceremony:
             self.io.say(f"REHEARSAL share files (never use for a real election): {self.shares_dir}")
         return CeremonyResult(
             ceremony_id=cfg.ceremony_id, bundle_dir=self.out_dir, bundle=bundle, transcript_head=head,
-            share_files=tuple(self._share_files),
+            share_files=tuple(self._share_files), trustee_share_files=tuple(self._trustee_files),
             shares_dir=self.shares_dir if self._share_files else None,
             pin=split.pin if cfg.rehearsal else None,
         )

@@ -39,6 +39,19 @@ def _witness_lines(entries: Sequence[Entry]) -> list[str]:
     return [f"- Witnesses {names}: not asked (non-interactive rehearsal)"]
 
 
+def _sealing_lines(entries: Sequence[Entry]) -> list[str]:
+    split = _first(entries, "sealing-pin-split")
+    if not split:
+        return []
+    activation = _first(entries, "sealing-activation-test")
+    return [
+        f"- Sealing key: on its own HSM token ({_token_line(activation.get('token', {}))}); its PIN split "
+        f"{split.get('threshold', '?')}-of-{split.get('shares', '?')} (SLIP-39) between the tally trustees "
+        + ", ".join(f"{h['holder']} (share {h['index']})" for h in split.get("holders", [])),
+        f"- Sealing token activation test: {', '.join(activation.get('holders', []))} rebuilt its PIN and logged in",
+    ]
+
+
 def _authorisation_line(authorised: dict[str, Any]) -> str:
     if authorised.get("witnesses"):
         return f"- Destruction authorised on site by witness(es) {', '.join(authorised['witnesses'])}"
@@ -65,6 +78,7 @@ def ceremony_summary(entries: Sequence[Entry], head: str) -> str:
         f"- User PIN: split {split.get('threshold', '?')}-of-{split.get('shares', '?')} (SLIP-39) between "
         + ", ".join(f"{h['holder']} (share {h['index']})" for h in split.get("holders", [])),
         f"- Activation test: {', '.join(activation.get('holders', []))} rebuilt the PIN and logged in",
+        *_sealing_lines(entries),
         *_witness_lines(entries),
         f"- Transcript: {len(entries)} entries, head `{head}`, signed by every signing key below",
         "",
@@ -79,7 +93,9 @@ def ceremony_summary(entries: Sequence[Entry], head: str) -> str:
         out.append(f"| {key.get('purpose')} | {key.get('algorithm')} | {key.get('label')} | {key.get('id')} | "
                    f"{key.get('fingerprint', '(secret key: no public half)')} |")
     out += ["", "Every key was generated inside the HSM as a sensitive, never-extractable token object; "
-            "reading it and wrapping it out were refused; each signing key signed a self-test nonce.", ""]
+            "reading it and wrapping it out were refused; each signing key signed a self-test nonce"
+            + (", and the sealing key (derive only) derived the recorded self-test secret" if _first(entries, "sealing-pin-split") else "")
+            + ".", ""]
     signing = [r["key"] for r in generated if r.get("key", {}).get("note_verifier_key")]
     if signing:
         out += ["## Signed-note verifier keys", ""]

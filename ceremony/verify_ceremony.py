@@ -12,8 +12,10 @@
    the hash of ``keys.json`` matches the one the transcript recorded at export;
    attributes read back were sensitive, never extractable, local, always sensitive,
    token objects; reading and wrapping it out were refused; its self-test signature
-   verifies with the published public key;
-5. the PIN was split as configured, every holder got a share, m shares activated;
+   verifies with the published public key; the sealing key (when the ceremony made one)
+   can only derive, and its recorded derive self-test recomputes with the published key;
+5. the PIN was split as configured, every holder got a share, m shares activated; the
+   sealing token's PIN likewise among the tally trustees, none of them a share holder;
 6. witnesses attested the head the transcript had at that moment;
 7. ``transcript.sig.json``: every signing key of ``keys.json`` signed the transcript head;
 8. ``SUMMARY.md`` is exactly what the transcript says.
@@ -28,7 +30,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from hsm_signer.bundle import KEYS_FILE
+from hsm_signer.bundle import ECDH_P256, KEYS_FILE, SEALING
 from hsm_signer.errors import VerificationError
 
 from .checks import Report, check_key_evidence, check_steps, failure, guarded, load_key_bundle, require_files, value_of
@@ -62,10 +64,24 @@ def _verify_ceremony(files: dict[str, bytes], where: str) -> Report:
     officials = value_of(opened, "config", "officials")
     holders = [o["name"] for o in officials if "share-holder" in o.get("roles", [])]
     witnesses = [o["name"] for o in officials if "witness" in o.get("roles", [])]
-    planned = value_of(opened, "config", "keys")
+    planned = list(value_of(opened, "config", "keys"))
+    sealing = config.get("sealing")
+    trustees = [o["name"] for o in officials if "tally-trustee" in o.get("roles", [])]
+    sealing_steps: list[str] = []
+    if sealing is not None:
+        planned.append({"purpose": SEALING, "label": sealing.get("label"), "algorithm": ECDH_P256})
+        sealing_steps = (["sealing-pin-split"] + ["sealing-share-handed-over"] * len(trustees)
+                         + ["sealing-pin-set", "sealing-activation-test", "key-generated", "extraction-attempts",
+                            "self-test"])
+        if sealing.get("token_label") == value_of(opened, "config", "hsm", "token_label"):
+            raise failure(opened, "the sealing key is configured on the signing keys' token; "
+                                  "it must have a token of its own")
+    elif trustees:
+        raise failure(opened, "the configuration names tally trustees but no sealing key")
     expected = (["ceremony-opened", "roll-call", "environment", "preflight", "pin-split"]
                 + ["share-handed-over"] * len(holders) + ["user-pin-set", "activation-test"]
-                + ["key-generated", "extraction-attempts", "self-test"] * len(planned)
+                + ["key-generated", "extraction-attempts", "self-test"] * (len(planned) - (sealing is not None))
+                + sealing_steps
                 + ["public-keys-exported"] + ["witness-attestation"] * (len(witnesses) if interactive else 1)
                 + ["ceremony-closed"])
     check_steps(entries, expected)
@@ -105,6 +121,8 @@ def _verify_ceremony(files: dict[str, bytes], where: str) -> Report:
     checks.append(f"{KEYS_FILE}: exactly the file exported in the ceremony ({len(bundle.keys)} keys)")
 
     checks.append(_check_pin(by_step, holders, value_of(opened, "config", "threshold")))
+    if sealing is not None:
+        checks.append(_check_sealing_pin(by_step, trustees, holders, sealing))
     checks.append(_check_witnesses(by_step["witness-attestation"], witnesses, interactive))
 
     signers = [k for k in bundle.keys if k.is_signing_key]
@@ -138,6 +156,31 @@ def _check_pin(by_step: dict[str, list[Entry]], holders: list[str], threshold: A
         raise failure(activation, f"the activation test must use at least {threshold} distinct share holders' shares")
     return (f"user PIN split {threshold}-of-{len(holders)} (SLIP-39); {len(used)} shares "
             f"({', '.join(used)}) activated the token")
+
+
+def _check_sealing_pin(by_step: dict[str, list[Entry]], trustees: list[str], holders: list[str],
+                       sealing: dict[str, Any]) -> str:
+    threshold = sealing.get("threshold")
+    both = sorted(set(trustees) & set(holders))
+    split = by_step["sealing-pin-split"][0]
+    if both:
+        raise failure(split, f"{', '.join(both)} would be both share holder and tally trustee; they must be distinct")
+    if value_of(split, "threshold") != threshold or value_of(split, "shares") != len(trustees):
+        raise failure(split, f"the sealing PIN split is not {threshold}-of-{len(trustees)} as configured")
+    if value_of(split, "token_label") != sealing.get("token_label"):
+        raise failure(split, "the sealing PIN was split for another token than the configured sealing token")
+    if [h.get("holder") for h in value_of(split, "holders")] != trustees:
+        raise failure(split, "the sealing PIN's holders are not the tally trustees of the configuration")
+    for index, (entry, trustee) in enumerate(zip(by_step["sealing-share-handed-over"], trustees), 1):
+        if (value_of(entry, "holder"), value_of(entry, "index")) != (trustee, index) or entry.actor != trustee:
+            raise failure(entry, f"expected sealing share {index} handed to {trustee}")
+    activation = by_step["sealing-activation-test"][0]
+    used = value_of(activation, "holders")
+    if not isinstance(used, list) or len(set(used)) != len(used) or not set(used) <= set(trustees) \
+            or len(used) < threshold or value_of(activation, "shares_used") != len(used):
+        raise failure(activation, f"the sealing activation test must use at least {threshold} distinct trustees' shares")
+    return (f"sealing token {sealing.get('token_label')}: PIN split {threshold}-of-{len(trustees)} among the tally "
+            f"trustees (none a share holder); {len(used)} shares ({', '.join(used)}) activated it")
 
 
 def _check_witnesses(attestations: list[Entry], witnesses: list[str], interactive: Any) -> str:

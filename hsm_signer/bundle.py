@@ -1,8 +1,9 @@
 """The published key bundle ``keys/<ceremony-id>/keys.json``: reading, validating, writing.
 
 The bundle is what voters and auditors trust: the public halves of the checkpoint and
-tally keys (PEM, note verifier key, fingerprint) and the identity (label, id, never the
-secret) of the code-hmac key. Loading is strict: unknown or missing fields, a PEM that
+tally keys (PEM, note verifier key, fingerprint), the public half of the sealing key
+(PEM, raw uncompressed point for HPKE, fingerprint: ballots are sealed to it) and the
+identity (label, id, never the secret) of the code-hmac key. Loading is strict: unknown or missing fields, a PEM that
 does not parse, a verifier key, key name or fingerprint that does not match the PEM are
 all :class:`~hsm_signer.errors.FormatError` naming the field path (``keys[1].fingerprint``).
 
@@ -13,6 +14,8 @@ material, and never import PKCS#11.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import re
@@ -22,23 +25,29 @@ from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from .canonical import loads_strict
 from .errors import FormatError, VerificationError
 from .log.leaf import ID_PATTERN
 from .log.note import NoteVerifier, check_key_name
-from .signer import ALGORITHMS, algorithm_of, fingerprint, pem_of
+from .signer import ALGORITHMS, ECDSA_P256, algorithm_of, fingerprint, pem_of
 
 KEYS_VERSION = "hsm-signer/keys/v1"
 KEYS_FILE = "keys.json"
 CHECKPOINT = "checkpoint"
 TALLY = "tally"
 CODE_HMAC = "code-hmac"
+SEALING = "sealing"
 HMAC_SHA256 = "hmac-sha256"
+ECDH_P256 = "ecdh-p256"
 SIGNING_PURPOSES = (CHECKPOINT, TALLY)
-PURPOSES = (*SIGNING_PURPOSES, CODE_HMAC)
+SIGNING_AND_MAC_PURPOSES = (*SIGNING_PURPOSES, CODE_HMAC)
+PURPOSES = (*SIGNING_AND_MAC_PURPOSES, SEALING)
 SIGNING_FIELDS = ("purpose", "algorithm", "label", "id", "public_key_pem", "note_key_name", "note_verifier_key", "fingerprint")
 MAC_FIELDS = ("purpose", "algorithm", "label", "id")
+SEALING_FIELDS = ("purpose", "algorithm", "label", "id", "public_key_pem", "public_key_point", "fingerprint")
+_FIELDS = {CODE_HMAC: MAC_FIELDS, SEALING: SEALING_FIELDS}
 BUNDLE_FIELDS = ("version", "ceremony_id", "created", "keys")
 _HEX_ID = re.compile(r"(?:[0-9a-f]{2})+")
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
@@ -69,7 +78,7 @@ def _check_fields(obj: object, fields: tuple[str, ...], path: str) -> dict:
 
 @dataclass(frozen=True)
 class KeyEntry:
-    """One key of the bundle. Signing keys carry their public half; the code-hmac key only its identity."""
+    """One key of the bundle. Signing and sealing keys carry their public half; the code-hmac key only its identity."""
 
     purpose: str
     algorithm: str
@@ -79,6 +88,7 @@ class KeyEntry:
     note_key_name: str | None = None
     note_verifier_key: str | None = None
     fingerprint: str | None = None
+    public_key_point: str | None = None
 
     @classmethod
     def for_signing_key(cls, purpose: str, label: str, id: str, public_key_der: bytes, note_key_name: str) -> "KeyEntry":
@@ -100,15 +110,33 @@ class KeyEntry:
         """Build the code-hmac entry (no public material exists for an HMAC key)."""
         return cls(purpose=CODE_HMAC, algorithm=HMAC_SHA256, label=label, id=id).validated()
 
+    @classmethod
+    def for_sealing_key(cls, label: str, id: str, point: bytes) -> "KeyEntry":
+        """Build the sealing entry from the uncompressed P-256 point read from the HSM."""
+        der = _der_of_point(point, "public_key_point")
+        return cls(purpose=SEALING, algorithm=ECDH_P256, label=label, id=id, public_key_pem=pem_of(der),
+                   public_key_point=base64.b64encode(point).decode("ascii"), fingerprint=fingerprint(der)).validated()
+
     @property
     def is_signing_key(self) -> bool:
         return self.purpose in SIGNING_PURPOSES
 
     @property
+    def is_sealing_key(self) -> bool:
+        return self.purpose == SEALING
+
+    @property
     def public_key_der(self) -> bytes:
-        if not self.is_signing_key:
+        if not (self.is_signing_key or self.is_sealing_key):
             raise FormatError(f"the {self.purpose} key has no public key", "bundle.missing-key")
         return _der_of_pem(self.public_key_pem or "", "public_key_pem")
+
+    @property
+    def sealing_point(self) -> bytes:
+        """The sealing key as the 65-byte uncompressed point HPKE seals to."""
+        if not self.is_sealing_key:
+            raise FormatError(f"the {self.purpose} key is not a sealing key", "bundle.missing-key")
+        return base64.b64decode(self.public_key_point or "")
 
     def verifier(self) -> NoteVerifier:
         """The note verifier for this key (signing keys only)."""
@@ -117,15 +145,11 @@ class KeyEntry:
         return NoteVerifier.from_string(self.note_verifier_key or "")
 
     def to_dict(self) -> dict:
-        fields = SIGNING_FIELDS if self.is_signing_key else MAC_FIELDS
-        return {name: getattr(self, name) for name in fields}
+        return {name: getattr(self, name) for name in _FIELDS.get(self.purpose, SIGNING_FIELDS)}
 
     @classmethod
     def from_dict(cls, obj: object, path: str = "key") -> "KeyEntry":
-        if isinstance(obj, dict) and obj.get("purpose") == CODE_HMAC:
-            fields = MAC_FIELDS
-        else:
-            fields = SIGNING_FIELDS
+        fields = _FIELDS.get(obj.get("purpose"), SIGNING_FIELDS) if isinstance(obj, dict) else SIGNING_FIELDS
         _check_fields(obj, fields, path)
         for name in fields:
             _require_str(obj, name, path)
@@ -141,6 +165,8 @@ class KeyEntry:
                 raise _fail(f"{path}.{name}", f"must be a non-empty string, got {value!r}")
         if not _HEX_ID.fullmatch(self.id):
             raise _fail(f"{path}.id", f"must be lowercase hex (whole bytes), got {self.id!r}")
+        if self.is_sealing_key:
+            return self._validated_sealing(path)
         if not self.is_signing_key:
             if self.algorithm != HMAC_SHA256:
                 raise _fail(f"{path}.algorithm", f"the code-hmac key must be {HMAC_SHA256}, got {self.algorithm!r}")
@@ -179,6 +205,39 @@ class KeyEntry:
             raise _fail(f"{path}.fingerprint", f"does not match public_key_pem (SHA-256 of its DER is {fingerprint(der)})",
                         "bundle.key-mismatch")
         return self
+
+
+    def _validated_sealing(self, path: str) -> "KeyEntry":
+        if self.algorithm != ECDH_P256:
+            raise _fail(f"{path}.algorithm", f"the sealing key must be {ECDH_P256}, got {self.algorithm!r}")
+        for name in SEALING_FIELDS:
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise _fail(f"{path}.{name}", "is required for the sealing key")
+        extra = [n for n in SIGNING_FIELDS if n not in SEALING_FIELDS and getattr(self, n) is not None]
+        if extra:
+            raise _fail(path, f"the sealing key does not sign notes; remove {', '.join(extra)}")
+        der = _der_of_pem(self.public_key_pem, f"{path}.public_key_pem")
+        if algorithm_of(der) != ECDSA_P256:  # i.e. the key is on P-256
+            raise _fail(f"{path}.public_key_pem", "the sealing key must be an EC P-256 key")
+        try:
+            point = base64.b64decode(self.public_key_point, validate=True)
+        except (binascii.Error, ValueError):
+            raise _fail(f"{path}.public_key_point", "is not base64") from None
+        if _der_of_point(point, f"{path}.public_key_point") != der:
+            raise _fail(f"{path}.public_key_point", "holds a different public key than public_key_pem")
+        if not _FINGERPRINT.fullmatch(self.fingerprint) or self.fingerprint != fingerprint(der):
+            raise _fail(f"{path}.fingerprint", f"does not match public_key_pem (SHA-256 of its DER is {fingerprint(der)})")
+        return self
+
+
+def _der_of_point(point: bytes, path: str) -> bytes:
+    if len(point) != 65 or point[0] != 0x04:
+        raise _fail(path, f"must be an uncompressed P-256 point (65 bytes starting 0x04), got {len(point)} bytes")
+    try:
+        key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+    except ValueError:
+        raise _fail(path, "is not a point on P-256") from None
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def _der_of_pem(pem: str, path: str) -> bytes:
@@ -226,6 +285,14 @@ class KeyBundle:
     def verifier(self, purpose: str) -> NoteVerifier:
         """The note verifier for the ``purpose`` key (checkpoint or tally)."""
         return self.key(purpose).verifier()
+
+    @property
+    def has_sealing_key(self) -> bool:
+        return any(entry.is_sealing_key for entry in self.keys)
+
+    def sealing_point(self) -> bytes:
+        """The sealing key's uncompressed P-256 point (65 bytes); FormatError if the bundle has none."""
+        return self.key(SEALING).sealing_point
 
     def to_dict(self) -> dict:
         return {

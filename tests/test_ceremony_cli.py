@@ -30,11 +30,16 @@ def new_label() -> str:
     return f"cli-{os.getpid()}-{next(_labels)}"
 
 
+def token_labels(label: str) -> list[str]:
+    """``--set`` arguments for a new signing token ``label`` and its own sealing token."""
+    return ["--set", f"hsm.token_label={label}", "--set", f"sealing.token_label=sealing-{label}"]
+
+
 @pytest.fixture(scope="module")
 def bundle(softhsm_conf, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("cli")
     label = new_label()
-    run = cli("ceremony", "run", str(REHEARSAL_EXAMPLE), "--non-interactive", "--set", f"hsm.token_label={label}",
+    run = cli("ceremony", "run", str(REHEARSAL_EXAMPLE), "--non-interactive", *token_labels(label),
               cwd=workdir, conf=softhsm_conf)
     assert run.returncode == 0, run.stderr
     return workdir, label, run
@@ -44,7 +49,7 @@ def test_a_non_interactive_rehearsal_from_the_command_line(bundle):
     workdir, label, run = bundle
     assert "Ceremony rehearsal complete" in run.stdout and "=== Step 1: Open the ceremony ===" in run.stdout
     assert (workdir / "keys" / "rehearsal" / "keys.json").is_file()
-    assert len(list((workdir / "rehearsal-shares" / "rehearsal").iterdir())) == 3
+    assert len(list((workdir / "rehearsal-shares" / "rehearsal").iterdir())) == 6  # 3 holders, 3 trustees
     shares = [p.read_text().splitlines()[-1] for p in (workdir / "rehearsal-shares" / "rehearsal").iterdir()]
     assert not any(s in run.stdout + run.stderr for s in shares)
     assert "REHEARSAL share files" in run.stdout
@@ -67,7 +72,7 @@ def test_verify_passes_then_fails_with_status_1_on_a_changed_byte(bundle, sofths
 def test_rerunning_refuses_with_status_2_and_changes_nothing(bundle, softhsm_conf):
     workdir, label, _ = bundle
     before = sorted(str(p) for p in workdir.rglob("*"))
-    again = cli("ceremony", "run", str(REHEARSAL_EXAMPLE), "--non-interactive", "--set", f"hsm.token_label={label}",
+    again = cli("ceremony", "run", str(REHEARSAL_EXAMPLE), "--non-interactive", *token_labels(label),
                 cwd=workdir, conf=softhsm_conf)
     assert again.returncode == 2
     assert re.search(r"hsm-signer: error: output directory .*keys/rehearsal already exists", again.stderr)
@@ -190,7 +195,7 @@ def drive(child, pexpect, skip_holder: str = "Sam Holder") -> dict[str, str]:
 def test_an_interactive_ceremony_driven_through_its_terminal(softhsm_conf, tmp_path, terminal):
     pexpect = pytest.importorskip("pexpect")
     popen_spawn = pytest.importorskip("pexpect.popen_spawn")
-    args = ["ceremony", "run", str(REHEARSAL_EXAMPLE), "--set", f"hsm.token_label={new_label()}"]
+    args = ["ceremony", "run", str(REHEARSAL_EXAMPLE), *token_labels(new_label())]
     env = {**os.environ, "SOFTHSM2_CONF": str(softhsm_conf)}
     command, *prefix = HSM_SIGNER_COMMAND
     if terminal == "pty":
@@ -200,7 +205,8 @@ def test_an_interactive_ceremony_driven_through_its_terminal(softhsm_conf, tmp_p
     shares = drive(child, pexpect)
     status = child.wait() if terminal == "pipes" else (child.close() or child.exitstatus)
     assert status == 0
-    assert sorted(shares) == ["Kim Holder", "Lee Holder", "Sam Holder"] and len(set(shares.values())) == 3
+    assert sorted(shares) == ["Kim Holder", "Lee Holder", "Sam Holder", "Tao Trustee", "Uma Trustee", "Vic Trustee"]
+    assert len(set(shares.values())) == 6
     assert not (tmp_path / "rehearsal-shares").exists()
     verify = cli("ceremony", "verify", "keys/rehearsal", cwd=tmp_path, conf=softhsm_conf)
     assert verify.returncode == 0, verify.stderr
@@ -210,13 +216,13 @@ def test_an_interactive_ceremony_driven_through_its_terminal(softhsm_conf, tmp_p
 
 
 def test_typing_abort_stops_the_ceremony(softhsm_conf, tmp_path):
-    run = cli("ceremony", "run", str(REHEARSAL_EXAMPLE), "--set", f"hsm.token_label={new_label()}",
+    run = cli("ceremony", "run", str(REHEARSAL_EXAMPLE), *token_labels(new_label()),
               cwd=tmp_path, conf=softhsm_conf, stdin="abort\n")
     assert run.returncode == 2 and "aborted at the administrator's request" in run.stderr
     assert list(tmp_path.iterdir()) == []
 
 
 def test_input_ending_early_stops_the_ceremony(softhsm_conf, tmp_path):
-    run = cli("ceremony", "run", str(REHEARSAL_EXAMPLE), "--set", f"hsm.token_label={new_label()}",
+    run = cli("ceremony", "run", str(REHEARSAL_EXAMPLE), *token_labels(new_label()),
               cwd=tmp_path, conf=softhsm_conf, stdin="\n")
     assert run.returncode == 2 and "input ended before the ceremony finished" in run.stderr

@@ -35,6 +35,8 @@ def production_like(data):
     data["hsm"]["initialise"] = False
     data["hsm"]["module"] = "/usr/lib/vendor/pkcs11.so"
     data["hsm"]["initial_pin"] = {"source": "prompt"}
+    data["sealing"]["initialise"] = False
+    data["sealing"]["initial_pin"] = {"source": "prompt"}
 
 
 # --- the committed examples ------------------------------------------------------------
@@ -156,6 +158,22 @@ ERRORS = {
                                              r"^hsm.initial_pin: missing; say how to get the token's current user PIN"),
     "softhsm conf in production": (_both(production_like, _set("hsm.softhsm_conf", "x.conf")),
                                    r"^hsm.softhsm_conf: SoftHSM is for rehearsals only"),
+    "sealing key on the signing token": (_set("sealing.token_label", "hsm-signer-rehearsal"),
+                                         r"^sealing.token_label: is the signing keys' token .* a token of its own"),
+    "sealing initialise outside a rehearsal": (_both(production_like, _delete("sealing.initial_pin"),
+                                                     _set("sealing.initialise", True)),
+                                               r"^sealing.initialise: initialise = true is only for SoftHSM rehearsals"),
+    "no initial pin for the sealing token": (_set("sealing.initialise", False),
+                                             r"^sealing.initial_pin: missing; say how to get the sealing token's"),
+    "trustee who is a share holder": (_set("officials.5.roles", ["tally-trustee", "share-holder"]),
+                                      r"^officials\[5\].roles: a tally trustee cannot also be a share holder"),
+    "administrator as trustee": (_set("officials.0.roles", ["administrator", "tally-trustee"]),
+                                 r"^officials\[0\].roles: a tally trustee cannot also be a share holder or the administrator"),
+    "sealing threshold above the trustees": (_set("sealing.threshold", 4),
+                                             r"^sealing.threshold: threshold 4 is more than the 3 tally trustees"),
+    "trustees without a sealing table": (_delete("sealing"),
+                                         r"^officials\[5\].roles: tally trustees are named but there is no \[sealing\] table"),
+    "unknown sealing key": (_set("sealing.pin", "1"), r"^sealing: unknown key 'pin'"),
     "bad pin source": (_both(production_like, _set("hsm.initial_pin", {"source": "sms"})),
                        r"^hsm.initial_pin.source: 'sms' is not one of env, file, prompt, shares"),
     "file pin without path": (_both(production_like, _set("hsm.initial_pin", {"source": "file"})),
@@ -180,7 +198,7 @@ ERRORS = {
     "role twice": (_set("officials.4.roles", ["witness", "witness"]), r"^officials\[4\].roles: lists a role twice"),
     "unknown official key": (_set("officials.0.email", "a@b"), r"^officials\[0\]: unknown key 'email'"),
     "duplicate names": (_official("sam holder", "witness"),
-                        r"^officials\[5\].name: 'sam holder' is too similar to officials\[1\]"),
+                        r"^officials\[8\].name: 'sam holder' is too similar to officials\[1\]"),
     "no administrator": (_set("officials.0.roles", ["witness"]),
                          r"^officials: exactly one official must have the role administrator, found 0"),
     "two administrators": (_official("Second Admin", "administrator"), r"found 2"),

@@ -54,6 +54,10 @@ def token_of(config, pin: str) -> SoftHsmToken:
                         label=config.hsm.token_label, so_pin="not-kept", user_pin=pin)
 
 
+def entries_of(result):
+    return parse_transcript((result.bundle_dir / "transcript.jsonl").read_bytes())
+
+
 def tree(root: Path) -> dict[str, bytes | None]:
     """Every path under ``root`` with its bytes (None for directories)."""
     return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
@@ -116,7 +120,7 @@ def test_a_non_interactive_rehearsal_completes_and_its_bundle_verifies(rehearsal
     assert any("transcript head signed by the checkpoint key" in c for c in report.checks)
     assert "REHEARSAL" in report.text()
     assert re.fullmatch(r"[0-9a-f]{32}", result.pin)
-    assert [k.label for k in result.bundle.keys] == list(LABELS)
+    assert [k.label for k in result.bundle.keys] == [*LABELS, "rehearsal-sealing"]
 
 
 def test_the_bundle_holds_four_files_and_no_pin_or_share(rehearsal):
@@ -322,14 +326,17 @@ def test_the_interactive_ceremony_shows_each_share_to_its_holder_alone(softhsm_c
     result = run_ceremony(config, io)
     report = verify_bundle_dir(result.bundle_dir)
     assert "witnesses Wyn Witness attested the transcript head" in report.checks
-    assert io.show_order == ["Sam Holder", "Kim Holder", "Lee Holder"]
-    assert len(set(io.shown.values())) == 3
+    trustees = ["Tao Trustee", "Uma Trustee", "Vic Trustee"]
+    assert io.show_order == ["Sam Holder", "Kim Holder", "Lee Holder", *trustees]
+    assert len(set(io.shown.values())) == 6
     said = "\n".join(io.said)
     assert result.pin not in said and not any(share in said for share in io.shown.values())
     assert any("is not share 2, the one Kim Holder received" in s for s in io.said)
     assert any("the share typed by Kim Holder is corrupted: its checksum does not match" in s for s in io.said)
     # roll call of everyone, each holder after receiving their share, then the witness
-    assert io.acks == [o.name for o in config.officials] + ["Sam Holder", "Kim Holder", "Lee Holder", "Wyn Witness"]
+    assert io.acks == [o.name for o in config.officials] + ["Sam Holder", "Kim Holder", "Lee Holder", *trustees,
+                                                           "Wyn Witness"]
+    assert next(e.data for e in entries_of(result) if e.step == "sealing-activation-test")["holders"] == trustees[:2]
     assert io.confirms >= 13
     assert result.share_files == () and result.shares_dir is None
     assert not (tmp_path / "rehearsal-shares").exists()

@@ -102,11 +102,16 @@ def test_the_genuine_bundle_verifies_with_a_readable_report(ceremony):
     report = verify_bundle_dir(result.bundle_dir)
     text = report.text()
     assert text.splitlines()[0].startswith("ceremony bundle rehearsal")
-    for expected in ("hash chain intact", "all 22 steps of a complete ceremony",
+    for expected in ("hash chain intact", "all 31 steps of a complete ceremony",
+                     "sealing key rehearsal-sealing: token object, private, sensitive, never extractable, "
+                     "always sensitive, locally generated, derive-only",
+                     "sealing key rehearsal-sealing: the recorded derive self-test recomputes with the published key",
+                     "sealing token sealing-cer-", "PIN split 2-of-3 among the tally trustees (none a share holder); "
+                     "2 shares (Tao Trustee, Uma Trustee) activated it",
                      "checkpoint key rehearsal-checkpoint: token object, private, sensitive, never extractable",
                      "reading CKA_VALUE and wrapping it out were refused",
                      "self-test signature verifies with the published key",
-                     "keys.json: exactly the file exported in the ceremony (3 keys)",
+                     "keys.json: exactly the file exported in the ceremony (4 keys)",
                      "user PIN split 2-of-3 (SLIP-39)", "witnesses Wyn Witness attested the transcript head",
                      "transcript head signed by the tally key rehearsal-tally (ed25519",
                      "SUMMARY.md: matches the transcript", "VERIFIED"):
@@ -168,7 +173,7 @@ def test_swapped_lines_are_named(ceremony):
 def test_a_truncated_transcript_is_named(ceremony):
     _, _, files = ceremony
     lines = files["transcript.jsonl"].splitlines(keepends=True)
-    fails({**files, "transcript.jsonl": b"".join(lines[:-1])}, r"transcript.jsonl ends early: 21 entries, the script has 22")
+    fails({**files, "transcript.jsonl": b"".join(lines[:-1])}, r"transcript.jsonl ends early: 30 entries, the script has 31")
     fails({**files, "transcript.jsonl": files["transcript.jsonl"][:-1]}, r"transcript.jsonl does not end with a newline")
     fails({**files, "transcript.jsonl": b""}, r"transcript.jsonl is empty")
 
@@ -177,7 +182,7 @@ def test_an_appended_chained_entry_is_named(ceremony):
     _, _, files = ceremony
     entries = entries_of(files) + [{"seq": 0, "time": "2030-01-01T00:00:00Z", "step": "key-generated",
                                     "actor": "Mallory", "data": {}, "prev": ""}]
-    fails({**files, "transcript.jsonl": chain(entries)}, r"transcript.jsonl has extra entries: 23 entries")
+    fails({**files, "transcript.jsonl": chain(entries)}, r"transcript.jsonl has extra entries: 32 entries")
 
 
 def test_a_rewritten_and_rechained_transcript_does_not_match_the_signed_head(ceremony):
@@ -193,7 +198,7 @@ def test_a_rewritten_and_rechained_transcript_contradicts_what_the_witnesses_att
     entries = entries_of(files)
     entries[2]["data"]["python"] = "9.9.9"
     fails({**files, "transcript.jsonl": chain(entries)},
-          r"line 21 \(witness-attestation\): Wyn Witness attested head [0-9a-f]{64}, but the transcript's head at that moment was")
+          r"line 30 \(witness-attestation\): Wyn Witness attested head [0-9a-f]{64}, but the transcript's head at that moment was")
 
 
 def test_a_reformatted_line_is_not_canonical(ceremony):
@@ -250,6 +255,30 @@ FORGERIES = {
                        r"line 1 \(ceremony-opened\): the recorded configuration is of another ceremony"),
     "keys-json-hash": (lambda e: step(e, "public-keys-exported")["data"].update(sha256="0" * 64),
                        r"keys.json is not byte for byte the file exported in the ceremony"),
+    "sealing-key-can-sign": (lambda e: step(e, "key-generated", 3)["data"]["attributes"].update(sign=True),
+                             r"key 'rehearsal-sealing': CKA_SIGN is true, must be false"),
+    "sealing-key-cannot-derive": (lambda e: step(e, "key-generated", 3)["data"]["attributes"].update(derive=False),
+                                  r"key 'rehearsal-sealing': CKA_DERIVE is false, must be true"),
+    "sealing-key-extractable": (lambda e: step(e, "key-generated", 3)["data"]["attributes"].update(extractable=True),
+                                r"key 'rehearsal-sealing': CKA_EXTRACTABLE is true, must be false"),
+    "sealing-value-leaked": (lambda e: step(e, "extraction-attempts", 3)["data"].update(read_value="LEAKED: 32 bytes"),
+                             r"key 'rehearsal-sealing': reading CKA_VALUE was not refused"),
+    "sealing-self-test-other-secret": (lambda e: step(e, "self-test", 3)["data"].update(dh="00" * 32),
+                                       r"sealing key 'rehearsal-sealing': the derived secret does not match ECDH"),
+    "sealing-self-test-other-peer": (lambda e: step(e, "self-test", 3)["data"].update(
+        peer_private="01".rjust(64, "0")), r"peer_point is not the public half of peer_private"),
+    "sealing-activation-by-one": (lambda e: step(e, "sealing-activation-test")["data"].update(
+        holders=["Uma Trustee"], shares_used=1), r"the sealing activation test must use at least 2 distinct trustees"),
+    "sealing-activation-by-share-holder": (lambda e: step(e, "sealing-activation-test")["data"].update(
+        holders=["Kim Holder", "Lee Holder"]), r"the sealing activation test must use at least 2 distinct trustees"),
+    "sealing-split-to-share-holders": (lambda e: step(e, "sealing-pin-split")["data"].update(
+        holders=[{"index": 1, "holder": "Sam Holder"}, {"index": 2, "holder": "Kim Holder"},
+                 {"index": 3, "holder": "Lee Holder"}]), r"the sealing PIN's holders are not the tally trustees"),
+    "sealing-on-the-signing-token": (lambda e: e[0]["data"]["config"]["sealing"].update(
+        token_label=e[0]["data"]["config"]["hsm"]["token_label"]),
+        r"the sealing key is configured on the signing keys' token"),
+    "sealing-step-missing": (lambda e: e.remove(step(e, "sealing-pin-set")),
+                             r"step is 'sealing-activation-test', expected 'sealing-pin-set'"),
     "planned-other-algorithm": (lambda e: e[0]["data"]["config"]["keys"][1].update(algorithm="ecdsa-p256"),
                                 r"key 'rehearsal-tally' is not the key planned in the configuration"),
 }
@@ -296,7 +325,7 @@ def test_a_removed_key_and_a_reformatted_keys_json_are_named(ceremony):
     _, _, files = ceremony
     bundle = KeyBundle.from_json(files["keys.json"])
     fewer = KeyBundle(bundle.ceremony_id, bundle.created, bundle.keys[:2]).to_json().encode()
-    fails({**files, "keys.json": fewer}, r"keys.json lists 2 keys, the transcript generated 3")
+    fails({**files, "keys.json": fewer}, r"keys.json lists 2 keys, the transcript generated 4")
     compact = json.dumps(json.loads(files["keys.json"])).encode()
     fails({**files, "keys.json": compact}, r"keys.json is not byte for byte the file exported in the ceremony")
 
@@ -339,7 +368,7 @@ def test_a_signature_over_another_statement_is_named(ceremony, signers):
 def test_changed_counts_signers_and_form_of_the_signature_file_are_named(ceremony):
     _, _, files = ceremony
     doc = sig_doc(files)
-    fails(with_sig(files, {**doc, "entries": doc["entries"] - 1}), r"transcript.sig.json: signs 21 transcript entries")
+    fails(with_sig(files, {**doc, "entries": doc["entries"] - 1}), r"transcript.sig.json: signs 30 transcript entries")
     fails(with_sig(files, {**doc, "signers": doc["signers"][:1]}), r"transcript.sig.json: signers do not match")
     fails(with_sig(files, {**doc, "extra": 1}), r"transcript.sig.json must be a JSON object with exactly the fields")
     fails({**files, "transcript.sig.json": json.dumps(doc).encode()},

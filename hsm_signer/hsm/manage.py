@@ -17,6 +17,7 @@ from ..errors import HsmConfigError
 from ..signer import ECDSA_P256, ED25519
 
 if TYPE_CHECKING:
+    from .deriver import HsmDeriver
     from .keys import HsmMac, HsmSigner
     from .token import Hsm
 
@@ -119,6 +120,27 @@ def generate_signing_key(hsm: "Hsm", label: str, key_id: bytes, algorithm: str =
         )
     hsm.change(f"generating key {label!r}", generate)
     return hsm.signer(label)
+
+
+def generate_sealing_key(hsm: "Hsm", label: str, key_id: bytes, *, store: bool = True) -> "HsmDeriver":
+    """Generate the derive-only P-256 sealing key pair (token objects unless ``store`` is false)."""
+    _refuse_existing(hsm, label)
+    hsm.require_mechanism(Mechanism.EC_KEY_PAIR_GEN, f"generating sealing key {label!r}")
+    hsm.require_mechanism(Mechanism.ECDH1_DERIVE, f"opening ballots with sealing key {label!r}")
+    private_template = dict(SEALING_PRIVATE_TEMPLATE)
+    public_template = dict(SEALING_PUBLIC_TEMPLATE)
+    if not store:
+        private_template[Attribute.TOKEN] = public_template[Attribute.TOKEN] = False
+
+    def generate(session: Any) -> None:
+        domain = session.create_domain_parameters(
+            KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")}, local=True)
+        domain.generate_keypair(
+            mechanism=Mechanism.EC_KEY_PAIR_GEN, store=store, label=label, id=key_id,
+            public_template=public_template, private_template=private_template,
+        )
+    hsm.change(f"generating sealing key {label!r}", generate)
+    return hsm.deriver(label)
 
 
 def generate_mac_key(hsm: "Hsm", label: str, key_id: bytes) -> "HsmMac":

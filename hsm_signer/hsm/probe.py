@@ -92,6 +92,7 @@ _MECHANISMS_FOR = {
     "ecdsa-p256": (Mechanism.EC_KEY_PAIR_GEN, Mechanism.ECDSA),
     "ed25519": (Mechanism.EC_EDWARDS_KEY_PAIR_GEN, Mechanism.EDDSA),
     "hmac-sha256": (Mechanism.GENERIC_SECRET_KEY_GEN, Mechanism.SHA256_HMAC),
+    "ecdh-p256": (Mechanism.EC_KEY_PAIR_GEN, Mechanism.ECDH1_DERIVE),
 }
 
 

@@ -163,12 +163,17 @@ def read_share_file(path: Path) -> tuple[str, bool]:
 
 
 def share_file_text(mnemonic: str, *, holder: str, index: int, threshold: int, count: int,
-                    ceremony_id: str, rehearsal: bool) -> str:
-    """The text of a share file: a header that says what it is, then the words."""
+                    ceremony_id: str, rehearsal: bool, sealing: bool = False) -> str:
+    """The text of a share file: a header that says what it is, then the words.
+
+    ``sealing`` marks a tally trustee's share of the sealing token's PIN.
+    """
+    what = "SEALING token PIN share" if sealing else "HSM user PIN share"
+    role = "tally trustee" if sealing else "share holder"
     header = [
         f"# {REHEARSAL_MARKER}: NOT FOR A REAL ELECTION" if rehearsal else "# hsm-signer PIN share",
-        f"# hsm-signer HSM user PIN share {index} of {count} (any {threshold} rebuild the PIN)",
-        f"# ceremony {ceremony_id}, share holder {holder}",
+        f"# hsm-signer {what} {index} of {count} (any {threshold} rebuild the PIN)",
+        f"# ceremony {ceremony_id}, {role} {holder}",
         "# Keep this file secret. Never send it by e-mail or chat.",
     ]
     return "\n".join(header) + "\n" + normalise_mnemonic(mnemonic) + "\n"

@@ -40,6 +40,7 @@ from ..errors import (
     HsmConfigError, HsmError, HsmUnavailableError, KeyNotFoundError, MechanismNotSupportedError, TokenChangeFailedError,
 )
 from .faults import describe, is_transient, return_code
+from .deriver import HsmDeriver
 from .keys import HsmMac, HsmSigner
 from .pins import PinSource, pin_source
 
@@ -442,6 +443,9 @@ class Hsm:
 
     def mac(self, label: str) -> HsmMac:
         return HsmMac(self, label)
+
+    def deriver(self, label: str) -> HsmDeriver:
+        return HsmDeriver(self, label)
 
     def random_bytes(self, count: int) -> bytes:
         return self.run("generating random bytes", lambda s: s.generate_random(count * 8))
