@@ -16,7 +16,7 @@ The private key itself is never read: it is sensitive and never extractable.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -24,10 +24,7 @@ from pkcs11 import KDF, Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11
 
 from ..errors import HsmError
-from .keys import _unwrap_octet_string, algorithm_of_key
-
-if TYPE_CHECKING:
-    from .token import Hsm
+from .keys import Token, _unwrap_octet_string, algorithm_of_key
 
 DH_LENGTH = 32  # P-256 x-coordinate
 
@@ -59,7 +56,7 @@ def check_peer_point(enc: bytes) -> bytes:
 class HsmDeriver:
     """A derive-only P-256 key in the HSM, addressed by label."""
 
-    def __init__(self, hsm: "Hsm", label: str):
+    def __init__(self, hsm: Token, label: str):
         self._hsm = hsm
         self._label = label
         hsm.require_mechanism(Mechanism.ECDH1_DERIVE, f"deriving with sealing key {label!r}")
