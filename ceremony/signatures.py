@@ -24,7 +24,7 @@ from hsm_signer.bundle import KeyEntry
 from hsm_signer.canonical import loads_strict
 from hsm_signer.errors import FormatError, VerificationError
 from hsm_signer.log.note import open_note, parse_note, sign_note
-from hsm_signer.signer import Signer
+from hsm_signer.signer import Signer, fingerprint
 
 from .transcript import head_statement
 
@@ -49,6 +49,8 @@ def sign_head(ceremony_id: str, entries: int, head: str, signers: Sequence[tuple
     text = head_statement(ceremony_id, entries, head)
     lines = []
     for entry, signer in signers:
+        if entry.note_key_name is None:
+            raise ValueError(f"key {entry.label!r} is not a signing key; it cannot sign the transcript head")
         note = sign_note(text, entry.note_key_name, signer)  # verified before it is returned
         lines.append(note[len(text) + 1:])
     doc = {
@@ -108,5 +110,5 @@ def check_signatures(data: bytes, ceremony_id: str, entries: int, head: str, key
             open_note(note, [key.verifier()])
         except VerificationError as exc:
             raise VerificationError(f"{name}: signature by the {key.purpose} key {key.label!r} fails: {exc}") from None
-        lines.append(f"transcript head signed by the {key.purpose} key {key.label} ({key.algorithm}, {key.fingerprint[:16]}...)")
+        lines.append(f"transcript head signed by the {key.purpose} key {key.label} ({key.algorithm}, {fingerprint(key.public_key_der)[:16]}...)")
     return lines

@@ -90,7 +90,7 @@ def _verify_ceremony(files: dict[str, bytes], where: str) -> Report:
     bundle = load_key_bundle(files[KEYS_FILE])
     if bundle.ceremony_id != ceremony_id:
         raise VerificationError(f"{KEYS_FILE}: ceremony_id is {bundle.ceremony_id!r}, the transcript is of {ceremony_id!r}")
-    by_step = {}
+    by_step: dict[str, list[Entry]] = {}
     for entry in entries:
         by_step.setdefault(entry.step, []).append(entry)
     generated = by_step["key-generated"]

@@ -60,6 +60,7 @@ from .record import (
     TALLY_FILE,
 )
 from .recount import Recount
+from .signer import fingerprint
 from .verify import verify_receipt
 
 Report = Callable[[str], None]
@@ -435,7 +436,7 @@ def audit_record(record_dir: str | os.PathLike, *, receipts: Iterable[str | os.P
         election=election, tree_size=final.size, root_hash=final.root_hash, checkpoints=len(checkpoints),
         tally=signed_tally, tally_note=tally_note, receipts=len(receipt_paths), files=files,
         keys_trusted_from=trusted_from,
-        fingerprints={CHECKPOINT: checkpoint_key.fingerprint, TALLY: tally_key.fingerprint},
+        fingerprints={CHECKPOINT: fingerprint(checkpoint_key.public_key_der), TALLY: fingerprint(tally_key.public_key_der)},
     )
 
 

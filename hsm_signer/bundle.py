@@ -117,6 +117,12 @@ class KeyEntry:
         return cls(purpose=SEALING, algorithm=ECDH_P256, label=label, id=id, public_key_pem=pem_of(der),
                    public_key_point=base64.b64encode(point).decode("ascii"), fingerprint=fingerprint(der)).validated()
 
+    def _required_field(self, name: str, path: str, role: str) -> str:
+        value = getattr(self, name)
+        if not isinstance(value, str) or not value:
+            raise _fail(f"{path}.{name}", f"is required for {role}")
+        return value
+
     @property
     def is_signing_key(self) -> bool:
         return self.purpose in SIGNING_PURPOSES
@@ -149,8 +155,10 @@ class KeyEntry:
 
     @classmethod
     def from_dict(cls, obj: object, path: str = "key") -> "KeyEntry":
-        fields = _FIELDS.get(obj.get("purpose"), SIGNING_FIELDS) if isinstance(obj, dict) else SIGNING_FIELDS
-        _check_fields(obj, fields, path)
+        fields: tuple[str, ...] = SIGNING_FIELDS
+        if isinstance(obj, dict):
+            fields = _FIELDS.get(obj.get("purpose"), SIGNING_FIELDS)
+        obj = _check_fields(obj, fields, path)
         for name in fields:
             _require_str(obj, name, path)
         return cls(**{name: obj[name] for name in fields}).validated(path)
@@ -176,20 +184,18 @@ class KeyEntry:
             return self
         if self.algorithm not in ALGORITHMS:
             raise _fail(f"{path}.algorithm", f"must be one of {', '.join(ALGORITHMS)}, got {self.algorithm!r}")
-        for name in SIGNING_FIELDS:
-            if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                raise _fail(f"{path}.{name}", "is required for a signing key")
-        der = _der_of_pem(self.public_key_pem, f"{path}.public_key_pem")
+        signing = {name: self._required_field(name, path, "a signing key") for name in SIGNING_FIELDS}
+        der = _der_of_pem(signing["public_key_pem"], f"{path}.public_key_pem")
         actual = algorithm_of(der)
         if actual != self.algorithm:
             raise _fail(f"{path}.algorithm", f"says {self.algorithm} but public_key_pem holds an {actual} key",
                         "bundle.key-mismatch")
         try:
-            check_key_name(self.note_key_name)
+            check_key_name(signing["note_key_name"])
         except FormatError as exc:
             raise _fail(f"{path}.note_key_name", str(exc), exc.code) from None
         try:
-            verifier = NoteVerifier.from_string(self.note_verifier_key)
+            verifier = NoteVerifier.from_string(signing["note_verifier_key"])
         except FormatError as exc:
             raise _fail(f"{path}.note_verifier_key", str(exc), exc.code) from None
         if verifier.public_key_der != der:
@@ -199,7 +205,7 @@ class KeyEntry:
                 f"{path}.note_verifier_key", f"is for key name {verifier.name!r}, but note_key_name is {self.note_key_name!r}",
                 "bundle.key-mismatch",
             )
-        if not _FINGERPRINT.fullmatch(self.fingerprint):
+        if not _FINGERPRINT.fullmatch(signing["fingerprint"]):
             raise _fail(f"{path}.fingerprint", "must be 64 lowercase hex digits (SHA-256 of the DER public key)")
         if self.fingerprint != fingerprint(der):
             raise _fail(f"{path}.fingerprint", f"does not match public_key_pem (SHA-256 of its DER is {fingerprint(der)})",
@@ -210,17 +216,15 @@ class KeyEntry:
     def _validated_sealing(self, path: str) -> "KeyEntry":
         if self.algorithm != ECDH_P256:
             raise _fail(f"{path}.algorithm", f"the sealing key must be {ECDH_P256}, got {self.algorithm!r}")
-        for name in SEALING_FIELDS:
-            if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                raise _fail(f"{path}.{name}", "is required for the sealing key")
+        sealing = {name: self._required_field(name, path, "the sealing key") for name in SEALING_FIELDS}
         extra = [n for n in SIGNING_FIELDS if n not in SEALING_FIELDS and getattr(self, n) is not None]
         if extra:
             raise _fail(path, f"the sealing key does not sign notes; remove {', '.join(extra)}")
-        der = _der_of_pem(self.public_key_pem, f"{path}.public_key_pem")
+        der = _der_of_pem(sealing["public_key_pem"], f"{path}.public_key_pem")
         if algorithm_of(der) != ECDSA_P256:  # i.e. the key is on P-256
             raise _fail(f"{path}.public_key_pem", "the sealing key must be an EC P-256 key")
         try:
-            point = base64.b64decode(self.public_key_point, validate=True)
+            point = base64.b64decode(sealing["public_key_point"], validate=True)
         except (binascii.Error, ValueError):
             raise _fail(f"{path}.public_key_point", "is not base64") from None
         if _der_of_point(point, f"{path}.public_key_point") != der:

@@ -169,7 +169,7 @@ def parse(data: dict, path: Path) -> Config:
     hsm.done()
     keys = root.table("keys")
     assert keys is not None
-    bundle = _path(base, keys.str("bundle"))
+    bundle = resolve_path(base, keys.str("bundle"))
     keys.done()
     storage = root.table("storage")
     assert storage is not None
@@ -180,7 +180,7 @@ def parse(data: dict, path: Path) -> Config:
     sequencer = SequencerSettings(
         batch_size=seq.int("batch_size", 1000, low=1, high=100_000),
         max_wait_ms=seq.int("max_wait_ms", 20, low=0, high=60_000),
-        state_file=_path(base, seq.str("state_file", "sequencer-state.json")),
+        state_file=resolve_path(base, seq.str("state_file", "sequencer-state.json")),
     )
     seq.done()
     srv = root.table("server", {})

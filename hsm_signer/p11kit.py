@@ -51,7 +51,7 @@ class P11KitServer:
         deadline = time.monotonic() + timeout
         while not self.socket_path.exists():
             if self.process.poll() is not None:
-                raise RuntimeError(f"p11-kit server exited: {self.process.stderr.read().decode()}")
+                raise RuntimeError(f"p11-kit server exited: {self.process.communicate()[1].decode()}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"p11-kit server did not create its socket within {timeout:.0f} s")
             time.sleep(0.02)

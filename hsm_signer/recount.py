@@ -60,12 +60,13 @@ class Recount:
         if shape is None:
             pattern, ballot_id = self._check(index, leaf)
         else:
-            ballot_id, *fields = shape.groups()
-            key = tuple(fields)
-            pattern = self._known.get(key)
-            if pattern is None:
-                pattern, _ = self._check(index, leaf)
-                self._known[key] = pattern
+            ballot_id, election, selections, kind = shape.groups()
+            key = (election, selections, kind)
+            known = self._known.get(key)
+            if known is None:
+                known, _ = self._check(index, leaf)
+                self._known[key] = known
+            pattern = known
         if ballot_id in self._ballot_ids:
             raise VerificationError(
                 f"entry {index} repeats ballot id {ballot_id.decode()} of an earlier entry: a ballot is in the log twice")

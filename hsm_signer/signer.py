@@ -145,7 +145,7 @@ class SoftwareSigner:
         return self._der
 
     def sign(self, message: bytes) -> bytes:
-        if self._algorithm == ED25519:
+        if isinstance(self._key, ed25519.Ed25519PrivateKey):
             return self._key.sign(message)
         return self._key.sign(message, ec.ECDSA(hashes.SHA256()))
 

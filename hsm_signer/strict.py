@@ -7,6 +7,7 @@ configuration and the election definition, so every config error reads the same:
 
 from __future__ import annotations
 
+import builtins
 import tomllib
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -68,7 +69,7 @@ class Table:
             raise ConfigError("must not be empty", self._name(key))
         return value
 
-    def int(self, key: str, default: Any = _MISSING, *, low: int | None = None, high: int | None = None) -> Any:
+    def int(self, key: builtins.str, default: Any = _MISSING, *, low: int | None = None, high: int | None = None) -> Any:
         value = self._get(key, (int,), "an integer", default)
         if isinstance(value, int):
             if low is not None and value < low:
@@ -77,28 +78,28 @@ class Table:
                 raise ConfigError(f"must be at most {high}, got {value}", self._name(key))
         return value
 
-    def number(self, key: str, default: Any = _MISSING, *, low: float | None = None) -> Any:
+    def number(self, key: builtins.str, default: Any = _MISSING, *, low: float | None = None) -> Any:
         value = self._get(key, (int, float), "a number", default)
         if isinstance(value, (int, float)) and low is not None and value < low:
             raise ConfigError(f"must be at least {low}, got {value}", self._name(key))
         return value
 
-    def bool(self, key: str, default: Any = _MISSING) -> Any:
+    def bool(self, key: builtins.str, default: Any = _MISSING) -> Any:
         return self._get(key, (bool,), "true or false", default)
 
-    def list(self, key: str, default: Any = _MISSING) -> Any:
+    def list(self, key: builtins.str, default: Any = _MISSING) -> Any:
         return self._get(key, (list,), "a list", default)
 
-    def table(self, key: str, default: Any = _MISSING) -> "Table | None":
+    def table(self, key: builtins.str, default: Any = _MISSING) -> "Table | None":
         value = self._get(key, (dict,), "a table", default)
         return None if value is None else Table(value, self._name(key))
 
-    def tables(self, key: str, default: Any = _MISSING) -> list["Table"]:
+    def tables(self, key: builtins.str, default: Any = _MISSING) -> builtins.list["Table"]:
         """An array of tables (``[[key]]``)."""
         items = self.list(key, default)
         return [Table(item, f"{self._name(key)}[{i}]") for i, item in enumerate(items or [])]
 
-    def each(self, key: str, read: Callable[[Any, str], T]) -> list[T]:
+    def each(self, key: builtins.str, read: Callable[[Any, builtins.str], T]) -> builtins.list[T]:
         return [read(item, f"{self._name(key)}[{i}]") for i, item in enumerate(self.list(key))]
 
     def done(self) -> None:

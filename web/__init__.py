@@ -17,6 +17,7 @@ import atexit
 from pathlib import Path
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 
 from hsm_signer import config as config_mod
 from hsm_signer.service import Service
@@ -25,6 +26,10 @@ from . import api, board, check, errors, openapi, security, verify, vote
 from .context import WebContext
 
 ENV_PREFIX = "HSM_SIGNER_WEB"
+
+
+class _DocumentOrderJSON(DefaultJSONProvider):
+    sort_keys = False  # receipts keep their documented field order
 
 
 def create_app(config: config_mod.Config | str | Path | None = None, *, service: Service | None = None,
@@ -38,7 +43,7 @@ def create_app(config: config_mod.Config | str | Path | None = None, *, service:
     cfg = service.config
 
     app = Flask(__name__)
-    app.json.sort_keys = False  # receipts keep their documented field order
+    app.json = _DocumentOrderJSON(app)
     app.config.update(
         security.DEFAULTS,
         BEHIND_TLS=cfg.server.behind_tls,

@@ -13,7 +13,7 @@ from hsm_signer.ballots import InvalidCodeError
 from hsm_signer.errors import HsmError
 
 from .context import election_record, service
-from .errors import from_exception
+from .errors import expected_error
 from .security import code_attempt
 
 bp = Blueprint("check", __name__)
@@ -34,7 +34,7 @@ def result():
     try:
         status = service().ballots.code_status(election_id, request.form.get("code", "")[:64])
     except (InvalidCodeError, HsmError) as exc:
-        error = from_exception(exc)
+        error = expected_error(exc)
         return (render_template("check.html", elections=elections, selected=election_id, error=error),
                 error.status, error.headers)
     return render_template("check_result.html", election=record.election, status=status)

@@ -18,7 +18,7 @@ import math
 import time
 
 from flask import Flask, current_app, g, jsonify, render_template, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from hsm_signer.ballots import CodeUsedError, InvalidCodeError, ReceiptPendingError
 from hsm_signer.election import BallotError
@@ -79,6 +79,14 @@ def _rate_limit_retry_after() -> str:
     return str(max(1, math.ceil(current.reset_at - time.time())))
 
 
+def expected_error(exc: Exception) -> WebError:
+    """The WebError for a core exception a view caught on purpose; anything else is re-raised (a 500)."""
+    error = from_exception(exc)
+    if error is None:
+        raise exc
+    return error
+
+
 def from_exception(exc: Exception) -> WebError | None:
     """The WebError for a core exception, or None if it is not one the web layer expects.
 
@@ -137,7 +145,7 @@ def _http_error(exc: HTTPException):
     error = WebError(code)
     if exc.code == 429:
         error.headers["Retry-After"] = _rate_limit_retry_after()
-    if exc.code == 405 and exc.valid_methods:
+    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
         error.headers["Allow"] = ", ".join(exc.valid_methods)
     return render(error)
 

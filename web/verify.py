@@ -30,14 +30,16 @@ _MAX_SIZE = 2**63 - 1
 @bp.get("/verify")
 def page():
     args = request.args
+    index = int(args["i"]) if _NUMBER.fullmatch(args.get("i", "")) else None
+    size = int(args["n"]) if _NUMBER.fullmatch(args.get("n", "")) else None
     wanted = {
         "election": args.get("e", "") if _ID.fullmatch(args.get("e", "")) else None,
-        "index": int(args["i"]) if _NUMBER.fullmatch(args.get("i", "")) else None,
-        "size": int(args["n"]) if _NUMBER.fullmatch(args.get("n", "")) else None,
+        "index": index,
+        "size": size,
         "root": args.get("r", "") if _ROOT.fullmatch(args.get("r", "")) else None,
     }
     complete = (all(v is not None for v in wanted.values())
-                and wanted["index"] < wanted["size"] <= _MAX_SIZE)
+                and index is not None and size is not None and index < size <= _MAX_SIZE)
     # A link that was cut short or mangled is worth saying so, rather than silently ignoring it.
     partial = not complete and any(name in args for name in ("e", "i", "n", "r"))
     return render_template("verify.html", wanted=wanted, complete=complete, partial=partial)

@@ -16,7 +16,7 @@ from hsm_signer.errors import HsmError
 
 from . import casting
 from .context import open_election, service
-from .errors import WebError, from_exception
+from .errors import WebError, expected_error
 from .receipts import find_receipt, receipt_view
 from .security import code_attempt
 
@@ -56,7 +56,7 @@ def ballot(election_id: str):
     try:
         status = service().ballots.code_status(election_id, code)
     except (InvalidCodeError, HsmError) as exc:
-        return _page("vote_code.html", from_exception(exc), election=election)
+        return _page("vote_code.html", expected_error(exc), election=election)
     if status.status != "unused":
         how = "by post" if status.status == "postal" else "online"
         error = WebError("code_used", f"this voting code has already been used {how}")
@@ -73,7 +73,7 @@ def confirm(election_id: str):
     try:
         clean = election.validate_selections(chosen)
     except BallotError as exc:
-        return _page("vote_ballot.html", from_exception(exc), election=election, code=code, chosen=chosen)
+        return _page("vote_ballot.html", expected_error(exc), election=election, code=code, chosen=chosen)
     return render_template("vote_confirm.html", election=election, code=code, chosen=clean)
 
 
@@ -85,10 +85,10 @@ def cast(election_id: str):
     try:
         result = casting.cast(service().ballots, election_id, code, chosen)
     except ReceiptPendingError as exc:
-        return _page("pending.html", from_exception(exc), election=election, ballot_id=exc.ballot_id)
+        return _page("pending.html", expected_error(exc), election=election, ballot_id=exc.ballot_id)
     except (InvalidCodeError, CodeUsedError, BallotError, HsmError) as exc:
         # Back to the confirmation page, with the reason and the chance to try again.
-        return _page("vote_confirm.html", from_exception(exc), election=election, code=code, chosen=chosen)
+        return _page("vote_confirm.html", expected_error(exc), election=election, code=code, chosen=chosen)
     return redirect(url_for(".receipt", election_id=election_id, ballot_id=result.ballot_id), code=303)
 
 

@@ -35,6 +35,15 @@ def command_hint() -> str:
     return shlex.quote(str(script))
 
 
+def stage_progress(prefix: str = "", stream=None) -> Callable[[str, int, int], None]:
+    """A ``(stage, done, total)`` callback: one :func:`progress_printer` per stage."""
+    printers: dict[str, Callable[[int, int], None]] = {}
+
+    def show(stage: str, done: int, total: int) -> None:
+        printers.setdefault(stage, progress_printer(prefix + stage, stream=stream or sys.stderr))(done, total)
+    return show
+
+
 def progress_printer(what: str, stream=None) -> Callable[[int, int], None]:
     """A ``(done, total)`` callback printing at most a few lines a second (to stderr by default)."""
     last = [0.0]

@@ -12,7 +12,7 @@ import time
 from ..audit import audit_record, receipt_files
 from ..bundle import KeyBundle
 from ..tally import format_tally
-from ._common import progress_printer
+from ._common import stage_progress
 
 
 def register(subparsers) -> None:
@@ -33,15 +33,10 @@ def register(subparsers) -> None:
 def run(args) -> int:
     trusted = KeyBundle.load(args.keys) if args.keys else None
     receipts = receipt_files(args.receipts) if args.receipts else []
-    printers = {}
-
-    def progress(stage: str, done: int, total: int) -> None:
-        printers.setdefault(stage, progress_printer(stage, stream=sys.stderr))(done, total)
-
     print(f"audit of the election record {args.record_dir}")
     started = time.monotonic()
     result = audit_record(args.record_dir, receipts=receipts, trusted_bundle=trusted,
-                          report=None if args.quiet else print, progress=None if args.quiet else progress)
+                          report=None if args.quiet else print, progress=None if args.quiet else stage_progress())
     elapsed = time.monotonic() - started
     print(f"PASS: election {result.election.id}: {result.tree_size:,} entries, {result.checkpoints:,} checkpoints, "
           f"{result.receipts:,} receipts; the signed tally is the count of this log ({elapsed:.1f} s)")

@@ -100,13 +100,13 @@ def _target(args):
     from .. import config as config_mod
     from ..bundle import KeyBundle
     from .health import configured_keys
-    cfg = config_mod.load(args.config)
-    if cfg.hsm.softhsm_conf is not None:
+    service_cfg = config_mod.load(args.config)
+    if service_cfg.hsm.softhsm_conf is not None:
         import os
-        os.environ["SOFTHSM2_CONF"] = str(cfg.hsm.softhsm_conf)
-    hsm = Hsm(cfg.hsm.module, token_label=cfg.hsm.token_label, token_serial=cfg.hsm.token_serial,
-              pin_source=pin_source(cfg.hsm.pin))
-    return hsm, [k.need for k in configured_keys(KeyBundle.load(cfg.key_bundle))], args.pin_length
+        os.environ["SOFTHSM2_CONF"] = str(service_cfg.hsm.softhsm_conf)
+    hsm = Hsm(service_cfg.hsm.module, token_label=service_cfg.hsm.token_label,
+              token_serial=service_cfg.hsm.token_serial, pin_source=pin_source(service_cfg.hsm.pin))
+    return hsm, [k.need for k in configured_keys(KeyBundle.load(service_cfg.key_bundle))], args.pin_length
 
 
 def check_command(args) -> int:

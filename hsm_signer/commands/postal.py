@@ -16,6 +16,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..ballots import CodeUsedError, InvalidCodeError, ReceiptPendingError
 from ..election import BallotError
@@ -80,7 +81,7 @@ def record_cmd(args) -> int:
         if receipts_dir:
             receipts_dir.mkdir(parents=True, exist_ok=True)
         start_own_sequencer(service)
-        report = {"recorded": [], "duplicates": [], "invalid": [], "pending": []}
+        report: dict[str, list[dict[str, Any]]] = {"recorded": [], "duplicates": [], "invalid": [], "pending": []}
         stored: list[tuple[int, str]] = []
         for start in range(0, len(rows), POSTAL_CHUNK):
             chunk = rows[start:start + POSTAL_CHUNK]

@@ -7,7 +7,7 @@ import sys
 from ..audit import audit_record
 from ..record import export_record
 from ..storage import open_storage
-from ._common import load_config, progress_printer
+from ._common import load_config, progress_printer, stage_progress
 
 
 def register(subparsers) -> None:
@@ -34,10 +34,7 @@ def export_cmd(args) -> int:
     print(f"wrote the record of {result.election!r} to {result.directory}: {result.tree_size} entries, "
           f"{result.checkpoints} checkpoints, {result.files} files listed in MANIFEST.json")
     if not args.no_audit:
-        printers = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            printers.setdefault(stage, progress_printer(f"audit: {stage}", stream=sys.stderr))(done, total)
-        audit_record(result.directory, report=lambda line: print(line, file=sys.stderr), progress=progress)
+        audit_record(result.directory, report=lambda line: print(line, file=sys.stderr),
+                     progress=stage_progress("audit: "))
         print(f"the record passes the audit; publish it and let anyone run: hsm-signer audit {result.directory.name}")
     return 0

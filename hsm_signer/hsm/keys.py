@@ -50,6 +50,7 @@ def public_key_der(public_key_object: Any) -> bytes:
     """DER SubjectPublicKeyInfo of a PKCS#11 EC or Edwards public key object."""
     key_type = public_key_object[Attribute.KEY_TYPE]
     point = _unwrap_octet_string(bytes(public_key_object[Attribute.EC_POINT]))
+    key: ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
     if key_type == KeyType.EC_EDWARDS:
         key = ed25519.Ed25519PublicKey.from_public_bytes(point)
     elif key_type == KeyType.EC:

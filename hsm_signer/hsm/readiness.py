@@ -22,6 +22,7 @@ import hmac
 import os
 import secrets
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
 from cryptography.hazmat.primitives import serialization
@@ -149,7 +150,7 @@ def check_token(hsm: "Hsm", needs: list[KeyNeed], *, pin_length: int | None = No
             checks.append(Check(f"{need.label}: throwaway key", SKIPPED,
                                 "not tried: the token lacks a mechanism this key needs"))
             continue
-        checks += hsm.run(f"checking a throwaway {need.algorithm} key", lambda s, n=need: _key_checks(s, n, wrapping))
+        checks += hsm.run(f"checking a throwaway {need.algorithm} key", partial(_key_checks, need=need, wrapping=wrapping))
     return ReadinessReport(token=info, checks=tuple(checks))
 
 

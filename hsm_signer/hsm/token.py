@@ -263,7 +263,12 @@ class Hsm:
         """Find the token, open a session and log in (caller holds the lock)."""
         assert self._module is not None
         lib = self._module.lib
-        query = {"token_label": self.token_label} if self.token_label else {"token_serial": self.token_serial.encode()}
+        query: dict[str, str | bytes]
+        if self.token_label:
+            query = {"token_label": self.token_label}
+        else:
+            assert self.token_serial is not None  # __init__ requires a label or a serial
+            query = {"token_serial": self.token_serial.encode()}
         try:
             try:
                 token = lib.get_token(**query)

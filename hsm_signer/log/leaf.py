@@ -20,6 +20,7 @@ import binascii
 import re
 import secrets
 from collections.abc import Iterable, Mapping
+from typing import Any
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -87,7 +88,7 @@ class Leaf:
         """A fresh leaf with a random ballot id; option lists are sorted (duplicates are an error)."""
         if not isinstance(selections, Mapping):
             raise FormatError(f"selections must be a mapping of contest id to option ids, got {selections.__class__.__name__}", "leaf.syntax")
-        prepared = {}
+        prepared: dict[str, Any] = {}  # checked and made tuples by __post_init__
         for contest, options in selections.items():
             if isinstance(options, (str, bytes)):
                 raise FormatError(f"selections.{contest} must be a list of option ids, not a single string", "leaf.syntax")

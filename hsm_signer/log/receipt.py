@@ -67,7 +67,7 @@ class Receipt:
 
     @classmethod
     def from_dict(cls, obj: object) -> "Receipt":
-        exact_object(obj, FIELDS, "receipt")
+        obj = exact_object(obj, FIELDS, "receipt")
         if obj["version"] != RECEIPT_VERSION:
             raise FormatError(f"receipt.version must be {RECEIPT_VERSION!r}, got {obj['version']!r}", "receipt.syntax")
         for name in ("election", "leaf", "checkpoint"):

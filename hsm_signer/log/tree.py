@@ -61,7 +61,7 @@ class CompactRange:
         self.size = size
         self._edge: dict[int, bytes] = dict(zip(levels, (bytes(n) for n in nodes)))
 
-    def extend(self, leaf_hashes: bytes) -> list[tuple[int, int, bytes]]:
+    def extend(self, leaf_hashes: bytes | bytearray) -> list[tuple[int, int, bytes]]:
         """Append concatenated 32-byte leaf hashes; return the new perfect subtrees.
 
         Each item is ``(level, first index, concatenated hashes)``: every leaf and every
