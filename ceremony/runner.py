@@ -291,7 +291,7 @@ class _Ceremony:
                     "a new token: choose another sealing.token_label")
             return "absent, will be initialised (SoftHSM rehearsal)"
         assert spec.initial_pin is not None
-        self._sealing_initial_pin = spec.initial_pin.build().get_pin()
+        self._sealing_initial_pin = pin_source(spec.initial_pin).get_pin()
         self.sealing_hsm = Hsm(self.config.hsm.module, token_label=spec.token_label, pin_source=_CeremonyPin(
             self._sealing_initial_pin, "the sealing token's initial PIN given to the ceremony")).open()
         if self.sealing_hsm.key_exists(spec.label):

@@ -156,8 +156,8 @@ class KeyEntry:
     @classmethod
     def from_dict(cls, obj: object, path: str = "key") -> "KeyEntry":
         fields: tuple[str, ...] = SIGNING_FIELDS
-        if isinstance(obj, dict):
-            fields = _FIELDS.get(obj.get("purpose"), SIGNING_FIELDS)
+        if isinstance(obj, dict) and isinstance(purpose := obj.get("purpose"), str):
+            fields = _FIELDS.get(purpose, SIGNING_FIELDS)
         obj = _check_fields(obj, fields, path)
         for name in fields:
             _require_str(obj, name, path)
@@ -229,7 +229,7 @@ class KeyEntry:
             raise _fail(f"{path}.public_key_point", "is not base64") from None
         if _der_of_point(point, f"{path}.public_key_point") != der:
             raise _fail(f"{path}.public_key_point", "holds a different public key than public_key_pem")
-        if not _FINGERPRINT.fullmatch(self.fingerprint) or self.fingerprint != fingerprint(der):
+        if not _FINGERPRINT.fullmatch(sealing["fingerprint"]) or sealing["fingerprint"] != fingerprint(der):
             raise _fail(f"{path}.fingerprint", f"does not match public_key_pem (SHA-256 of its DER is {fingerprint(der)})")
         return self
 

@@ -92,7 +92,7 @@ class HsmDeriver:
 
     def derive_many(self, encs: Iterable[bytes]) -> list[bytes | None]:
         """``derive`` of each point in one trip through the lock; ``None`` where the point is bad."""
-        points = []
+        points: list[bytes | None] = []
         for enc in encs:
             try:
                 points.append(check_peer_point(enc))
