@@ -18,7 +18,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from harness import (  # noqa: E402
-    P11KIT_SERVER, PG_BIN, P11KitServer, ThrowawayPostgres, TokenFactory, find_p11kit_client, require,
+    P11KIT_SERVER, PG_BIN, TEST_MODULE, TEST_PIN, TEST_PREPARE, TEST_TOKEN, OpenCryptokiSoftToken, P11KitServer,
+    ThrowawayPostgres, TokenFactory, find_p11kit_client, require, requires, served_by_softhsm,
 )
 from hsm_signer import softhsm  # noqa: E402
 from hsm_signer.hsm import FixedPin, Hsm  # noqa: E402
@@ -35,24 +36,46 @@ def softhsm_conf(tmp_path_factory) -> Path:
     return conf
 
 
+OPENCRYPTOKI_TEST_LABEL = "hsm-signer-test"
+OPENCRYPTOKI_TEST_PIN = "hsmuser1"  # openCryptoki takes 4-8 characters
+
+
 @pytest.fixture(scope="session")
-def tokens(softhsm_conf) -> TokenFactory:
-    """Makes fresh tokens: ``tokens.new()``."""
-    return TokenFactory(softhsm_conf)
+def opencryptoki_token():
+    """This machine's openCryptoki soft token, daemon started and token (re)initialised:
+    ``(OpenCryptokiSoftToken, label, user PIN)``."""
+    ock = OpenCryptokiSoftToken().start()
+    ock.init(OPENCRYPTOKI_TEST_LABEL, OPENCRYPTOKI_TEST_PIN)
+    yield ock, OPENCRYPTOKI_TEST_LABEL, OPENCRYPTOKI_TEST_PIN
+    ock.stop()
+
+
+@pytest.fixture(scope="session")
+def tokens(softhsm_conf, request) -> TokenFactory:
+    """Makes fresh tokens: ``tokens.new()``; ``tokens.shared()`` for the shared one. The module
+    under test comes from HSM_SIGNER_TEST_* (tests/harness.py), SoftHSM2 by default."""
+    if TEST_MODULE == "opencryptoki":
+        ock, label, pin = request.getfixturevalue("opencryptoki_token")
+        return TokenFactory(softhsm_conf, module=ock.module, token=label, pin=pin)
+    return TokenFactory(softhsm_conf, module=TEST_MODULE, token=TEST_TOKEN, pin=TEST_PIN, prepare=TEST_PREPARE)
 
 
 @pytest.fixture(scope="session")
 def token(tokens):
     """The shared test token (keys are created by the ``hsm`` fixture)."""
-    return tokens.new("shared")
+    return tokens.shared("shared")
 
 
 @pytest.fixture(scope="session")
 def hsm(token):
     """An open :class:`Hsm` on the shared token, with test keys:
     ``test-ecdsa`` (P-256), ``test-ed25519`` and ``test-hmac-known`` (secret TEST_HMAC_SECRET)."""
+    from pkcs11 import Mechanism
+
     from hsm_signer.hsm.manage import generate_signing_key, import_mac_key_for_tests
 
+    requires(token, Mechanism.EC_KEY_PAIR_GEN, Mechanism.ECDSA, Mechanism.EC_EDWARDS_KEY_PAIR_GEN, Mechanism.EDDSA,
+             Mechanism.SHA256_HMAC)
     h = Hsm(token.module, token_label=token.label, pin_source=FixedPin(token.user_pin)).open()
     generate_signing_key(h, "test-ecdsa", b"\x01", "ecdsa-p256")
     generate_signing_key(h, "test-ed25519", b"\x02", "ed25519")
@@ -91,7 +114,7 @@ def p11kit_socket(tmp_path_factory) -> Path:
 @pytest.fixture
 def network_hsm(network_token, p11kit_client_module, p11kit_socket):
     """``(server, hsm)``: the token through p11-kit server + client; stop/start the server."""
-    server = P11KitServer(network_token, p11kit_socket)
+    server = P11KitServer(served_by_softhsm(network_token), p11kit_socket)
     server.start()
     h = Hsm(p11kit_client_module, token_label=network_token.label,
             pin_source=FixedPin(network_token.user_pin)).open()

@@ -6,6 +6,7 @@ HSM layer) did, so a bug in one library cannot hide behind itself.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -37,16 +38,179 @@ def require(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
-class TokenFactory:
-    """Makes fresh, uniquely labelled SoftHSM2 tokens in one token directory."""
+# --- the module under test ----------------------------------------------------------------
+# The HSM-facing tests (marked ``hsm``) run against SoftHSM2 by default, and against any
+# other PKCS#11 module these variables name (docs/HSM.md, "Running the tests on your token"):
+#   HSM_SIGNER_TEST_MODULE   the module's path; "opencryptoki" starts the openCryptoki soft
+#                            token of this machine for the run (tests/harness: OpenCryptokiSoftToken)
+#   HSM_SIGNER_TEST_TOKEN    the label of a token prepared beforehand (else SoftHSM tokens are
+#                            made, reached through HSM_SIGNER_TEST_MODULE: p11-kit-proxy)
+#   HSM_SIGNER_TEST_PIN      that token's user PIN
+#   HSM_SIGNER_TEST_PREPARE  a command ``PREPARE LABEL USER_PIN`` that (re)makes a token with
+#                            that label and user PIN, for tests that need a fresh token
+# A capability the token lacks makes a test SKIP with the reason (``requires``), never pass.
+TEST_MODULE = os.environ.get("HSM_SIGNER_TEST_MODULE") or None
+TEST_TOKEN = os.environ.get("HSM_SIGNER_TEST_TOKEN") or None
+TEST_PIN = os.environ.get("HSM_SIGNER_TEST_PIN") or None
+TEST_PREPARE = os.environ.get("HSM_SIGNER_TEST_PREPARE") or None
 
-    def __init__(self, conf: Path):
+
+class TokenFactory:
+    """Makes fresh, uniquely labelled tokens: SoftHSM2 tokens in one token directory (reached
+    through ``HSM_SIGNER_TEST_MODULE`` when set), or the prepared token of another module."""
+
+    def __init__(self, conf: Path, *, module: str | None = None, token: str | None = None,
+                 pin: str | None = None, prepare=None):
         self.conf = conf
+        self.module = module
+        self.premade = token
+        self.pin = pin
+        self.prepare = prepare  # callable(label, user_pin) or a command line, or None
         self._numbers = itertools.count(1)
+
+    @property
+    def softhsm_backed(self) -> bool:
+        """True when tokens are SoftHSM tokens (reached directly or through a proxy)."""
+        return self.premade is None
+
+    def shared(self, prefix: str = "shared") -> softhsm.SoftHsmToken:
+        """The token most tests share: a new SoftHSM token, or the prepared one as it is."""
+        if self.premade is not None:
+            return self._premade(self.premade, self.pin or "")
+        return self.new(prefix)
 
     def new(self, prefix: str = "test") -> softhsm.SoftHsmToken:
         label = f"{prefix}-{os.getpid()}-{next(self._numbers)}"
-        return softhsm.init_token(self.conf, label, so_pin=SO_PIN, user_pin=USER_PIN)
+        if self.premade is not None:
+            if self.prepare is None:
+                pytest.skip(f"needs a fresh token, and {self.module} has only the prepared token "
+                            f"{self.premade!r} (set HSM_SIGNER_TEST_PREPARE to make fresh ones)")
+            label = label[:32]
+            if callable(self.prepare):
+                self.prepare(label, USER_PIN[:8])
+            else:
+                subprocess.run([*self.prepare.split(), label, USER_PIN[:8]], check=True, timeout=120)
+            return self._premade(label, USER_PIN[:8])
+        token = softhsm.init_token(self.conf, label, so_pin=SO_PIN, user_pin=USER_PIN)
+        return dataclasses.replace(token, module=self.module) if self.module else token
+
+    def _premade(self, label: str, pin: str) -> softhsm.SoftHsmToken:
+        return softhsm.SoftHsmToken(module=self.module or "", conf=self.conf, label=label, so_pin="not-known",
+                                    user_pin=pin)
+
+
+def served_by_softhsm(token: softhsm.SoftHsmToken) -> softhsm.SoftHsmToken:
+    """``token`` as a p11-kit server must load it: through SoftHSM itself, whatever module
+    the tests reach tokens through (a proxy cannot be a server's provider)."""
+    return dataclasses.replace(token, module=softhsm.require_module())
+
+
+_offered: dict[tuple[str, str], frozenset] = {}
+
+
+def requires(token: softhsm.SoftHsmToken, *mechanisms) -> None:
+    """Skip, naming the module and what it lacks, unless ``token`` offers every mechanism
+    (like python-pkcs11's own ``@requires(Mechanism.X)``). Never a failure, even in CI:
+    a capability is the token's, not a missing install."""
+    from hsm_signer.hsm import FixedPin, Hsm
+    key = (token.module, token.label)
+    if key not in _offered:
+        with Hsm(token.module, token_label=token.label, pin_source=FixedPin(token.user_pin)) as hsm:
+            _offered[key] = hsm.mechanisms()
+    missing = [f"CKM_{m.name}" for m in mechanisms if m not in _offered[key]]
+    if missing:
+        pytest.skip(f"token {token.label!r} through {token.module} lacks {', '.join(missing)}")
+
+
+OPENCRYPTOKI_MODULES = ("/usr/lib/x86_64-linux-gnu/opencryptoki/libopencryptoki.so.0",
+                        "/usr/lib/x86_64-linux-gnu/pkcs11/libopencryptoki.so",
+                        "/usr/lib/aarch64-linux-gnu/pkcs11/libopencryptoki.so")
+OPENCRYPTOKI_SO_PIN = "87654321"  # openCryptoki's factory SO PIN, kept: this token is test material
+
+
+class OpenCryptokiSoftToken:
+    """This machine's openCryptoki soft token (Debian ``opencryptoki``), for tests only.
+
+    openCryptoki keeps one soft token per machine (``/var/lib/opencryptoki/swtok``) behind
+    its slot daemon ``pkcsslotd``. :meth:`start` starts the daemon if it is not running and
+    :meth:`init` (re)initialises the token with ``pkcsconf`` — erasing it — so it is only
+    used when the token is factory-fresh or was made by these tests (label ``hsm-signer…``).
+    PINs are 4–8 characters on this token.
+    """
+
+    def __init__(self):
+        self.module = next((m for m in OPENCRYPTOKI_MODULES if os.path.exists(m)), None)
+        self.slot: int | None = None
+        self.started_pid: int | None = None
+
+    def start(self) -> "OpenCryptokiSoftToken":
+        import shutil as _shutil
+        require(self.module is not None and _shutil.which("pkcsslotd") is not None,
+                "openCryptoki is not installed (apt-get install opencryptoki)")
+        require(os.geteuid() == 0, "starting pkcsslotd and initialising its token needs root")
+        if not self._daemon_running():
+            subprocess.run(["pkcsslotd"], check=True, timeout=30)  # it forks and writes its pid file
+            deadline = time.monotonic() + 15
+            while self._daemon_pid() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.started_pid = self._daemon_pid()
+            require(self.started_pid is not None, "pkcsslotd did not start (see its messages in the system log)")
+        listing = subprocess.run(["pkcsconf", "-t"], capture_output=True, text=True, timeout=30).stdout
+        slot, label = None, None
+        for block in listing.split("Token #")[1:]:
+            if "Model: IBM SoftTok" in block:
+                slot = int(block.split()[0])
+                label = block.split("Label:")[1].splitlines()[0].strip()
+        require(slot is not None, f"openCryptoki lists no soft token (pkcsconf -t said: {listing.strip()[:200]})")
+        if label not in ("IBM OS PKCS#11", "") and not label.startswith("hsm-signer"):
+            pytest.skip(f"the openCryptoki soft token is labelled {label!r}: not made by these tests, left alone")
+        self.slot = slot
+        return self
+
+    def init(self, label: str, user_pin: str) -> None:
+        """Erase the token and initialise it: label, then the user PIN (set by the SO, then
+        changed by the user, as ``pkcsconf`` documents)."""
+        assert self.slot is not None
+        slot = str(self.slot)
+        steps = [(["pkcsconf", "-I", "-c", slot, "-S", OPENCRYPTOKI_SO_PIN], f"{label}\n"),
+                 (["pkcsconf", "-u", "-c", slot, "-S", OPENCRYPTOKI_SO_PIN, "-n", "0000"], None),
+                 (["pkcsconf", "-p", "-c", slot, "-U", "0000", "-n", user_pin], None)]
+        for command, stdin in steps:
+            done = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=60)
+            if done.returncode != 0 or "Error" in done.stdout + done.stderr:
+                raise RuntimeError(f"{command[:2]} failed: {(done.stdout + done.stderr).strip()}")
+
+    def stop(self) -> None:
+        """Stop the daemon if this harness started it (its own pid, nothing else)."""
+        if self.started_pid:
+            try:
+                os.kill(self.started_pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            # pkcsslotd stays up while a process it knows still has the module loaded; the
+            # outage tests want it gone: SIGKILL after a grace period.
+            for sig, grace in ((None, 5.0), (signal.SIGKILL, 10.0)):
+                if sig is not None and self._daemon_running():
+                    os.kill(self.started_pid, sig)
+                deadline = time.monotonic() + grace
+                while self._daemon_running() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            if self._daemon_running():
+                raise RuntimeError(f"pkcsslotd (pid {self.started_pid}) did not stop")
+            self.started_pid = None
+
+    @staticmethod
+    def _daemon_pid() -> int | None:
+        try:
+            pid = int(Path("/run/pkcsslotd.pid").read_text().strip())
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+        except (OSError, ValueError, IndexError):
+            return None
+        return pid if name == "pkcsslotd" and state not in ("Z", "X") else None
+
+    def _daemon_running(self) -> bool:
+        return self._daemon_pid() is not None
 
 
 def pykcs11(token: softhsm.SoftHsmToken, operation: str, arg: str | None = None, module: str | None = None):

@@ -24,7 +24,7 @@ from hsm_signer.ceremony.io import CeremonyAbortedError, NonInteractiveIO
 from hsm_signer.ceremony.runner import run_ceremony
 from hsm_signer.ceremony.transcript import Transcript, parse_transcript
 from hsm_signer.ceremony.verify import verify_bundle_dir
-from harness import pykcs11
+from harness import TEST_MODULE, TEST_TOKEN, pykcs11
 from hsm_signer.errors import ConfigError, HsmConfigError
 from hsm_signer.hsm import FixedPin, Hsm
 from hsm_signer.hsm.manage import generate_signing_key
@@ -33,12 +33,18 @@ from hsm_signer.log.note import NoteVerifier, sign_note, open_note
 from hsm_signer.softhsm import SoftHsmToken
 from hsm_signer.signer import verify_signature
 
+pytestmark = pytest.mark.hsm
+
 _labels = itertools.count(1)
 LABELS = ("rehearsal-checkpoint", "rehearsal-tally", "rehearsal-code-hmac")
 
 
 def rehearsal_config(softhsm_conf: Path, workdir: Path, **overrides):
     """The committed rehearsal config on a new token label, writing under ``workdir``."""
+    if TEST_TOKEN or TEST_MODULE == "opencryptoki":
+        pytest.skip("a SoftHSM rehearsal makes its own SoftHSM token; the module under test has only a prepared token")
+    if TEST_MODULE:
+        overrides = {"hsm.module": TEST_MODULE, **overrides}  # SoftHSM tokens, reached through it
     label = f"cer-{os.getpid()}-{next(_labels)}"
     return load_rehearsal({"hsm.token_label": label, "hsm.softhsm_conf": str(softhsm_conf), **overrides}, cwd=workdir)
 
@@ -265,7 +271,7 @@ def existing_token_config(softhsm_conf, tokens, workdir, monkeypatch):
     token = tokens.new("cer-existing")
     monkeypatch.setenv("CEREMONY_TEST_PIN", token.user_pin)
     config = load_rehearsal({
-        "hsm.token_label": token.label, "hsm.initialise": False,
+        "hsm.module": token.module, "hsm.token_label": token.label, "hsm.initialise": False,
         "hsm.initial_pin": {"source": "env", "variable": "CEREMONY_TEST_PIN"},
     }, cwd=workdir)
     return token, config

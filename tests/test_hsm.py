@@ -19,6 +19,8 @@ from hsm_signer.hsm import FixedPin, Hsm
 from hsm_signer.hsm.manage import generate_signing_key, key_attributes
 from hsm_signer.signer import ECDSA_P256, ED25519, verify_signature
 
+pytestmark = pytest.mark.hsm
+
 
 def test_ecdsa_signature_made_in_the_hsm_verifies_with_cryptography(hsm):
     signer = hsm.signer("test-ecdsa")
@@ -202,3 +204,9 @@ def test_opening_a_token_while_the_network_hsm_is_down_says_so(network_hsm, netw
     server.stop()
     with pytest.raises(HsmUnavailableError, match=r"HSM unavailable: cannot open token .* check that the HSM is up and reachable"):
         Hsm(p11kit_client_module, token_label=network_token.label, pin_source=FixedPin(network_token.user_pin)).open()
+
+
+def test_an_all_zero_serial_is_refused_with_advice_to_choose_by_label(token):
+    """tpm2-pkcs11 and openCryptoki report serials such as 0000000000000000."""
+    with pytest.raises(HsmConfigError, match=r"does not identify a token .*hsm.token_label"):
+        Hsm(token.module, token_serial="0000000000000000", pin_source=FixedPin("x"))

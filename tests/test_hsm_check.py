@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from harness import HSM_SIGNER_COMMAND, P11KitServer, build_faulty_module, pykcs11, require
+from harness import HSM_SIGNER_COMMAND, P11KitServer, build_faulty_module, pykcs11, require, served_by_softhsm
 from servicekit import provision
 
 pytestmark = pytest.mark.hsm
@@ -97,7 +97,7 @@ def test_health_names_an_ed25519_tally_key_behind_a_p11kit_server(tokens, tmp_pa
                                                                   p11kit_socket):
     """The p11-kit client offers no CKM_EDDSA: found by health before the poll, not at the tally."""
     kit = provision(tokens, tmp_path, tally_algorithm="ed25519", module=p11kit_client_module)
-    server = P11KitServer(kit.token, p11kit_socket).start()
+    server = P11KitServer(served_by_softhsm(kit.token), p11kit_socket).start()
     try:
         result = hsm_signer("--config", str(kit.config_path), "health")
     finally:

@@ -82,3 +82,8 @@ def describe(exc: BaseException) -> str:
     code = return_code(exc)
     name = code or type(exc).__name__
     return f"{name}: {text}" if text and code is None else name
+
+
+def serial_is_ambiguous(serial: str) -> bool:
+    """Blank or all-zero serials (tpm2-pkcs11, openCryptoki) cannot tell tokens apart."""
+    return not serial.strip() or set(serial.strip()) <= {"0"}

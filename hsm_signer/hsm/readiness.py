@@ -33,7 +33,7 @@ from pkcs11.mechanisms import CTRParams, GCMParams
 
 from ..errors import HsmError, VerificationError
 from ..signer import ECDSA_P256, ED25519, verify_signature
-from .faults import describe, return_code
+from .faults import describe, return_code, serial_is_ambiguous
 from .keys import _raw_to_der, _unwrap_octet_string, public_key_der
 from .manage import (
     MAC_TEMPLATE, SEALING_PRIVATE_TEMPLATE, SEALING_PUBLIC_TEMPLATE, SIGNING_PRIVATE_TEMPLATE,
@@ -155,11 +155,6 @@ def check_token(hsm: "Hsm", needs: list[KeyNeed], *, pin_length: int | None = No
 
 
 # --- token, login, PIN ------------------------------------------------------------------------
-def serial_is_ambiguous(serial: str) -> bool:
-    """Blank or all-zero serials (tpm2-pkcs11, openCryptoki) cannot tell tokens apart."""
-    return not serial.strip() or set(serial.strip()) <= {"0"}
-
-
 def _token_check(info: dict[str, Any]) -> Check:
     detail = (f"{info['label']!r}, {info['manufacturer']} {info['model']}, serial {info['serial'] or '(blank)'}; "
               f"module {info['module_description']} {info['module_version']}")

@@ -39,8 +39,8 @@ from ..config import HsmSettings
 from ..errors import (
     HsmConfigError, HsmError, HsmUnavailableError, KeyNotFoundError, MechanismNotSupportedError, TokenChangeFailedError,
 )
-from .faults import describe, is_transient, return_code
 from .deriver import HsmDeriver
+from .faults import describe, is_transient, return_code, serial_is_ambiguous
 from .keys import HsmMac, HsmSigner
 from .pins import PinSource, pin_source
 
@@ -79,19 +79,36 @@ class _Module:
     def __init__(self, path: str):
         self.path = path
         self.generation = 0
+        if not os.path.exists(path):
+            raise HsmConfigError(
+                f"cannot load PKCS#11 module {path!r} (no such file); set hsm.module to the path of your HSM "
+                "vendor's PKCS#11 library (SoftHSM2: /usr/lib/softhsm/libsofthsm2.so)")
         try:
             self.lib = pkcs11.lib(path)
         except RuntimeError as exc:  # PKCS11Error derives from RuntimeError
-            raise HsmConfigError(
-                f"cannot load PKCS#11 module {path!r} ({exc}); set hsm.module to the path of "
-                "your HSM vendor's PKCS#11 library (SoftHSM2: /usr/lib/softhsm/libsofthsm2.so)"
+            code = return_code(exc)
+            if code is None:  # dlopen or C_GetFunctionList failed: not a usable library
+                raise HsmConfigError(
+                    f"cannot load PKCS#11 module {path!r} ({exc}); set hsm.module to the path of "
+                    "your HSM vendor's PKCS#11 library (SoftHSM2: /usr/lib/softhsm/libsofthsm2.so)"
+                ) from None
+            # The library loaded: its path is right, but C_Initialize (called by python-pkcs11
+            # as it loads) failed: the module cannot reach what stands behind it.
+            raise HsmUnavailableError(
+                f"PKCS#11 module {path!r} loaded, but C_Initialize returned {code}: the module cannot "
+                "reach its token. Check that what it talks to is running: its daemon (openCryptoki: "
+                "pkcsslotd; tpm2-pkcs11: the TPM or its simulator), its network HSM server (p11-kit "
+                "server: P11_KIT_SERVER_ADDRESS), or the device itself, and that this user may use it"
             ) from None
 
     @classmethod
     def load(cls, path: str) -> "_Module":
-        module = cls._loaded.get(path)
+        # One module per real file: a library reached through two names (a symlink in
+        # /usr/lib/.../pkcs11/) is one library in the process, initialised once.
+        real = os.path.realpath(path)
+        module = cls._loaded.get(real)
         if module is None:
-            module = cls._loaded[path] = cls(path)
+            module = cls._loaded[real] = cls(path)
         return module
 
     def reinitialize(self) -> None:
@@ -117,6 +134,10 @@ class Hsm:
     ):
         if not (token_label or token_serial):
             raise HsmConfigError("no token chosen; set hsm.token_label (or hsm.token_serial)")
+        if not token_label and token_serial is not None and serial_is_ambiguous(token_serial):
+            raise HsmConfigError(
+                f"hsm.token_serial {token_serial!r} does not identify a token (blank or all zeros, as "
+                "tpm2-pkcs11 and openCryptoki report); choose the token by hsm.token_label instead")
         self.module_path = module
         self.token_label = token_label
         self.token_serial = token_serial
@@ -294,9 +315,13 @@ class Hsm:
                 f"{labels}); fix hsm.token_label/hsm.token_serial or initialise the token"
             ) from None
         except p11.MultipleTokensReturned:
+            if self.token_label:
+                raise HsmConfigError(
+                    f"several tokens are labelled {self.token_name}; give each token a unique label "
+                    "(or choose one with hsm.token_serial if the serials differ)") from None
             raise HsmConfigError(
-                f"several tokens match {self.token_name}; choose one with hsm.token_serial"
-            ) from None
+                f"several tokens have {self.token_name}: the serial does not identify a token here; "
+                "choose the token by hsm.token_label (give it a unique label)") from None
         if self._pin is None:
             self._pin = self._pin_source.get_pin()
         try:
@@ -374,9 +399,8 @@ class Hsm:
     def require_mechanism(self, mechanism: Mechanism, purpose: str) -> None:
         if mechanism not in self.mechanisms():
             raise MechanismNotSupportedError(
-                f"HSM token {self.token_name} does not offer {mechanism.name}, needed for {purpose}; "
-                "use a token that supports it or choose another algorithm in the configuration"
-            )
+                f"HSM token {self.token_name} (through {self.module_path}) does not offer {mechanism.name}, "
+                f"needed for {purpose}; {_advice_for(mechanism)}")
 
     def token_info(self) -> dict[str, Any]:
         def read(session: Any) -> dict[str, Any]:
@@ -471,3 +495,15 @@ def open_hsm(settings: HsmSettings) -> Hsm:
         pin_source=pin_source(settings.pin),
         retry=RetryPolicy(attempts=settings.retry_attempts, down_retry_interval=settings.down_retry_interval),
     ).open()
+
+
+def _advice_for(mechanism: Mechanism) -> str:
+    """What to do about a missing mechanism: only the choices that exist for it."""
+    if mechanism in (Mechanism.GENERIC_SECRET_KEY_GEN, Mechanism.SHA256_HMAC):
+        return ("the code key is an HMAC-SHA256 secret made in the HSM and has no other algorithm: use a token "
+                "that generates generic secret keys (CKM_GENERIC_SECRET_KEY_GEN) and offers CKM_SHA256_HMAC")
+    if mechanism in (Mechanism.EDDSA, Mechanism.EC_EDWARDS_KEY_PAIR_GEN):
+        return "use a token (and module) that offers it, or choose algorithm \"ecdsa-p256\" for this key"
+    if mechanism == Mechanism.ECDH1_DERIVE:
+        return "the sealing key needs ECDH on P-256: use a token that offers CKM_ECDH1_DERIVE"
+    return "use a token (or firmware/licence) that offers it; `hsm-signer hsm check` lists all it lacks"
