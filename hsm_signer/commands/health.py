@@ -3,7 +3,7 @@
 A self-check officials run before opening the poll: the token answers, the PIN source
 works, and each key of the published bundle performs its operation once — the signing
 keys sign a fresh message that verifies with the *published* public key, the code key
-MACs, the sealing key derives — so a key the module cannot use (an Ed25519 tally key
+MACs — so a key the module cannot use (an Ed25519 tally key
 behind the p11-kit client, which offers no CKM_EDDSA) is found before the poll opens,
 not at the tally. Nothing on the token changes. Exit status 0 only when all passed.
 """
@@ -22,11 +22,15 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def configured_keys(bundle: KeyBundle):
-    """The bundle's keys as the HSM layer's :class:`ConfiguredKey` list."""
+def configured_keys(bundle: KeyBundle, *, with_sealing: bool = False):
+    """The bundle's keys as the HSM layer's :class:`ConfiguredKey` list. The sealing key
+    lives on its own token, opened only by the tally trustees, never by the service: left
+    out unless ``with_sealing``."""
     from ..hsm.readiness import ConfiguredKey, KeyNeed
     keys = []
     for entry in bundle.keys:
+        if entry.purpose == "sealing" and not with_sealing:
+            continue
         public = entry.public_key_der if entry.public_key_pem else None
         keys.append(ConfiguredKey(KeyNeed(entry.label, entry.purpose, entry.algorithm), public))
     return keys
@@ -54,6 +58,8 @@ def run(args) -> int:
     else:
         print(f"token {info['label']!r} (serial {info['serial']}, {info['manufacturer']} {info['model']})")
         print(f"module {info['module_path']} ({info['module_description']} {info['module_version']})")
+        if any(entry.purpose == "sealing" for entry in bundle.keys):
+            print("  (the sealing key is on its own token, opened only by the tally trustees: not checked here)")
         for c in checks:
             print(f"  {c.result:<4} {c.name}: {c.detail}" + (f" -> {c.advice}" if c.advice else ""))
         print(f"status {status}" + (f": {'; '.join(f'{c.name}: {c.detail}' for c in failed)}" if failed else ""))
