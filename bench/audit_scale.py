@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from hsm_signer.audit import audit_record  # noqa: E402
 from hsm_signer.bundle import KeyBundle, KeyEntry  # noqa: E402
 from hsm_signer.election import Election  # noqa: E402
-from hsm_signer.log.checkpoint import Checkpoint, origin_for, sign_checkpoint  # noqa: E402
+from hsm_signer.log.checkpoint import Checkpoint, sign_checkpoint  # noqa: E402
 from hsm_signer.log.leaf import Leaf  # noqa: E402
 from hsm_signer.record import RECORD_VERSION, record_readme  # noqa: E402
 from hsm_signer.signer import SoftwareSigner  # noqa: E402
@@ -67,7 +67,7 @@ def build_record(directory: Path, entries: int, checkpoint_every: int, seed: int
     leaders = election.contests[0].option_ids + ((),)
     board = election.contests[1].option_ids
     recount, root = Recount(election), CompactRange()
-    origin = origin_for(election.id)
+    origin = election.log_origin
     checkpoints = 0
     # Canonical leaf bytes differ only in the ballot id: encode each distinct ballot once
     # with the real encoder and substitute fresh random ids (building is not what is timed).

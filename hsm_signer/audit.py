@@ -41,7 +41,7 @@ from pathlib import Path, PurePosixPath
 from .bundle import CHECKPOINT, TALLY, KeyBundle
 from .election import Election
 from .errors import ConfigError, FormatError, HsmSignerError, VerificationError
-from .log.checkpoint import Checkpoint, open_checkpoint, origin_for
+from .log.checkpoint import Checkpoint, open_checkpoint
 from .log.merkle import leaf_hash, verify_consistency
 from .log.note import NoteVerifier, b64encode
 from .log.receipt import Receipt
@@ -223,7 +223,7 @@ def _load_checkpoints(root: Path, bundle: KeyBundle, election: Election, *, work
     if not os.path.isdir(directory):
         raise _fail(f"the record has no {CHECKPOINTS_DIR}/ directory")
     verifier = bundle.verifier(CHECKPOINT)
-    origin = origin_for(election.id)
+    origin = election.log_origin  # as the record's election.json names it (hsm-signer/<id> in older records)
     with os.scandir(directory) as listing:
         entries = sorted(listing, key=lambda e: e.name)
     for entry in entries:
@@ -316,7 +316,7 @@ def _check_receipt(path: Path, entries_name: str, election: Election, bundle: Ke
         raise _fail(f"{where} is for election {receipt.election!r}, not {election.id!r} (this record): "
                     "it is a receipt from another election")
     try:
-        verified = verify_receipt(receipt, bundle)
+        verified = verify_receipt(receipt, bundle, origin=election.log_origin)
     except VerificationError as exc:
         raise type(exc)(f"{where} does not verify: {exc}") from None
     if verified.tree_size > final.size:
@@ -327,7 +327,7 @@ def _check_receipt(path: Path, entries_name: str, election: Election, bundle: Ke
                     "a ballot with a signed receipt was changed, moved or dropped")
     proof = tree.consistency_proof(verified.tree_size, final.size)
     try:
-        verify_receipt(receipt, bundle, tally_note, proof)
+        verify_receipt(receipt, bundle, tally_note, proof, origin=election.log_origin)
     except VerificationError as exc:
         raise type(exc)(f"{where} is not consistent with the signed tally: {exc}") from None
 
@@ -405,6 +405,8 @@ def audit_record(record_dir: str | os.PathLike, *, receipts: Iterable[str | os.P
         raise type(exc)(f"{TALLY_FILE}: {exc}") from None
     if signed_tally.election != election.id:
         raise _fail(f"{TALLY_FILE} is the tally of election {signed_tally.election!r}, not {election.id!r}")
+    if signed_tally.origin != election.log_origin:
+        raise _fail(f"{TALLY_FILE} is the tally of log {signed_tally.origin!r}, not this election's {election.log_origin!r}")
     if (signed_tally.size, signed_tally.root_hash) != (final.size, final.root_hash):
         raise _fail(f"{TALLY_FILE} is bound to a tree of {signed_tally.size} entries with root "
                     f"{b64encode(signed_tally.root_hash)}, not the final tree ({final.size} entries, root "

@@ -18,6 +18,9 @@ moved as a whole. Example (the demo writes one like it)::
     [storage]
     url = "sqlite:///ballots.sqlite3"     # or postgresql://user@host/db
 
+    [log]
+    origin_prefix = "vote.example.org"    # logs are named <origin_prefix>/<election id>: globally unique
+
     [sequencer]
     batch_size = 1000
     max_wait_ms = 20
@@ -39,7 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, FormatError
+from .log.checkpoint import LEGACY_ORIGIN_PREFIX, check_origin_prefix
 from .strict import Table, load_toml, resolve_path
 
 ENV_VAR = "HSM_SIGNER_CONFIG"
@@ -114,6 +118,7 @@ class Config:
     sequencer: SequencerSettings = SequencerSettings()
     server: ServerSettings = ServerSettings()
     voting: VotingSettings = VotingSettings()
+    origin_prefix: str | None = None  # [log] origin_prefix: new elections' logs are <prefix>/<election id>
 
     @property
     def base_dir(self) -> Path:
@@ -196,9 +201,26 @@ def parse(data: dict, path: Path) -> Config:
     assert vote is not None
     voting = VotingSettings(resubmit_window_minutes=vote.int("resubmit_window_minutes", 30, low=0, high=24 * 60))
     vote.done()
+    log_table = root.table("log", {})
+    assert log_table is not None
+    origin_prefix = _origin_prefix(log_table.str("origin_prefix", None))
+    log_table.done()
     root.done()
     return Config(path=path, hsm=settings, key_bundle=bundle, storage_url=url,
-                  sequencer=sequencer, server=server, voting=voting)
+                  sequencer=sequencer, server=server, voting=voting, origin_prefix=origin_prefix)
+
+
+def _origin_prefix(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        check_origin_prefix(value)
+    except FormatError as exc:
+        raise ConfigError(str(exc), "log.origin_prefix") from None
+    if value == LEGACY_ORIGIN_PREFIX:
+        raise ConfigError(f"{value!r} is the old default every deployment shared; use a name you control, "
+                          "such as vote.example.org", "log.origin_prefix")
+    return value
 
 
 def load(path: str | Path | None = None) -> Config:
@@ -217,7 +239,7 @@ def load(path: str | Path | None = None) -> Config:
 def config_text(*, module: str, token_label: str, pin: dict[str, str | list[str]], bundle: str,
                 softhsm_conf: str | None = None, storage_url: str = "sqlite:///ballots.sqlite3",
                 batch_size: int = 1000, max_wait_ms: int = 20, server: dict[str, str | int] | None = None,
-                header: str = "") -> str:
+                origin_prefix: str | None = None, header: str = "") -> str:
     """A configuration file's text, for the programs that write one (the demo, test and
     benchmark kits): every value quoted the one way, in the tables :func:`parse` reads."""
     def value(item: str | int | list[str]) -> str:
@@ -237,4 +259,6 @@ def config_text(*, module: str, token_label: str, pin: dict[str, str | list[str]
                                  "state_file": "sequencer-state.json"})
     if server:
         lines += [""] + table("server", server)
+    if origin_prefix:
+        lines += [""] + table("log", {"origin_prefix": origin_prefix})
     return "\n".join(lines) + "\n"

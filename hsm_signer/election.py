@@ -4,6 +4,7 @@ An election is defined in a TOML file (strictly parsed)::
 
     id = "leader-2026"
     title = "Party leadership election 2026"
+    origin = "vote.example.org/leader-2026"   # optional: else <config log.origin_prefix>/<id>
     opens_at = 2026-08-01T09:00:00Z      # optional; informational for voters
     closes_at = 2026-09-02T17:00:00Z     # optional
 
@@ -16,6 +17,11 @@ An election is defined in a TOML file (strictly parsed)::
       { id = "candidate-b", title = "Candidate B" },
     ]
 
+``origin`` names the election's log in every checkpoint (c2sp.org/tlog-checkpoint): a
+globally unique ``<prefix>/<election id>``. ``hsm-signer election create`` fills it in from
+the configuration's ``log.origin_prefix`` when the definition has none; an election stored
+before origins were configured has none, and its log keeps the old ``hsm-signer/<id>``.
+
 The life cycle is draft → open → closed, one way only; :func:`check_transition` is the
 single place that enforces it. Nothing here touches storage or the HSM.
 """
@@ -24,11 +30,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import ConfigError, ElectionError
+from .errors import FormatError
+from .log.checkpoint import check_origin, legacy_origin
 from .log.leaf import check_id
 from .strict import Table, load_toml
 
@@ -66,6 +74,18 @@ class Election:
     contests: tuple[Contest, ...]
     opens_at: str | None = None
     closes_at: str | None = None
+    origin: str | None = None
+
+    @property
+    def log_origin(self) -> str:
+        """The origin line of this election's checkpoints (``hsm-signer/<id>`` for elections defined without one)."""
+        return self.origin or legacy_origin(self.id)
+
+    def with_origin(self, prefix: str) -> "Election":
+        """This definition with origin ``<prefix>/<id>``, unless it names its origin already."""
+        if self.origin is not None:
+            return self
+        return replace(self, origin=check_origin(f"{prefix}/{self.id}", self.id))
 
     def contest(self, contest_id: str) -> Contest:
         for contest in self.contests:
@@ -104,8 +124,11 @@ class Election:
 
     # --- serialisation -------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        # No "origin" key for a definition without one, so its digest (bound into the signed
+        # tally) is what it was before origins existed.
+        origin = {} if self.origin is None else {"origin": self.origin}
         return {
-            "id": self.id, "title": self.title, "opens_at": self.opens_at, "closes_at": self.closes_at,
+            "id": self.id, "title": self.title, **origin, "opens_at": self.opens_at, "closes_at": self.closes_at,
             "contests": [{"id": c.id, "title": c.title, "max_choices": c.max_choices,
                           "options": [{"id": o.id, "title": o.title} for o in c.options]}
                          for c in self.contests],
@@ -162,6 +185,12 @@ def _checked_id(table: Table, key: str) -> str:
 def _parse(root: Table) -> Election:
     election_id = _checked_id(root, "id")
     title = root.str("title")
+    origin = root.str("origin", None)
+    if origin is not None:
+        try:
+            check_origin(origin, election_id)
+        except FormatError as exc:
+            raise ConfigError(f"{exc}; write it as <a domain you control>[/path]/{election_id}", "origin") from None
     opens_at, closes_at = _time(root, "opens_at"), _time(root, "closes_at")
     contests = []
     for table in root.tables("contests"):
@@ -187,7 +216,8 @@ def _parse(root: Table) -> Election:
         raise ConfigError("contest ids must be unique", "contests")
     if opens_at and closes_at and closes_at <= opens_at:
         raise ConfigError("closes_at must be after opens_at", "closes_at")
-    return Election(id=election_id, title=title, contests=tuple(contests), opens_at=opens_at, closes_at=closes_at)
+    return Election(id=election_id, title=title, contests=tuple(contests), opens_at=opens_at, closes_at=closes_at,
+                    origin=origin)
 
 
 def check_transition(current: str, wanted: str, election_id: str) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from .bundle import CHECKPOINT, TALLY, KeyBundle
 from .election import CLOSED, OPEN, Election, check_transition
 from .errors import ElectionError, VerificationError
-from .log.checkpoint import Checkpoint, open_checkpoint, origin_for, sign_checkpoint
+from .log.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from .tally import Tally, open_tally
 from .record import READ_CHUNK
 from .recount import count_leaves
@@ -86,7 +86,7 @@ def tally_election(service, election_id: str, *,
     if record.state != CLOSED:
         raise ElectionError(f"election {election_id!r} is {record.state}: close the poll first "
                             f"(`hsm-signer election close {election_id}`); an open poll is never tallied")
-    final = _final_checkpoint(storage, bundle, election_id)
+    final = _final_checkpoint(storage, bundle, record.election)
     tally = _count_stored(storage, record.election, final.size, progress)
     if tally.root_hash != final.root_hash:
         raise VerificationError(
@@ -103,7 +103,8 @@ def tally_election(service, election_id: str, *,
     return SignedTally(tally, note, True)
 
 
-def _final_checkpoint(storage, bundle: KeyBundle, election_id: str) -> Checkpoint:
+def _final_checkpoint(storage, bundle: KeyBundle, election: Election) -> Checkpoint:
+    election_id, origin = election.id, election.log_origin
     size = storage.tree_size(election_id)
     latest = storage.latest_checkpoint(election_id)
     if storage.pending(election_id, 1) or latest is None or latest[0] != size:
@@ -113,9 +114,9 @@ def _final_checkpoint(storage, bundle: KeyBundle, election_id: str) -> Checkpoin
         checkpoint = open_checkpoint(latest[1], [bundle.verifier(CHECKPOINT)])
     except VerificationError as exc:
         raise type(exc)(f"the stored final checkpoint of {election_id!r} does not verify: {exc}") from None
-    if checkpoint.origin != origin_for(election_id) or checkpoint.size != size:
+    if checkpoint.origin != origin or checkpoint.size != size:
         raise VerificationError(f"the stored final checkpoint of {election_id!r} is for {checkpoint.origin!r} "
-                                f"size {checkpoint.size}, not {origin_for(election_id)!r} size {size}")
+                                f"size {checkpoint.size}, not {origin!r} size {size}", "checkpoint.origin")
     return checkpoint
 
 

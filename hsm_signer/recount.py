@@ -105,7 +105,8 @@ class Recount:
                 for option in options:
                     votes[(channel, contest.id, option)] += n
         return Tally(
-            election=self.election.id, size=self.size, root_hash=root_hash, definition=definition_digest(self.election),
+            election=self.election.id, origin=self.election.log_origin, size=self.size, root_hash=root_hash,
+            definition=definition_digest(self.election),
             contests=tuple(
                 ContestCount(c.id, tuple(OptionCount(o, votes[(ONLINE_CHANNEL, c.id, o)], votes[(POSTAL_CHANNEL, c.id, o)])
                                          for o in c.option_ids), blank[c.id])

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import HsmSignerError, HsmUnavailableError, VerificationError
-from .log.checkpoint import Checkpoint, open_checkpoint, origin_for, sign_checkpoint
+from .log.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from .log.merkle import leaf_hash, verify_consistency
 from .log.note import NoteVerifier
 from .log.tree import MerkleTree
@@ -135,6 +135,14 @@ class Sequencer:
         self.sequenced = 0
         self.last_error: str | None = None
         self.healthy = True
+        self._origins: dict[str, str] = {}
+
+    def _origin(self, election_id: str) -> str:
+        """The origin line of an election's checkpoints, as its stored definition records it."""
+        origin = self._origins.get(election_id)
+        if origin is None:  # an election's origin never changes: read it once
+            origin = self._origins[election_id] = self.storage.get_election(election_id).election.log_origin
+        return origin
 
     # --- one batch ---------------------------------------------------------------------
     def sequence_once(self, election_id: str) -> int:
@@ -153,7 +161,7 @@ class Sequencer:
                 raise TamperError(
                     f"refusing to sign election {election_id!r}: the stored tree does not extend the last "
                     f"checkpoint this signer signed (size {last.size}): {exc}") from None
-        note = sign_checkpoint(Checkpoint(origin_for(election_id), size, root), self.key_name, self.signer)
+        note = sign_checkpoint(Checkpoint(self._origin(election_id), size, root), self.key_name, self.signer)
         self.storage.commit_batch(election_id, [(e.seq, (last.size if last else 0) + i) for i, e in enumerate(pending)],
                                   view.written, size, note)
         self.state.set(election_id, Signed(size, root))
@@ -219,7 +227,7 @@ class Sequencer:
         if last is not None and (last.size, last.root) != (size, root):
             raise TamperError(f"refusing to finalise election {election_id!r}: the stored tree is not the one "
                               "this signer signed last")
-        note = sign_checkpoint(Checkpoint(origin_for(election_id), size, root), self.key_name, self.signer)
+        note = sign_checkpoint(Checkpoint(self._origin(election_id), size, root), self.key_name, self.signer)
         self.storage.commit_batch(election_id, [], [], size, note)
         self.state.set(election_id, Signed(size, root))
         self.signatures += 1

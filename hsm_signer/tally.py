@@ -27,7 +27,7 @@ from .bundle import TALLY, KeyBundle
 from .canonical import canonicalize
 from .election import Election
 from .errors import FormatError, VerificationError
-from .log.checkpoint import ORIGIN_PREFIX, Checkpoint, origin_for
+from .log.checkpoint import Checkpoint, election_of_origin
 from .log.leaf import BALLOT, POSTAL, check_id
 from .log.note import b64encode, open_note
 
@@ -75,6 +75,7 @@ class Tally:
     """The counts of one election's final tree, and the tree they were counted from."""
 
     election: str
+    origin: str  # the log's checkpoint origin, <origin prefix>/<election>
     size: int
     root_hash: bytes
     definition: str
@@ -94,7 +95,7 @@ class Tally:
         return tuple(lines)
 
     def checkpoint(self) -> Checkpoint:
-        return Checkpoint(origin_for(self.election), self.size, self.root_hash, self.extension_lines())
+        return Checkpoint(self.origin, self.size, self.root_hash, self.extension_lines())
 
     def to_dict(self) -> dict:
         """A JSON-friendly summary (what the bulletin board and ``tally --json`` show)."""
@@ -119,9 +120,10 @@ class Tally:
         Raises FormatError naming the line (``tally line 5``, counted among the extension
         lines) for anything malformed, missing, repeated, out of order or inconsistent.
         """
-        if not checkpoint.origin.startswith(ORIGIN_PREFIX):
-            raise FormatError(f"tally origin {checkpoint.origin!r} is not an hsm-signer log ({ORIGIN_PREFIX}<election>)")
-        election = check_id(checkpoint.origin[len(ORIGIN_PREFIX):], "tally origin election id")
+        try:
+            election = election_of_origin(checkpoint.origin)
+        except FormatError as exc:
+            raise exc.within("tally") from None
         lines = checkpoint.extensions
         if not lines:
             raise FormatError("the checkpoint has no extension lines: it is not a tally")
@@ -213,8 +215,8 @@ class Tally:
                         f"non-blank ballots of contest {contest_id}")
                 options.append(option)
             contests.append(ContestCount(contest_id, tuple(options), blank[contest_id]))
-        tally = cls(election=election, size=checkpoint.size, root_hash=checkpoint.root_hash, definition=definition,
-                    contests=tuple(contests), ballots_online=ballots[ONLINE_CHANNEL], ballots_postal=ballots[POSTAL_CHANNEL])
+        tally = cls(election=election, origin=checkpoint.origin, size=checkpoint.size, root_hash=checkpoint.root_hash,
+                    definition=definition, contests=tuple(contests), ballots_online=ballots[ONLINE_CHANNEL], ballots_postal=ballots[POSTAL_CHANNEL])
         if tally.ballots_online + tally.ballots_postal != checkpoint.size:
             raise FormatError(
                 f"the ballot counts (online {tally.ballots_online} + postal {tally.ballots_postal}) do not add up to "

@@ -20,6 +20,9 @@ from .hsm import FixedPin, Hsm
 from .hsm.manage import generate_mac_key, generate_signing_key
 from .softhsm import SoftHsmToken
 
+TEST_ORIGIN_PREFIX = "test.hsm-signer.invalid"
+"""The log origin prefix of throw-away services (``.invalid``: a name no real deployment has)."""
+
 
 def write_service_dir(token: SoftHsmToken, directory: Path, *, ceremony_id: str, tally_algorithm: str = "ecdsa-p256",
                       module: str | None = None, batch_size: int = 1000, max_wait_ms: int = 20,
@@ -48,13 +51,20 @@ def write_service_dir(token: SoftHsmToken, directory: Path, *, ceremony_id: str,
     config_path.write_text(config_mod.config_text(
         header=header, module=module or token.module, token_label=token.label, softhsm_conf=str(token.conf),
         pin={"source": "file", "path": "user-pin.txt"}, bundle="keys", batch_size=batch_size,
-        max_wait_ms=max_wait_ms), encoding="utf-8")
+        max_wait_ms=max_wait_ms, origin_prefix=TEST_ORIGIN_PREFIX), encoding="utf-8")
     return config_path
 
 
-def open_election_on(storage, code_mac, definition: dict, count: int) -> list[tuple[str, bytes]]:
-    """Create and open an election with ``count`` codes hashed by ``code_mac``; the (code, hash) pairs."""
+def open_election_on(storage, code_mac, definition: dict, count: int,
+                     origin_prefix: str | None = None) -> list[tuple[str, bytes]]:
+    """Create and open an election with ``count`` codes hashed by ``code_mac``; the (code, hash) pairs.
+
+    Its log is ``<origin_prefix>/<id>``; without a prefix (and without an origin in the
+    definition), the ``hsm-signer/<id>`` of elections defined before origins were configured.
+    """
     election = Election.from_dict(definition)
+    if origin_prefix is not None:
+        election = election.with_origin(origin_prefix)
     storage.create_election(election)
     issued = list(codes_mod.issue(code_mac, election.id, count))
     storage.add_codes(election.id, [digest for _, digest in issued])
@@ -64,5 +74,5 @@ def open_election_on(storage, code_mac, definition: dict, count: int) -> list[tu
 
 def open_election(service, definition: dict, count: int) -> list[str]:
     """Create and open an election with ``count`` codes; return the codes (display form)."""
-    issued = open_election_on(service.storage, service.ballots.code_mac, definition, count)
+    issued = open_election_on(service.storage, service.ballots.code_mac, definition, count, service.config.origin_prefix)
     return [codes_mod.display(code) for code, _ in issued]

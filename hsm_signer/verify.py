@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from .bundle import CHECKPOINT, TALLY, KeyBundle
 from .errors import FormatError, VerificationError
-from .log.checkpoint import Checkpoint, origin_for
+from .log.checkpoint import Checkpoint, check_origin
 from .log.leaf import Leaf
 from .log.merkle import leaf_hash, verify_consistency, verify_inclusion
 from .log.note import NoteVerifier, open_note
@@ -35,6 +35,7 @@ class VerifiedReceipt:
     key_name: str
     root_hash: bytes
     ballot_id: str
+    origin: str
     later_tree_size: int | None = None
     later_key_name: str | None = None
 
@@ -63,6 +64,8 @@ def verify_receipt(
     bundle: KeyBundle,
     later_checkpoint: str | None = None,
     consistency_proof: Sequence[bytes] | None = None,
+    *,
+    origin: str | None = None,
 ) -> VerifiedReceipt:
     """Check ``receipt`` against ``bundle``; with ``later_checkpoint``, also check the log grew consistently.
 
@@ -70,6 +73,12 @@ def verify_receipt(
     checkpoint may be signed by the checkpoint key or by the tally key (the final, signed
     tally is a checkpoint too). ``consistency_proof`` proves the receipt's tree is a prefix
     of the later one; it may be omitted only when both trees have the same size.
+
+    The checkpoint's origin line must name the receipt's election (``<origin prefix>/<election>``,
+    DESIGN.md); ``origin``, when the caller knows it (from the election record, or the
+    election as the service publishes it), must be that line exactly. The origin comes from
+    the receipt, so receipts of earlier elections (``hsm-signer/<election>``) still verify.
+    The later checkpoint must be of the same log.
 
     A failure is a VerificationError whose ``step`` names the check that failed, in the
     order the browser verifier reports them: ``keys``, ``checkpoint``, ``leaf``,
@@ -83,11 +92,15 @@ def verify_receipt(
         tally_verifier = bundle.verifier(TALLY) if any(entry.purpose == TALLY for entry in bundle.keys) else None
     with _step("checkpoint"):
         checkpoint, key_name = _open_signed_checkpoint(receipt.checkpoint, [checkpoint_verifier], "receipt checkpoint")
-        origin = origin_for(receipt.election)
-        if checkpoint.origin != origin:
+        try:
+            check_origin(checkpoint.origin, receipt.election)
+        except FormatError as exc:
+            raise VerificationError(f"receipt checkpoint is for another election: {exc}", exc.code) from None
+        if origin is not None and checkpoint.origin != origin:
             raise VerificationError(
-                f"receipt checkpoint is for log {checkpoint.origin!r}, but the receipt is for election "
-                f"{receipt.election!r} (log {origin!r})", "checkpoint.origin")
+                f"receipt checkpoint is for log {checkpoint.origin!r}, but election {receipt.election!r} is log "
+                f"{origin!r}", "checkpoint.origin")
+        origin = checkpoint.origin
     with _step("leaf"):
         try:
             leaf = Leaf.from_bytes(receipt.leaf)
@@ -114,6 +127,7 @@ def verify_receipt(
         key_name=key_name,
         root_hash=checkpoint.root_hash,
         ballot_id=leaf.ballot_id,
+        origin=checkpoint.origin,
     )
     if later_checkpoint is None:
         if consistency_proof is not None:
@@ -147,7 +161,7 @@ def verify_receipt(
 def summary_line(v: VerifiedReceipt) -> str:
     """One human-readable line describing a verified receipt."""
     line = (
-        f"OK: election {v.election}: ballot {v.ballot_id} is leaf {v.leaf_index} of a log of "
+        f"OK: election {v.election}: ballot {v.ballot_id} is leaf {v.leaf_index} of log {v.origin} of "
         f"{v.tree_size} entries, checkpoint signed by {v.key_name}"
     )
     if v.later_tree_size is not None:

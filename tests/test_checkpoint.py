@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from hsm_signer.errors import FormatError, VerificationError
-from hsm_signer.log.checkpoint import Checkpoint, open_checkpoint, origin_for, sign_checkpoint
+from hsm_signer.log.checkpoint import (
+    Checkpoint,
+    check_origin,
+    check_origin_prefix,
+    election_of_origin,
+    legacy_origin,
+    open_checkpoint,
+    origin_for,
+    sign_checkpoint,
+)
 from hsm_signer.log.note import NoteVerifier
 from hsm_signer.signer import ECDSA_P256, ED25519, SoftwareSigner
 
@@ -19,10 +28,31 @@ ROOT_B64 = base64.b64encode(ROOT).decode()
 NAME = "hsm-signer.example/checkpoint"
 
 
-def test_the_origin_names_the_election():
-    assert origin_for("demo-2025") == "hsm-signer/demo-2025"
+def test_the_origin_is_a_configured_prefix_then_the_election():
+    assert origin_for("vote.example.org", "leader-2026") == "vote.example.org/leader-2026"
+    assert origin_for("vote.example.org/party", "leader-2026") == "vote.example.org/party/leader-2026"
+    assert legacy_origin("demo-2025") == "hsm-signer/demo-2025"
     with pytest.raises(FormatError, match="election id must match"):
-        origin_for("Demo 2025")
+        origin_for("vote.example.org", "Demo 2025")
+
+
+@pytest.mark.parametrize("prefix", ["", "https://vote.example.org", "vote example", "a+b.example", "vote.example.org/",
+                                    "/vote.example.org", "vote..example//x", "x" * 200, "vote.\u00e9xample.org"])
+def test_an_origin_prefix_is_a_schema_less_url_without_spaces_or_plus(prefix):
+    with pytest.raises(FormatError, match="origin prefix must be a schema-less URL") as caught:
+        check_origin_prefix(prefix)
+    assert caught.value.code == "checkpoint.origin"
+
+
+def test_an_origin_names_its_election_in_its_last_segment():
+    assert election_of_origin("vote.example.org/leader-2026") == "leader-2026"
+    assert election_of_origin("hsm-signer/demo-2025") == "demo-2025"  # records from before origins were configured
+    assert check_origin("vote.example.org/leader-2026", "leader-2026") == "vote.example.org/leader-2026"
+    for origin in ("leader-2026", "vote.example.org/Leader", "vote.example.org/leader-2026/", "/leader-2026", 5):
+        with pytest.raises(FormatError, match="is not <origin prefix>/<election id>"):
+            election_of_origin(origin)
+    with pytest.raises(FormatError, match="does not name election 'leader-2026'"):
+        check_origin("vote.example.org/leader-2027", "leader-2026")
 
 
 def test_text_form_is_origin_size_root_then_extensions_each_ending_in_newline():
@@ -33,7 +63,7 @@ def test_text_form_is_origin_size_root_then_extensions_each_ending_in_newline():
 
 def test_the_signed_tally_extension_lines_round_trip_through_a_signed_note():
     tally = Checkpoint(
-        origin_for("demo"), 9, ROOT, ("tally leader alice 5", "tally leader bob 4", "tally-channel postal 3")
+        origin_for("vote.example.org", "demo"), 9, ROOT, ("tally leader alice 5", "tally leader bob 4", "tally-channel postal 3")
     )
     signer = SoftwareSigner.generate(ED25519)
     note = sign_checkpoint(tally, "hsm-signer.example/tally", signer)
@@ -101,7 +131,7 @@ def test_a_checkpoint_that_could_not_be_written_cannot_be_built(kwargs, message)
 @pytest.mark.parametrize("algorithm", [ECDSA_P256, ED25519])
 def test_sign_and_open_with_each_algorithm(algorithm):
     signer = SoftwareSigner.generate(algorithm)
-    cp = Checkpoint(origin_for("demo"), 3, ROOT)
+    cp = Checkpoint(origin_for("vote.example.org", "demo"), 3, ROOT)
     note = sign_checkpoint(cp, NAME, signer)
     v = NoteVerifier.from_public_key(NAME, signer.public_key_der)
     assert open_checkpoint(note, [v]) == cp

@@ -26,7 +26,7 @@ def test_an_election_run_by_officials_from_the_command_line(officials, tmp_path)
     members.write_text("member_number,name\nM-001,A\nM-002,B\nM-003,C\nM-004,D\n")
 
     out, _ = officials("election", "create", str(definition))
-    assert "created election 'club-2026'" in out
+    assert "created election 'club-2026'" in out and "its log is test.hsm-signer.invalid/club-2026" in out
     _, err = officials("codes", "issue", "club-2026", "--members", str(members), "--out", str(tmp_path / "codes.csv"))
     assert "hashing codes in the HSM: 4/4 (100%)" in err
     assert stat.S_IMODE((tmp_path / "codes.csv").stat().st_mode) == 0o600
@@ -55,7 +55,7 @@ def test_an_election_run_by_officials_from_the_command_line(officials, tmp_path)
     assert "1 recorded, 1 rejected as duplicates" in out
 
     out, _ = officials("verify", str(receipt_file), "--keys", str(officials.kit.directory / "keys"))
-    assert out.startswith("OK: election club-2026:") and "leaf 0 of a log of 1 entries" in out
+    assert out.startswith("OK: election club-2026:") and "leaf 0 of log test.hsm-signer.invalid/club-2026 of 1 entries" in out
 
     out, _ = officials("election", "close", "club-2026")
     assert "is closed; final checkpoint covers 1 entries" in out
@@ -94,3 +94,34 @@ def test_a_large_postal_batch_is_stored_in_groups_with_progress(officials, tmp_p
     assert "stored 1,000 of 2,500 rows" in err and "stored 2,500 of 2,500 rows" in err
     out, _ = officials("election", "list")
     assert "club-2026\topen\t2500 entries\tcodes: 0 unused, 0 online, 2500 postal" in out
+
+
+def test_election_create_needs_a_globally_unique_log_name(officials, tmp_path):
+    """Without [log] origin_prefix (or origin in the definition), no election is created."""
+    config = officials.kit.config_path
+    config.write_text(config.read_text().split("\n[log]")[0] + "\n")
+    definition = tmp_path / "club.toml"
+    definition.write_text(DEFINITION)
+    _, err = officials("election", "create", str(definition), expect=2)
+    assert "log.origin_prefix: missing; the log of election 'club-2026' needs a globally unique name" in err
+    definition.write_text(DEFINITION.replace('title = "Club vote"', 'title = "Club vote"\norigin = "club.example/club-2026"'))
+    out, _ = officials("election", "create", str(definition))
+    assert "its log is club.example/club-2026" in out
+
+
+def test_verify_checks_the_published_origin(officials, tmp_path):
+    definition = tmp_path / "club.toml"
+    definition.write_text(DEFINITION)
+    officials("election", "create", str(definition))
+    officials("codes", "issue", "club-2026", "--count", "1", "--out", str(tmp_path / "codes.csv"))
+    code = next(csv.DictReader((tmp_path / "codes.csv").open()))["code"]
+    officials("election", "open", "club-2026")
+    (tmp_path / "postal.csv").write_text(f"code,chair\n{code},ann\n")
+    officials("postal", "record", "club-2026", "--csv", str(tmp_path / "postal.csv"), "--receipts", str(tmp_path / "r"))
+    (receipt,) = (tmp_path / "r").iterdir()
+    keys = str(officials.kit.directory / "keys")
+    out, _ = officials("verify", str(receipt), "--keys", keys, "--origin", "test.hsm-signer.invalid/club-2026")
+    assert out.startswith("OK: election club-2026:")
+    _, err = officials("verify", str(receipt), "--keys", keys, "--origin", "other.example/club-2026", expect=1)
+    assert "receipt checkpoint is for log 'test.hsm-signer.invalid/club-2026', but election 'club-2026' is log " \
+           "'other.example/club-2026'" in err

@@ -33,6 +33,12 @@ def test_defaults_and_paths_relative_to_the_file(tmp_path):
     assert cfg.sequencer.batch_size == 1000 and cfg.sequencer.state_file == tmp_path / "sequencer-state.json"
     assert (cfg.server.host, cfg.server.port, cfg.server.behind_tls) == ("127.0.0.1", 8080, False)
     assert cfg.hsm.pin.source == "prompt"
+    assert cfg.origin_prefix is None  # election create then asks for one
+
+
+def test_the_log_origin_prefix_names_this_deployment(tmp_path):
+    cfg = load(tmp_path, GOOD + '[log]\norigin_prefix = "vote.example.org/party"\n')
+    assert cfg.origin_prefix == "vote.example.org/party"
 
 
 def test_the_environment_variable_names_the_file(tmp_path, monkeypatch):
@@ -53,6 +59,12 @@ def test_the_environment_variable_names_the_file(tmp_path, monkeypatch):
     (('[storage]', '[server]\nport = 70000\n[storage]'), r"^server.port: must be at most 65535, got 70000"),
     (('[keys]\nbundle = "keys/ceremony"\n', ''), r"^keys: missing; add a table value"),
     (('source = "prompt"', 'source = "file"'), r"^hsm.pin: source is 'file' but no path is given"),
+    (('[storage]', '[log]\norigin_prefix = "https://vote.example.org"\n[storage]'),
+     r"^log.origin_prefix: origin prefix must be a schema-less URL such as vote.example.org"),
+    (('[storage]', '[log]\norigin_prefix = "vote example"\n[storage]'), r"^log.origin_prefix: origin prefix must be"),
+    (('[storage]', '[log]\norigin_prefix = "hsm-signer"\n[storage]'),
+     r"^log.origin_prefix: 'hsm-signer' is the old default every deployment shared"),
+    (('[storage]', '[log]\norigin = "vote.example.org"\n[storage]'), r"^log: unknown key 'origin'"),
 ])
 def test_mistakes_name_the_field(tmp_path, change, message):
     with pytest.raises(ConfigError, match=message):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -104,7 +105,10 @@ def test_the_demo_comes_up_takes_a_vote_and_resumes_after_a_restart(demo, tmp_pa
     status, body = demo.post("/api/v1/elections/demo-2026/ballots", {"code": codes[0], "selections": VOTE})
     assert status == 201, body
     receipt = Receipt.from_dict(body)
-    verify_receipt(receipt, bundle)
+    # Its log has a name of its own: no other demo (or deployment) signs checkpoints of it.
+    origin = verify_receipt(receipt, bundle).origin
+    assert re.fullmatch(r"demo\.hsm-signer\.invalid/[0-9a-f]{8}/demo-2026", origin), origin
+    assert f'origin_prefix = "{origin.rsplit("/", 1)[0]}"' in (demo.state / "config.toml").read_text()
 
     demo.stop()
     demo.start()

@@ -35,9 +35,25 @@ def test_a_definition_file_loads(tmp_path):
     assert Election.from_json(election.to_json()) == election
 
 
+def test_the_log_origin_is_recorded_in_the_definition(tmp_path):
+    bare = Election.load(write(tmp_path, GOOD))
+    assert bare.origin is None and bare.log_origin == "hsm-signer/leader-2026"  # as elections stored before origins
+    assert "origin" not in bare.to_dict()  # so the digest of an earlier definition is unchanged
+    named = bare.with_origin("vote.example.org")
+    assert named.log_origin == "vote.example.org/leader-2026" and named.to_dict()["origin"] == named.log_origin
+    assert Election.from_json(named.to_json()) == named
+    assert named.with_origin("other.example.org") == named  # an origin, once recorded, stays
+    own = Election.load(write(tmp_path, GOOD.replace('title = "Leadership"', 'title = "Leadership"\norigin = "x.example/leader-2026"')))
+    assert own.log_origin == "x.example/leader-2026"
+
+
 @pytest.mark.parametrize("change, message", [
     (('id = "leader-2026"', 'id = "Leader 2026"'), r"^id: 'Leader 2026' is not a valid id"),
     (('title = "Leadership"\n', 'title = "Leadership"\ncolour = "red"\n'), r"unknown key 'colour'"),
+    (('title = "Leadership"\n', 'title = "Leadership"\norigin = "vote.example.org/leader-2027"\n'),
+     r"^origin: log origin 'vote.example.org/leader-2027' does not name election 'leader-2026'"),
+    (('title = "Leadership"\n', 'title = "Leadership"\norigin = "leader-2026"\n'),
+     r"^origin: log origin 'leader-2026' is not <origin prefix>/<election id>"),
     (('title = "Leader"\n', 'title = "Leader"\nmax_choices = 3\n'), r"contests\[0\]\.max_choices: max_choices 3 exceeds the 2 options"),
     (('{ id = "b", title = "B" }', '{ id = "a", title = "B" }'), r"contests\[0\]\.options: option ids must be unique"),
     (('closes_at = 2026-09-02T17:00:00Z', 'closes_at = 2026-07-02T17:00:00Z'), r"closes_at: closes_at must be after opens_at"),

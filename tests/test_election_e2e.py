@@ -158,7 +158,7 @@ def test_the_signed_tally_verifies_with_the_documented_openssl_recipe(officials,
     result = subprocess.run(["bash", "-euc", script], cwd=scratch, capture_output=True, text=True)
     assert (result.returncode, result.stdout.strip()) == (0, "Verified OK"), result.stderr
     text = (scratch / "note.txt").read_text(encoding="utf-8")
-    assert text.startswith("hsm-signer/leader-2026\n1\n") and "\ntally leader sunak 1\n" in text
+    assert text.startswith("test.hsm-signer.invalid/leader-2026\n1\n") and "\ntally leader sunak 1\n" in text
 
     (scratch / "note.txt").write_text(text.replace("tally leader sunak 1", "tally leader sunak 2"), encoding="utf-8")
     bad = subprocess.run(["openssl", "dgst", "-sha256", "-verify", "key.pem", "-signature", "sig.der", "note.txt"],

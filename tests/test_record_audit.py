@@ -25,7 +25,7 @@ from hsm_signer.audit import audit_record, receipt_files
 from hsm_signer.bundle import CHECKPOINT, TALLY, KeyBundle
 from hsm_signer.errors import ConfigError, ElectionError, FormatError, VerificationError
 from hsm_signer.lifecycle import close_poll, tally_election
-from hsm_signer.log.checkpoint import Checkpoint, origin_for, sign_checkpoint
+from hsm_signer.log.checkpoint import Checkpoint, sign_checkpoint
 from hsm_signer.log.leaf import Leaf
 from hsm_signer.log.merkle import leaf_hash
 from hsm_signer.tally import OptionCount
@@ -101,7 +101,7 @@ def run(tokens, tmp_path_factory) -> Run:
             "earlier_tree": sign_checkpoint(earlier.checkpoint(), tally_name, tally_signer),
             "by_checkpoint_key": sign_checkpoint(tally.checkpoint(), checkpoint_name, checkpoint_signer),
             "by_software_key": sign_checkpoint(tally.checkpoint(), tally_name, SoftwareSigner.generate()),
-            "forked_checkpoint": sign_checkpoint(Checkpoint(origin_for(ELECTION), 3, forked_root), checkpoint_name,
+            "forked_checkpoint": sign_checkpoint(Checkpoint(election.log_origin, 3, forked_root), checkpoint_name,
                                                  checkpoint_signer),
         }
         # A server holding both keys rewrites ballot 2 and re-signs every checkpoint and the tally.
@@ -110,7 +110,7 @@ def run(tokens, tmp_path_factory) -> Run:
         hashes = [leaf_hash(x) for x in rewritten]
         forged["resigned"] = {
             "entries": rewritten,
-            "checkpoints": {n: sign_checkpoint(Checkpoint(origin_for(ELECTION), n, root_from_leaf_hashes(hashes[:n])),
+            "checkpoints": {n: sign_checkpoint(Checkpoint(election.log_origin, n, root_from_leaf_hashes(hashes[:n])),
                                                checkpoint_name, checkpoint_signer) for n in range(1, len(rewritten) + 1)},
             "tally": sign_checkpoint(count_leaves(election, rewritten).checkpoint(), tally_name, tally_signer),
         }
@@ -124,7 +124,7 @@ def run(tokens, tmp_path_factory) -> Run:
 
 def _unchecked_checkpoint(tally) -> Checkpoint:
     """The checkpoint of a deliberately wrong tally (the dataclass does not check the arithmetic)."""
-    return Checkpoint(origin_for(tally.election), tally.size, tally.root_hash, tally.extension_lines())
+    return Checkpoint(tally.origin, tally.size, tally.root_hash, tally.extension_lines())
 
 
 @pytest.fixture

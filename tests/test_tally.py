@@ -17,12 +17,13 @@ from hsm_signer.bundle import CHECKPOINT, TALLY
 from hsm_signer.election import Election
 from hsm_signer.errors import ElectionError, FormatError, VerificationError
 from hsm_signer.lifecycle import close_poll, tally_election
-from hsm_signer.log.checkpoint import Checkpoint, open_checkpoint, origin_for
+from hsm_signer.log.checkpoint import Checkpoint, open_checkpoint
 from hsm_signer.log.leaf import Leaf
 from hsm_signer.log.merkle import leaf_hash
 from hsm_signer.tally import Tally, definition_digest, format_tally, open_tally, tally_summary
 from hsm_signer.recount import Recount, count_leaves
 from hsm_signer.service import Service
+from hsm_signer.throwaway import TEST_ORIGIN_PREFIX
 
 from merkle_reference import root_from_leaf_hashes
 from servicekit import DEMO_ELECTION, open_election, provision
@@ -102,7 +103,7 @@ def _lines_with(change) -> Checkpoint:
     tally = count_leaves(ELECTION, sample_leaves())
     lines = list(tally.extension_lines())
     change(lines)
-    return Checkpoint(origin_for(ELECTION.id), tally.size, tally.root_hash, lines)
+    return Checkpoint(tally.origin, tally.size, tally.root_hash, lines)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -267,7 +268,7 @@ def test_the_tally_command_prints_the_counts_and_the_signed_note(service, capsys
     assert main(["--config", str(service.kit.config_path), "tally", "test-election", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["ballots"] == {"online": 2, "postal": 1, "total": 3} and data["title"] == "Test election"
-    assert data["signed_tally"].startswith("hsm-signer/test-election\n3\n")
+    assert data["signed_tally"].startswith(f"{TEST_ORIGIN_PREFIX}/test-election\n3\n")
 
 
 def test_the_full_tally_example_in_formats_md_parses_and_renders_identically():

@@ -17,7 +17,7 @@ import pytest
 
 from hsm_signer.bundle import CHECKPOINT, KeyBundle, KeyEntry
 from hsm_signer.errors import FormatError, RootMismatchError, VerificationError
-from hsm_signer.log.checkpoint import Checkpoint, origin_for, sign_checkpoint
+from hsm_signer.log.checkpoint import Checkpoint, legacy_origin, origin_for, sign_checkpoint
 from hsm_signer.log.leaf import Leaf
 from hsm_signer.log.merkle import leaf_hash
 from hsm_signer.log.receipt import Receipt
@@ -26,6 +26,7 @@ from hsm_signer.signer import ECDSA_P256, ED25519, SoftwareSigner
 from hsm_signer.verify import VerifiedReceipt, summary_line, verify_receipt
 
 ELECTION = "leader-2022"
+ORIGIN = origin_for("vote.example.org", ELECTION)
 CHECKPOINT_NAME = "hsm-signer.example/checkpoint"
 TALLY_NAME = "hsm-signer.example/tally"
 
@@ -33,7 +34,8 @@ TALLY_NAME = "hsm-signer.example/tally"
 class Election:
     """Just enough of a log to issue receipts: a tree, a checkpoint key and a tally key."""
 
-    def __init__(self, checkpoint_algorithm=ECDSA_P256, tally_algorithm=ED25519):
+    def __init__(self, checkpoint_algorithm=ECDSA_P256, tally_algorithm=ED25519, origin=ORIGIN):
+        self.origin = origin
         self.checkpoint_key = SoftwareSigner.generate(checkpoint_algorithm)
         self.tally_key = SoftwareSigner.generate(tally_algorithm)
         self.bundle = KeyBundle(
@@ -56,7 +58,7 @@ class Election:
         return list(range(first, len(self.leaves)))
 
     def checkpoint(self, extensions=(), key=None, name=CHECKPOINT_NAME) -> str:
-        cp = Checkpoint(origin_for(ELECTION), self.tree.size, self.tree.root(), tuple(extensions))
+        cp = Checkpoint(self.origin, self.tree.size, self.tree.root(), tuple(extensions))
         return sign_checkpoint(cp, name, key or self.checkpoint_key)
 
     def receipt(self, index: int, note: str) -> Receipt:
@@ -83,12 +85,40 @@ def test_a_voter_verifies_their_receipt_offline_with_the_key_bundle(election, re
     result = verify_receipt(downloaded, KeyBundle.from_json(election.bundle.to_json()))
     assert result == VerifiedReceipt(
         election=ELECTION, leaf_index=3, tree_size=5, key_name=CHECKPOINT_NAME,
-        root_hash=election.tree.root(5), ballot_id=Leaf.from_bytes(receipt.leaf).ballot_id,
+        root_hash=election.tree.root(5), ballot_id=Leaf.from_bytes(receipt.leaf).ballot_id, origin=ORIGIN,
     )
     assert summary_line(result) == (
-        f"OK: election {ELECTION}: ballot {result.ballot_id} is leaf 3 of a log of 5 entries, "
+        f"OK: election {ELECTION}: ballot {result.ballot_id} is leaf 3 of log {ORIGIN} of 5 entries, "
         f"checkpoint signed by {CHECKPOINT_NAME}"
     )
+    assert verify_receipt(downloaded, election.bundle, origin=ORIGIN) == result
+
+
+def test_a_receipt_of_an_earlier_election_with_the_old_origin_still_verifies():
+    e = Election(origin=legacy_origin(ELECTION))
+    e.cast(3)
+    receipt = e.receipt(1, e.checkpoint())
+    assert verify_receipt(receipt, e.bundle).origin == f"hsm-signer/{ELECTION}"
+    e.cast(2)
+    later = e.checkpoint()
+    assert verify_receipt(receipt, e.bundle, later, e.tree.consistency_proof(3, 5), origin=f"hsm-signer/{ELECTION}")
+
+
+def test_a_receipt_from_a_log_other_than_the_published_one_is_rejected(receipt, election):
+    """Two deployments may both run leader-2022: the published origin tells their logs apart."""
+    with pytest.raises(VerificationError, match=f"receipt checkpoint is for log '{ORIGIN}', but election "
+                                                f"'{ELECTION}' is log 'other.example.org/{ELECTION}'") as caught:
+        verify_receipt(receipt, election.bundle, origin=f"other.example.org/{ELECTION}")
+    assert (caught.value.step, caught.value.code) == ("checkpoint", "checkpoint.origin")
+
+
+def test_a_later_checkpoint_of_another_deployments_log_of_the_same_election_is_rejected(receipt, election):
+    other = sign_checkpoint(Checkpoint(f"other.example.org/{ELECTION}", 5, election.tree.root(5)), CHECKPOINT_NAME,
+                            election.checkpoint_key)
+    with pytest.raises(VerificationError, match=f"later checkpoint is for log 'other.example.org/{ELECTION}', "
+                                                f"not '{ORIGIN}'") as caught:
+        verify_receipt(receipt, election.bundle, other)
+    assert (caught.value.step, caught.value.code) == ("later-checkpoint", "checkpoint.origin")
 
 
 def test_the_receipt_is_still_in_the_final_tally_signed_by_the_tally_key():
@@ -150,7 +180,7 @@ def receipt_mutations(r: Receipt):
     lines = text.split("\n")[:-1]
     cp = Checkpoint.from_text(text)
     changed_lines = {
-        "origin": [origin_for("other-election"), *lines[1:]],
+        "origin": [origin_for("vote.example.org", "other-election"), *lines[1:]],
         "size +1": [lines[0], str(cp.size + 1), *lines[2:]],
         "size -1": [lines[0], str(cp.size - 1), *lines[2:]],
         "root": [lines[0], lines[1], base64.b64encode(_flip_bit(cp.root_hash, 0)).decode()],
@@ -194,7 +224,7 @@ def test_every_single_field_change_of_a_receipt_is_rejected(algorithm):
         (lambda r: replace(r, leaf_index=4), FormatError, "an inclusion proof for leaf 4 in a tree of size 5 has 1 hash, got 3"),
         (lambda r: replace(r, leaf_index=5), VerificationError, "receipt leaf index 5 is not covered by its checkpoint \\(tree size 5\\)"),
         (lambda r: replace(r, inclusion_proof=r.inclusion_proof[:-1]), FormatError, "receipt inclusion proof does not match the signed checkpoint: an inclusion proof for leaf 3 in a tree of size 5 has 3 hashes, got 2"),
-        (lambda r: replace(r, election="other"), VerificationError, "receipt checkpoint is for log 'hsm-signer/leader-2022', but the receipt is for election 'other'"),
+        (lambda r: replace(r, election="other"), VerificationError, f"receipt checkpoint is for another election: log origin '{ORIGIN}' does not name election 'other'"),
         (lambda r: replace(r, leaf=r.leaf.replace(b'"ballot"', b'"postal"')), RootMismatchError, "inclusion proof for leaf 3 leads to root"),
         (lambda r: replace(r, leaf=r.leaf + b" "), FormatError, "receipt leaf: leaf is not in canonical JSON form"),
         (lambda r: replace(r, checkpoint=r.checkpoint.replace("\n5\n", "\n6\n")), VerificationError, f"receipt checkpoint: signature by {CHECKPOINT_NAME} \\(key ID [0-9a-f]{{8}}\\) does not verify over the note text"),
@@ -271,11 +301,12 @@ def test_a_bad_later_checkpoint_or_proof_is_rejected(grown, change, error, messa
 
 def test_a_later_checkpoint_that_is_smaller_or_for_another_election_is_rejected(grown):
     e, receipt, later, proof = grown
-    smaller = sign_checkpoint(Checkpoint(origin_for(ELECTION), 4, e.tree.root(4)), CHECKPOINT_NAME, e.checkpoint_key)
+    smaller = sign_checkpoint(Checkpoint(ORIGIN, 4, e.tree.root(4)), CHECKPOINT_NAME, e.checkpoint_key)
     with pytest.raises(VerificationError, match="later checkpoint has tree size 4, smaller than the receipt's 5: the log shrank"):
         verify_receipt(receipt, e.bundle, smaller, [])
-    elsewhere = sign_checkpoint(Checkpoint(origin_for("other"), 9, e.tree.root(9)), CHECKPOINT_NAME, e.checkpoint_key)
-    with pytest.raises(VerificationError, match="later checkpoint is for log 'hsm-signer/other', not 'hsm-signer/leader-2022'"):
+    elsewhere = sign_checkpoint(Checkpoint(origin_for("vote.example.org", "other"), 9, e.tree.root(9)), CHECKPOINT_NAME,
+                                e.checkpoint_key)
+    with pytest.raises(VerificationError, match=f"later checkpoint is for log 'vote.example.org/other', not '{ORIGIN}'"):
         verify_receipt(receipt, e.bundle, elsewhere, proof)
 
 
@@ -331,7 +362,7 @@ def test_the_documented_shell_recipe_verifies_the_checkpoint_signature_with_open
     result = _run(recipe, receipt_on_disk)
     assert (result.returncode, result.stdout.strip()) == (0, "Verified OK"), result.stderr
     text = (receipt_on_disk / "note.txt").read_text(encoding="utf-8")
-    assert text.startswith(f"hsm-signer/{ELECTION}\n3\n") and text.endswith("=\n") and text.count("\n") == 3
+    assert text.startswith(f"{ORIGIN}\n3\n") and text.endswith("=\n") and text.count("\n") == 3
 
     tampered = receipt_on_disk / "note.txt"
     tampered.write_text(text.replace("\n3\n", "\n4\n"))

@@ -113,6 +113,9 @@ def test_the_log_endpoints_prove_inclusion_and_consistency(client, service, code
     latest = client.get(f"{API}/elections/{ELECTION}/checkpoint").get_json()
     assert latest["size"] == 5
     root = Checkpoint.from_text(parse_note(latest["checkpoint"])[0]).root_hash
+    # The election publishes the origin its checkpoints carry, so verifiers know which log to expect.
+    origin = client.get(f"{API}/elections/{ELECTION}").get_json()["origin"]
+    assert origin == Checkpoint.from_text(parse_note(latest["checkpoint"])[0]).origin == f"test.hsm-signer.invalid/{ELECTION}"
 
     first = receipts[0]
     first_size = Checkpoint.from_text(parse_note(first.checkpoint)[0]).size

@@ -85,7 +85,8 @@ def elections():
 def election(election_id: str):
     record = election_record(election_id)
     size, _ = signed_size(election_id)
-    return jsonify({**record.election.to_dict(), "state": record.state, "signed_tree_size": size})
+    return jsonify({**record.election.to_dict(), "origin": record.election.log_origin, "state": record.state,
+                    "signed_tree_size": size})
 
 
 # --- voting ------------------------------------------------------------------------------

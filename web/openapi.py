@@ -78,6 +78,7 @@ SCHEMAS = {
         "state": {"type": "string", "enum": ["draft", "open", "closed"]},
         "opens_at": {"type": ["string", "null"]}, "closes_at": {"type": ["string", "null"]}}},
     "Election": {"allOf": [_ref("ElectionSummary"), {"type": "object", "properties": {
+        "origin": {"type": "string", "description": "the origin line of the election's checkpoints"},
         "signed_tree_size": {"type": "integer"},
         "contests": {"type": "array", "items": {"type": "object", "properties": {
             "id": {"type": "string"}, "title": {"type": "string"}, "max_choices": {"type": "integer"},

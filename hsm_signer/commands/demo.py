@@ -39,14 +39,15 @@ def register(subparsers) -> None:
 
 
 def _config_text(state: Path, module: str, token_label: str, share_files: list[Path], bundle_dir: Path,
-                 port: int) -> str:
+                 port: int, origin_prefix: str) -> str:
     return config_mod.config_text(
         header="Written by `hsm-signer demo`. Rehearsal material: never for a real election.\n"
                "The PIN: two of the three rehearsal share files rebuild the token's user PIN (2-of-3).",
         module=module, token_label=token_label, softhsm_conf="softhsm/softhsm2.conf",
         pin={"source": "shares", "share_files": [os.path.relpath(p, state) for p in share_files]},
         bundle=os.path.relpath(bundle_dir, state),
-        server={"host": "127.0.0.1", "port": port, "secret_key_file": "web-secret.key"})
+        server={"host": "127.0.0.1", "port": port, "secret_key_file": "web-secret.key"},
+        origin_prefix=origin_prefix)
 
 
 def bootstrap(state: Path, port: int, codes: int = DEMO_CODES) -> Path:
@@ -76,14 +77,16 @@ def bootstrap(state: Path, port: int, codes: int = DEMO_CODES) -> Path:
         handle.write(secrets.token_hex(32))
     config_path = state / CONFIG_NAME
     tmp = state / (CONFIG_NAME + ".tmp")
+    # A name of its own for this demo's logs, unlike any other demo's: .invalid never resolves.
+    origin_prefix = f"demo.hsm-signer.invalid/{secrets.token_hex(4)}"
     tmp.write_text(_config_text(state, module, label, list(result.share_files[:ceremony.threshold]),
-                                result.bundle_dir, port), encoding="utf-8")
+                                result.bundle_dir, port, origin_prefix), encoding="utf-8")
     cfg = config_mod.parse(config_mod.load_toml(tmp), config_path)
 
     print(f"[2/4] demo election and {codes} voting codes", flush=True)
     service = Service.open(cfg)
     try:
-        election = Election.load(DEMO_DEFINITION)
+        election = Election.load(DEMO_DEFINITION).with_origin(origin_prefix)
         service.storage.create_election(election)
         issued = list(codes_mod.issue(service.ballots.code_mac, election.id, codes))
         codes_file = state / "codes.csv"

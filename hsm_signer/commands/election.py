@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..election import Election
+from ..errors import ConfigError
 from ..lifecycle import close_poll, open_poll
 from ..storage import open_storage
 from ._common import load_config
@@ -28,9 +29,17 @@ def register(subparsers) -> None:
 
 
 def create_cmd(args) -> int:
+    config = load_config(args)
     election = Election.load(args.definition)
-    open_storage(load_config(args).storage_url).create_election(election)
-    print(f"created election {election.id!r} ({election.title}) in state draft")
+    if election.origin is None:
+        if config.origin_prefix is None:
+            raise ConfigError(
+                f"missing; the log of election {election.id!r} needs a globally unique name: set origin_prefix "
+                "under [log] (a domain you control, such as vote.example.org), or origin in the definition",
+                "log.origin_prefix")
+        election = election.with_origin(config.origin_prefix)
+    open_storage(config.storage_url).create_election(election)
+    print(f"created election {election.id!r} ({election.title}) in state draft; its log is {election.origin}")
     return 0
 
 

@@ -3,7 +3,8 @@
 Offline: the receipt and the published key bundle are enough. With ``--checkpoint FILE
 --proof FILE`` (a later signed checkpoint and a consistency proof, e.g. saved from the
 bulletin board) or ``--server URL`` (fetch both from the service), it also checks that
-the log has only grown since the receipt was issued. Imports neither Flask nor pkcs11.
+the log has only grown since the receipt was issued. ``--origin`` (or the election as
+``--server`` publishes it) pins the log's origin line. Imports neither Flask nor pkcs11.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def register(subparsers) -> None:
     parser.add_argument("--checkpoint", help="a later signed checkpoint (or signed tally) file")
     parser.add_argument("--proof", help="consistency proof JSON (list of base64 hashes) to --checkpoint")
     parser.add_argument("--server", help="service base URL: fetch its latest checkpoint and a consistency proof")
+    parser.add_argument("--origin", help="the election's log origin as published (e.g. vote.example.org/leader-2026); "
+                                         "by default any <prefix>/<election> origin the receipt's checkpoint names")
     parser.set_defaults(func=run)
 
 
@@ -70,8 +73,12 @@ def _get_json(url: str) -> object:
         raise FormatError(f"the answer from {url} is not acceptable JSON: {exc}") from None
 
 
-def _from_server(base: str, receipt: Receipt) -> tuple[str, list[bytes]]:
+def _from_server(base: str, receipt: Receipt) -> tuple[str, list[bytes], str | None]:
     api = base.rstrip("/") + f"/api/v1/elections/{urllib.parse.quote(receipt.election)}"
+    election = _get_json(api)
+    origin = election.get("origin") if isinstance(election, dict) else None
+    if origin is not None and not isinstance(origin, str):
+        raise FormatError("the server's election answer has an 'origin' that is not a string")
     latest = _get_json(api + "/checkpoint")
     note = latest.get("checkpoint") if isinstance(latest, dict) else None
     if not isinstance(note, str):
@@ -79,13 +86,14 @@ def _from_server(base: str, receipt: Receipt) -> tuple[str, list[bytes]]:
     later_size = Checkpoint.from_text(parse_note(note)[0]).size
     here_size = Checkpoint.from_text(parse_note(receipt.checkpoint)[0]).size
     proof = _get_json(api + f"/proof/consistency?from={here_size}&to={later_size}")
-    return note, _proof(proof, "server consistency proof")
+    return note, _proof(proof, "server consistency proof"), origin
 
 
 def run(args) -> int:
     receipt = Receipt.from_json(_read(args.receipt, "receipt"))
     bundle = KeyBundle.load(args.keys)
     later = proof = None
+    origin = args.origin
     if args.server and args.checkpoint:
         raise ConfigError("give --server or --checkpoint, not both")
     if args.checkpoint:
@@ -98,6 +106,10 @@ def run(args) -> int:
     elif args.proof:
         raise ConfigError("--proof goes with --checkpoint")
     elif args.server:
-        later, proof = _from_server(args.server, receipt)
-    print(summary_line(verify_receipt(receipt, bundle, later, proof)))
+        later, proof, served = _from_server(args.server, receipt)
+        if origin is not None and served is not None and served != origin:
+            raise VerificationError(f"the server publishes election {receipt.election!r} as log {served!r}, not {origin!r}",
+                                    "checkpoint.origin")
+        origin = origin or served
+    print(summary_line(verify_receipt(receipt, bundle, later, proof, origin=origin)))
     return 0

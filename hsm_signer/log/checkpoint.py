@@ -23,14 +23,58 @@ from .leaf import check_id
 from .merkle import HASH_SIZE
 from .note import NoteVerifier, b64decode_strict, b64encode, open_note, sign_note
 
-ORIGIN_PREFIX = "hsm-signer/"
+LEGACY_ORIGIN_PREFIX = "hsm-signer"
+"""The origin prefix of every log before origins were configured: records and receipts from
+then (``hsm-signer/<election>``) still verify, but it is the same in every deployment, so no
+new election gets it."""
+MAX_ORIGIN = 255
+_ORIGIN_PREFIX = re.compile(r"[A-Za-z0-9._~-]+(?:/[A-Za-z0-9._~-]+)*")
 _SIZE = re.compile(r"0|[1-9][0-9]*")
 MAX_SIZE = 2**63 - 1
 
 
-def origin_for(election_id: str) -> str:
-    """The checkpoint origin line of an election's log: ``hsm-signer/<election-id>``."""
-    return ORIGIN_PREFIX + check_id(election_id, "election id")
+def check_origin_prefix(prefix: object, what: str = "origin prefix") -> str:
+    """A log origin prefix: a schema-less URL such as ``vote.example.org`` or ``vote.example.org/party``.
+
+    Path segments of letters, digits and ``. _ ~ -`` joined by ``/``: no scheme, no space, no
+    ``+`` (c2sp.org/tlog-checkpoint), no empty segment. Globally unique is the deployment's
+    promise: use a domain name you control.
+    """
+    if not isinstance(prefix, str) or not _ORIGIN_PREFIX.fullmatch(prefix) or len(prefix) > MAX_ORIGIN - 65:
+        raise FormatError(
+            f"{what} must be a schema-less URL such as vote.example.org (letters, digits, '.', '_', '~', '-' "
+            f"and '/' between them, at most {MAX_ORIGIN - 65} characters), got {prefix!r}", "checkpoint.origin")
+    return prefix
+
+
+def origin_for(prefix: str, election_id: str) -> str:
+    """The checkpoint origin of an election's log: ``<prefix>/<election id>``."""
+    return f"{check_origin_prefix(prefix)}/{check_id(election_id, 'election id')}"
+
+
+def legacy_origin(election_id: str) -> str:
+    """``hsm-signer/<election id>``: the origin of the logs of elections defined without one."""
+    return origin_for(LEGACY_ORIGIN_PREFIX, election_id)
+
+
+def election_of_origin(origin: object) -> str:
+    """The election an origin names (its last segment), if the origin is ``<prefix>/<election id>``."""
+    if isinstance(origin, str) and "/" in origin:
+        prefix, election = origin.rsplit("/", 1)
+        try:
+            check_origin_prefix(prefix)
+            return check_id(election, "election id")
+        except FormatError:
+            pass
+    raise FormatError(f"log origin {origin!r} is not <origin prefix>/<election id>", "checkpoint.origin")
+
+
+def check_origin(origin: object, election_id: str) -> str:
+    """``origin`` if it is ``<prefix>/<election_id>``, else FormatError."""
+    if election_of_origin(origin) != election_id:
+        raise FormatError(f"log origin {origin!r} does not name election {election_id!r} "
+                          f"(an origin is <origin prefix>/<election id>)", "checkpoint.origin")
+    return str(origin)
 
 
 def _check_line(value: object, what: str) -> str:

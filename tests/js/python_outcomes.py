@@ -168,11 +168,12 @@ def receipt_outcome(case: dict, bundles: dict) -> dict:
     proof = case.get("consistency_proof")
     try:
         result = verify_receipt(receipt, bundle, case.get("later_checkpoint"),
-                                None if proof is None else [B64(p) for p in proof])
+                                None if proof is None else [B64(p) for p in proof], origin=case.get("expected_origin"))
     except VerificationError as exc:
         assert exc.step is not None, f"verify_receipt raised without naming its step: {exc}"
         return failed(exc, exc.step)
-    out = {"valid": True, "leaf_index": result.leaf_index, "tree_size": result.tree_size, "ballot_id": result.ballot_id}
+    out = {"valid": True, "leaf_index": result.leaf_index, "tree_size": result.tree_size, "ballot_id": result.ballot_id,
+           "origin": result.origin}
     if result.later_tree_size is not None:
         out["later_tree_size"] = result.later_tree_size
         if any(k.purpose == TALLY for k in bundle.keys) and result.later_key_name == bundle.key(TALLY).note_key_name:

@@ -139,13 +139,14 @@ async function receiptOutcome(c, bundles) {
   const options = {};
   if ("later_checkpoint" in c) options.laterCheckpoint = c.later_checkpoint;
   if ("consistency_proof" in c) options.consistencyProof = c.consistency_proof;
+  if ("expected_origin" in c) options.origin = c.expected_origin;
   const report = await core.verifyReceipt(c.receipt, bundles[c.bundle], options);
   if (!report.ok) {
     const f = report.failure;
     return { valid: false, kind: f.kind, code: f.code, step: f.step, message: f.reason };
   }
   const r = report.result;
-  const out = { valid: true, leaf_index: r.leafIndex, tree_size: r.treeSize, ballot_id: r.ballotId };
+  const out = { valid: true, leaf_index: r.leafIndex, tree_size: r.treeSize, ballot_id: r.ballotId, origin: r.origin };
   if (r.laterTreeSize !== undefined) out.later_tree_size = r.laterTreeSize;
   if (r.tally !== undefined) out.tally = r.tally;
   return out;

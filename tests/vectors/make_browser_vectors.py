@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
 from hsm_signer.bundle import KeyBundle, KeyEntry
-from hsm_signer.log.checkpoint import Checkpoint, origin_for
+from hsm_signer.log.checkpoint import Checkpoint, legacy_origin, origin_for
 from hsm_signer.log.leaf import Leaf
 from hsm_signer.log.merkle import leaf_hash
 from hsm_signer.log.note import sign_note, verifier_key
@@ -46,6 +46,8 @@ TYPE_ED25519, TYPE_ECDSA, TYPE_3 = b"\x01", b"\x02", b"\x03"
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 ED25519_ORDER = 2**252 + 27742317777372353535851937790883648493
 ELECTION = "browser-2025"
+ORIGIN_PREFIX = "vectors.example"  # the configured, globally unique name of the vectors' "deployment"
+ORIGIN = f"{ORIGIN_PREFIX}/{ELECTION}"
 CHECKPOINT_NAME = "vectors.example/checkpoint"
 TALLY_NAME = "vectors.example/tally"
 PROVENANCE = (
@@ -122,6 +124,10 @@ RECEIPT_CODES = {
     "checkpoint/signed-by-a-stranger-under-the-checkpoint-name": "note.no-trusted-signature",
     "checkpoint/checked-against-another-ceremony": "note.no-trusted-signature",
     "checkpoint/origin-of-another-election": "checkpoint.origin",
+    "checkpoint/not-the-published-origin": "checkpoint.origin",
+    "checkpoint/old-origin-where-a-new-one-is-published": "checkpoint.origin",
+    "checkpoint/origin-without-a-prefix": "checkpoint.origin",
+    "later-checkpoint/another-deployments-log-of-the-same-election": "checkpoint.origin",
     "checkpoint/signed-text-is-not-a-checkpoint": "checkpoint.syntax",
     "checkpoint/missing-final-newline": "note.syntax",
     "leaf/of-another-election": "leaf.election",
@@ -185,7 +191,7 @@ def der_signature(r: int, s: int, pad_r: int = 0, trailing: bytes = b"") -> byte
 def note_vectors() -> dict:
     cases: list[dict] = []
     vkeys: list[dict] = []
-    text = Checkpoint(origin_for(ELECTION), 5, hashlib.sha256(b"a root").digest()).to_text()
+    text = Checkpoint(origin_for(ORIGIN_PREFIX, ELECTION), 5, hashlib.sha256(b"a root").digest()).to_text()
 
     def case(name: str, verifiers: list[str], note: str, valid: bool, kind: str | None = None, **extra) -> None:
         entry = {"name": name, "verifier_keys": verifiers, "note": note, "valid": valid}
@@ -253,11 +259,11 @@ def note_vectors() -> dict:
         case(p + "identical-signature-line-twice-counts-once", [vkey], note + note.rsplit("\n\n", 1)[1], True, text=text,
              signed_by=[name])
         case(p + "carriage-return-in-text", [vkey], note.replace("\n5\n", "\n5\r\n", 1), False, "format")
-        case(p + "tab-in-text", [vkey], note.replace("hsm-signer/", "hsm-signer/\t", 1), False, "format")
+        case(p + "tab-in-text", [vkey], note.replace(f"{ORIGIN_PREFIX}/", f"{ORIGIN_PREFIX}/\t", 1), False, "format")
         case(p + "line-after-signatures", [vkey], note + "Unexpected line.\n", False, "format")
         case(p + "no-blank-line", [vkey], text, False, "format")
         case(p + "blank-line-but-no-signature", [vkey], text + "\n", False, "format")
-        case(p + "lone-surrogate-in-text", [vkey], note.replace("hsm-signer/", "hsm-signer/\ud800", 1), False, "format")
+        case(p + "lone-surrogate-in-text", [vkey], note.replace(f"{ORIGIN_PREFIX}/", f"{ORIGIN_PREFIX}/\ud800", 1), False, "format")
         case(p + "untrusted-name-with-zero-width-no-break-space", [vkey],
              note + f"{EM_DASH} odd\ufeffname {b64(b'1234' + sig)}\n", True, text=text, signed_by=[name])
 
@@ -340,7 +346,7 @@ def checkpoint_vectors() -> dict:
         failure = {"kind": "format", "code": CHECKPOINT_CODES.get(name, "checkpoint.syntax")}
         cases.append({"name": name, "text": text, "valid": valid, **(failure if not valid else expect)})
 
-    case("happy-path", f"hsm-signer/{ELECTION}\n5\n{root}\n", True, origin=f"hsm-signer/{ELECTION}", size="5",
+    case("happy-path", f"{ORIGIN}\n5\n{root}\n", True, origin=ORIGIN, size="5",
          root=root, extensions=[])
     case("empty-tree", f"hsm-signer/{ELECTION}\n0\n{b64(hashlib.sha256(b'').digest())}\n", True,
          origin=f"hsm-signer/{ELECTION}", size="0", root=b64(hashlib.sha256(b"").digest()), extensions=[])
@@ -386,7 +392,7 @@ class Log:
         self.hashes = [leaf_hash(x) for x in self.leaves]
 
     def checkpoint(self, size: int, signer, name: str, extensions=(), origin: str | None = None) -> str:
-        cp = Checkpoint(origin or origin_for(self.election), size, root_from_leaf_hashes(self.hashes[:size]), tuple(extensions))
+        cp = Checkpoint(origin or origin_for(ORIGIN_PREFIX, self.election), size, root_from_leaf_hashes(self.hashes[:size]), tuple(extensions))
         return sign_note(cp.to_text(), name, signer)
 
     def receipt(self, index: int, size: int, note: str) -> Receipt:
@@ -460,14 +466,19 @@ def receipt_vectors() -> dict:
     cases: list[dict] = []
 
     def case(name: str, receipt: str, valid: bool, step: str | None = None, kind: str | None = None, *,
-             bundle: str = "a", later: str | None = None, proof: list[str] | None = None, **extra) -> None:
+             bundle: str = "a", later: str | None = None, proof: list[str] | None = None,
+             expected_origin: str | None = None, **extra) -> None:
         entry: dict = {"name": name, "bundle": bundle, "receipt": receipt}
+        if expected_origin is not None:
+            entry["expected_origin"] = expected_origin  # the election's origin as published, given to the verifier
         if later is not None:
             entry["later_checkpoint"] = later
         if proof is not None:
             entry["consistency_proof"] = proof
         entry["valid"] = valid
-        if not valid:
+        if valid:
+            entry.setdefault("origin", ORIGIN)
+        else:
             entry.update(step=step, kind=kind, code=RECEIPT_CODES.get(name, "proof.root-mismatch"))
             assert (kind == "root-mismatch") == (entry["code"] == "proof.root-mismatch"), name
         entry.update(extra)
@@ -499,6 +510,13 @@ def receipt_vectors() -> dict:
          proof=[b64(h) for h in consistency_proof(log.hashes, 1, LATER)], leaf_index=0, tree_size=1,
          ballot_id=Leaf.from_bytes(log.leaves[0]).ballot_id, later_tree_size=LATER)
     case("happy-path/compact-json", json.dumps(receipt_a.to_dict(), separators=(",", ":")), True, **ok)
+    case("happy-path/the-published-origin", text_a, True, expected_origin=ORIGIN, later=later_a, proof=proof_later,
+         later_tree_size=LATER, **ok)
+    old = legacy_origin(ELECTION)  # a receipt from before origins were configured
+    old_receipt = log.receipt(INDEX, SIZE, log.checkpoint(SIZE, ckpt_a, CHECKPOINT_NAME, origin=old)).to_json()
+    case("happy-path/old-origin-hsm-signer-election", old_receipt, True, later=log.checkpoint(LATER, ckpt_a, CHECKPOINT_NAME,
+         origin=old), proof=proof_later, later_tree_size=LATER, origin=old, **ok)
+    case("happy-path/old-origin-as-published", old_receipt, True, expected_origin=old, origin=old, **ok)
     case("happy-path/without-tally-key-in-bundle", text_a, True, bundle="a-without-tally-key", later=later_a,
          proof=proof_later, later_tree_size=LATER, **ok)
 
@@ -546,9 +564,15 @@ def receipt_vectors() -> dict:
          False, "checkpoint", "verification")
     case("checkpoint/checked-against-another-ceremony", text_a, False, "checkpoint", "verification", bundle="b")
     case("checkpoint/origin-of-another-election", edit(checkpoint=log.checkpoint(SIZE, ckpt_a, CHECKPOINT_NAME,
-         origin="hsm-signer/another-election")), False, "checkpoint", "verification")
+         origin=f"{ORIGIN_PREFIX}/another-election")), False, "checkpoint", "verification")
+    case("checkpoint/not-the-published-origin", text_a, False, "checkpoint", "verification",
+         expected_origin=f"other.example/{ELECTION}")
+    case("checkpoint/old-origin-where-a-new-one-is-published", old_receipt, False, "checkpoint", "verification",
+         expected_origin=ORIGIN)
+    case("checkpoint/origin-without-a-prefix", edit(checkpoint=log.checkpoint(SIZE, ckpt_a, CHECKPOINT_NAME,
+         origin=ELECTION)), False, "checkpoint", "verification")
     case("checkpoint/signed-text-is-not-a-checkpoint",
-         edit(checkpoint=sign_note(f"hsm-signer/{ELECTION}\n0{SIZE}\n{b64(bytes(32))}\n", CHECKPOINT_NAME, ckpt_a)),
+         edit(checkpoint=sign_note(f"{ORIGIN}\n0{SIZE}\n{b64(bytes(32))}\n", CHECKPOINT_NAME, ckpt_a)),
          False, "checkpoint", "format")
     case("checkpoint/missing-final-newline", edit(checkpoint=note_a[:-1]), False, "checkpoint", "format")
 
@@ -595,9 +619,13 @@ def receipt_vectors() -> dict:
     case("later-checkpoint/signed-by-a-stranger", text_a, False, "later-checkpoint", "verification",
          later=log.checkpoint(LATER, stranger, "stranger/key"), proof=proof_later)
     case("later-checkpoint/origin-of-another-election", text_a, False, "later-checkpoint", "verification",
-         later=log.checkpoint(LATER, ckpt_a, CHECKPOINT_NAME, origin="hsm-signer/another-election"), proof=proof_later)
+         later=log.checkpoint(LATER, ckpt_a, CHECKPOINT_NAME, origin=f"{ORIGIN_PREFIX}/another-election"), proof=proof_later)
     case("later-checkpoint/tally-key-not-in-bundle", text_a, False, "later-checkpoint", "verification",
          bundle="a-without-tally-key", later=tally_a_note, proof=proof_final)
+
+    case("later-checkpoint/another-deployments-log-of-the-same-election", text_a, False, "later-checkpoint",
+         "verification", later=log.checkpoint(LATER, ckpt_a, CHECKPOINT_NAME, origin=f"other.example/{ELECTION}"),
+         proof=proof_later)
 
     # consistency: the log only grew
     case("consistency/rolled-back-log", text_a, False, "consistency", "root-mismatch", later=rolled_back,
@@ -623,7 +651,8 @@ def receipt_vectors() -> dict:
     return {
         "description": "Receipt v1 vectors: a receipt (JSON text) checked against a key bundle (keys.json text, "
                        "by name in 'bundles'), optionally with a later checkpoint or signed tally and a consistency "
-                       "proof (base64 hashes). Steps, in order: keys, receipt, checkpoint, leaf, inclusion, "
+                       "proof (base64 hashes), and, where given, the election's origin as published (expected_origin). "
+                       "Steps, in order: keys, receipt, checkpoint, leaf, inclusion, "
                        "later-checkpoint, consistency. A failing case names the first step that must fail and "
                        "the kind of error; a valid case gives what must be established.",
         "provenance": PROVENANCE,

@@ -144,14 +144,14 @@ async function fetchLater(election, receiptSize) {
   try {
     laterSize = parseCheckpoint(parseNote(note).text).size; // only to ask for the right proof; checked below
   } catch {
-    return { note, proof: null, tallyWaiting };
+    return { note, proof: null, tallyWaiting, origin: info.origin };
   }
   let proof = null;
   if (laterSize > BigInt(receiptSize)) {
     proof = (await getJson(electionUrl(election, `/proof/consistency?from=${receiptSize}&to=${laterSize}`),
       "The consistency proof")).proof;
   }
-  return { note, proof, tallyWaiting };
+  return { note, proof, tallyWaiting, origin: info.origin };
 }
 
 // --- showing ------------------------------------------------------------------------------
@@ -344,8 +344,9 @@ async function runCheck(getReceipt) {
       "Whether the log has only grown since could not be checked now.");
     return;
   }
+  // The log's name as the server publishes it must be the one in the receipt too.
   const full = await verifyReceipt(receipt.text, keys.text,
-    { laterCheckpoint: later.note, consistencyProof: later.proof });
+    { laterCheckpoint: later.note, consistencyProof: later.proof, origin: later.origin });
   const notYet = { status: "pending", message: later.tallyWaiting || "This checkpoint is not the signed tally." };
   render(full.steps, full.ok && !full.result.isTally ? { tally: notYet } : {});
   await showTally(full.steps, offline.result.election);

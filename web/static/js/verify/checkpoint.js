@@ -2,12 +2,14 @@
 
 import { b64decodeStrict, codePoint, firstLoneSurrogate, quote, typeName } from "./bytes.js";
 import { FormatError } from "./errors.js";
-import { checkId } from "./leaf.js";
+import { ID_PATTERN } from "./leaf.js";
 import { HASH_SIZE } from "./merkle.js";
 
 const fail = (message) => new FormatError(message, "checkpoint.syntax");
 const MAX_SIZE = 2n ** 63n - 1n;
-export const ORIGIN_PREFIX = "hsm-signer/";
+export const LEGACY_ORIGIN_PREFIX = "hsm-signer";
+const MAX_ORIGIN = 255;
+const ORIGIN_PREFIX = /^[A-Za-z0-9._~-]+(?:\/[A-Za-z0-9._~-]+)*$/;
 
 function checkLine(value, what) {
   for (let i = 0; i < value.length; i++) {
@@ -57,6 +59,22 @@ export function tallyCounts(extensions) {
   return counts;
 }
 
-export function originFor(election) {
-  return ORIGIN_PREFIX + checkId(election, "election id");
+/** The election an origin names (its last segment), if the origin is <origin prefix>/<election id>. */
+export function electionOfOrigin(origin) {
+  if (typeof origin === "string" && origin.includes("/")) {
+    const cut = origin.lastIndexOf("/");
+    const prefix = origin.slice(0, cut);
+    const election = origin.slice(cut + 1);
+    if (ORIGIN_PREFIX.test(prefix) && prefix.length <= MAX_ORIGIN - 65 && ID_PATTERN.test(election)) return election;
+  }
+  throw new FormatError(`log origin ${quote(origin)} is not <origin prefix>/<election id>`, "checkpoint.origin");
+}
+
+/** origin if it is <prefix>/<election>, else FormatError (as hsm_signer.log.checkpoint.check_origin). */
+export function checkOrigin(origin, election) {
+  if (electionOfOrigin(origin) !== election) {
+    throw new FormatError(`log origin ${quote(origin)} does not name election ${quote(election)} ` +
+      "(an origin is <origin prefix>/<election id>)", "checkpoint.origin");
+  }
+  return origin;
 }

@@ -2,7 +2,7 @@
 
 import { b64decodeStrict, quote, toHex, typeName } from "./bytes.js";
 import { parseKeyBundle } from "./bundle.js";
-import { originFor, parseCheckpoint, tallyCounts } from "./checkpoint.js";
+import { checkOrigin, parseCheckpoint, tallyCounts } from "./checkpoint.js";
 import { FormatError, UnsupportedError, VerificationError } from "./errors.js";
 import { parseLeaf } from "./leaf.js";
 import { HASH_SIZE, leafHash, verifyConsistency, verifyInclusion } from "./merkle.js";
@@ -59,14 +59,16 @@ function toProof(list) {
  *
  * receipt, keys: JSON text, UTF-8 bytes or parsed objects (text keeps duplicate-key
  * detection). options.laterCheckpoint: the signed note; options.consistencyProof: base64
- * strings or Uint8Arrays (may be omitted when both sizes are equal).
+ * strings or Uint8Arrays (may be omitted when both sizes are equal); options.origin: the
+ * election's log origin as published, if known (otherwise any <prefix>/<election> origin
+ * the receipt's checkpoint names, so receipts of earlier elections still verify).
  *
  * Never throws for a bad receipt: resolves to {ok, steps, failure, result}, where steps is
  * [{step, title, ok, message, reason?, kind?, code?}] up to and including the first failure;
  * a failure's (step, code) are the same as hsm_signer.verify's for the same input.
  */
 export async function verifyReceipt(receipt, keys, options = {}) {
-  const { laterCheckpoint = null, consistencyProof = null } = options;
+  const { laterCheckpoint = null, consistencyProof = null, origin: expectedOrigin = null } = options;
   const steps = [];
   const result = {};
   const titles = Object.fromEntries(STEPS.map((s) => [s.step, s.title]));
@@ -97,15 +99,22 @@ export async function verifyReceipt(receipt, keys, options = {}) {
     } catch (exc) {
       throw within(exc, "receipt checkpoint");
     }
-    const origin = originFor(r.election);
-    if (checkpoint.origin !== origin) {
-      throw new VerificationError(`receipt checkpoint is for log ${quote(checkpoint.origin)}, but the receipt is for ` +
-        `election ${quote(r.election)} (log ${quote(origin)})`, "checkpoint.origin");
+    try {
+      checkOrigin(checkpoint.origin, r.election);
+    } catch (exc) {
+      throw new VerificationError(`receipt checkpoint is for another election: ${exc.message}`, exc.code);
     }
-    Object.assign(result, { treeSize: plain(checkpoint.size), keyName: opened.signedBy[0], rootHash: toHex(checkpoint.rootHash) });
+    if (expectedOrigin !== null && expectedOrigin !== undefined && checkpoint.origin !== expectedOrigin) {
+      throw new VerificationError(`receipt checkpoint is for log ${quote(checkpoint.origin)}, but election ` +
+        `${quote(r.election)} is log ${quote(expectedOrigin)}`, "checkpoint.origin");
+    }
+    const origin = checkpoint.origin;
+    Object.assign(result, {
+      treeSize: plain(checkpoint.size), keyName: opened.signedBy[0], rootHash: toHex(checkpoint.rootHash), origin,
+    });
     pass("checkpoint",
       `The log checkpoint in your receipt is signed by the election's checkpoint key (${opened.signedBy[0]}): ` +
-      `the log of election ${r.election} then had ${entries(checkpoint.size)}.`);
+      `the log of election ${r.election} (${origin}) then had ${entries(checkpoint.size)}.`);
 
     current = "leaf";
     let leaf;
