@@ -109,6 +109,7 @@ RECEIPT_CODES = {
     "receipt/leaf-index-negative": "receipt.syntax",
     "receipt/leaf-index-with-fraction": "json.number",
     "receipt/leaf-index-true": "receipt.syntax",
+    "receipt/version-an-object-holding-a-20-digit-integer": "receipt.syntax",
     "receipt/duplicate-key": "json.duplicate-key",
     "receipt/election-uppercase": "id",
     "receipt/proof-hash-31-bytes": "receipt.syntax",
@@ -538,6 +539,8 @@ def receipt_vectors() -> dict:
     case("receipt/leaf-index-with-fraction", text_a.replace(f'"leaf_index": {INDEX},', f'"leaf_index": {INDEX}.0,'),
          False, "receipt", "format")
     case("receipt/leaf-index-true", edit(leaf_index=True), False, "receipt", "format")
+    case("receipt/version-an-object-holding-a-20-digit-integer",
+         text_a.replace('"hsm-signer/receipt/v1"', '{"v": 12345678901234567890}'), False, "receipt", "format")
     case("receipt/duplicate-key", text_a.replace('"leaf_index"', f'"leaf_index": {INDEX + 1},\n  "leaf_index"'),
          False, "receipt", "format")
     case("receipt/election-uppercase", edit(election=ELECTION.upper()), False, "receipt", "format")

@@ -81,7 +81,12 @@ export function codePoint(code) {
 export function quote(value) {
   if (typeof value === "string") return JSON.stringify(value);
   if (typeof value === "bigint") return value.toString();
-  return value === undefined ? "nothing" : JSON.stringify(value) ?? String(value);
+  if (value === undefined) return "nothing";
+  try {
+    return JSON.stringify(value) ?? typeName(value);
+  } catch {
+    return typeName(value); // e.g. an object holding a BigInt, which JSON.stringify refuses
+  }
 }
 
 /** What kind of JSON value this is, for "must be X, got Y" messages. */
