@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from .bundle import CHECKPOINT, TALLY, KeyBundle
 from .errors import FormatError, VerificationError
 from .log.checkpoint import Checkpoint, check_origin
-from .log.leaf import Leaf
+from .log.leaf import SealedLeaf, parse_leaf
 from .log.merkle import leaf_hash, verify_consistency, verify_inclusion
 from .log.note import NoteVerifier, open_note
-from .log.receipt import Receipt
+from .log.receipt import RECEIPT_V2_VERSION, Receipt
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class VerifiedReceipt:
     root_hash: bytes
     ballot_id: str
     origin: str
+    tracker: str | None = None
     later_tree_size: int | None = None
     later_key_name: str | None = None
 
@@ -103,9 +104,12 @@ def verify_receipt(
         origin = checkpoint.origin
     with _step("leaf"):
         try:
-            leaf = Leaf.from_bytes(receipt.leaf)
+            leaf = parse_leaf(receipt.leaf)
         except FormatError as exc:
             raise exc.within("receipt leaf") from None
+        if isinstance(leaf, SealedLeaf) != (receipt.version == RECEIPT_V2_VERSION):
+            raise FormatError("receipt leaf: a receipt v2 carries a sealed leaf (v2), a receipt v1 a leaf v1",
+                              "receipt.leaf-version")
         if leaf.election != receipt.election:
             raise VerificationError(
                 f"receipt leaf is for election {leaf.election!r}, but the receipt is for {receipt.election!r}", "leaf.election")
@@ -128,6 +132,7 @@ def verify_receipt(
         root_hash=checkpoint.root_hash,
         ballot_id=leaf.ballot_id,
         origin=checkpoint.origin,
+        tracker=receipt.tracker if receipt.version == RECEIPT_V2_VERSION else None,
     )
     if later_checkpoint is None:
         if consistency_proof is not None:
@@ -160,8 +165,9 @@ def verify_receipt(
 
 def summary_line(v: VerifiedReceipt) -> str:
     """One human-readable line describing a verified receipt."""
+    what = f"sealed ballot {v.tracker}" if v.tracker else f"ballot {v.ballot_id}"
     line = (
-        f"OK: election {v.election}: ballot {v.ballot_id} is leaf {v.leaf_index} of log {v.origin} of "
+        f"OK: election {v.election}: {what} is leaf {v.leaf_index} of log {v.origin} of "
         f"{v.tree_size} entries, checkpoint signed by {v.key_name}"
     )
     if v.later_tree_size is not None:

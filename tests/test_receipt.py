@@ -53,7 +53,7 @@ def _mutated(**changes) -> str:
         (_mutated(version=...), "receipt is missing field\\(s\\): version"),
         (_mutated(leaf=..., checkpoint=...), "missing field\\(s\\): leaf, checkpoint"),
         (_mutated(voter="alice"), "receipt has unknown field\\(s\\): voter"),
-        (_mutated(version="hsm-signer/receipt/v2"), "receipt.version must be 'hsm-signer/receipt/v1'"),
+        (_mutated(version="hsm-signer/receipt/v0"), "receipt.version must be 'hsm-signer/receipt/v2'"),
         (_mutated(election=5), "receipt.election must be a string, got int"),
         (_mutated(election="E 1"), "receipt.election must match"),
         (_mutated(leaf_index="3"), "receipt.leaf_index must be an integer, got str"),

@@ -533,7 +533,7 @@ def receipt_vectors() -> dict:
     obj = receipt_a.to_dict()
     del obj["leaf_index"]
     case("receipt/missing-leaf-index", json.dumps(obj), False, "receipt", "format")
-    case("receipt/wrong-version", edit(version="hsm-signer/receipt/v2"), False, "receipt", "format")
+    case("receipt/wrong-version", edit(version="hsm-signer/receipt/v0"), False, "receipt", "format")
     case("receipt/leaf-index-as-string", edit(leaf_index=str(INDEX)), False, "receipt", "format")
     case("receipt/leaf-index-negative", edit(leaf_index=-1), False, "receipt", "format")
     case("receipt/leaf-index-with-fraction", text_a.replace(f'"leaf_index": {INDEX},', f'"leaf_index": {INDEX}.0,'),
