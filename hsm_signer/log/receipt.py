@@ -90,7 +90,7 @@ class Receipt:
     @classmethod
     def from_dict(cls, obj: object) -> "Receipt":
         if not isinstance(obj, dict):
-            exact_object(obj, V2_FIELDS, "receipt")  # says what it is instead
+            raise FormatError(f"receipt must be a JSON object, got {type(obj).__name__}", "json.fields")
         version = obj.get("version")
         if "version" in obj and version not in RECEIPT_VERSIONS:
             raise FormatError(f"receipt.version must be {RECEIPT_V2_VERSION!r} (or {RECEIPT_VERSION!r} for an "
