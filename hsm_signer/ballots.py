@@ -32,15 +32,16 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from . import codes as codes_mod
 from .election import OPEN, BallotError, Election
-from .errors import ElectionError, HsmSignerError, HsmUnavailableError, PollNotOpenError
-from .log.leaf import BALLOT, POSTAL as POSTAL_LEAF, Leaf
+from .errors import ElectionError, FormatError, HsmSignerError, HsmUnavailableError, PollNotOpenError
+from .log import sealed as sealed_mod
+from .log.leaf import BALLOT, BALLOT_ID_PATTERN, POSTAL as POSTAL_LEAF, Leaf, SealedLeaf, new_ballot_id
 from .log.receipt import Receipt
 from .log.tree import MerkleTree
 from .intake import CastIntake
 from .sequencer import Notifier
 from .signer import Mac
 from .canonical import canonicalize
-from .storage.base import ONLINE, POSTAL, CastOutcome, CastRequest, Storage, StoreView, UnknownCodeError
+from .storage.base import ONLINE, POSTAL, BallotIdTakenError, CastOutcome, CastRequest, Storage, StoreView, UnknownCodeError
 
 #: How long after casting the identical ballot, sent again with its code, gets the same receipt.
 RESUBMIT_WINDOW = 30 * 60.0
@@ -106,6 +107,14 @@ def open_link(code: str, election_id: str, link: bytes) -> tuple[str, bytes]:
 
 
 @dataclass(frozen=True)
+class SealedBallot:
+    """A ballot the voter's browser sealed: its random ballot id and ``enc || ct``."""
+
+    ballot_id: str
+    sealed: bytes
+
+
+@dataclass(frozen=True)
 class Submission:
     ballot_id: str
     new: bool  # stored by this call; False: the same ballot was already stored with this code
@@ -132,8 +141,13 @@ class BallotBox:
                  receipt_timeout: float = 10.0, poll_interval: float = 0.02,
                  signer_healthy: Callable[[], bool] | None = None, unhealthy_grace: float = 1.0,
                  intake: CastIntake | None = None, resubmit_window: float = RESUBMIT_WINDOW,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, sealing_key: bytes | None = None):
         self.storage = storage
+        # The election's sealing key (uncompressed P-256 point): ballots are sealed to it at
+        # once and stored as leaf v2; the clear selections are never kept. Without one (a key
+        # bundle from before sealed ballots) ballots are stored as leaf v1.
+        self.sealing_key = sealing_key
+        self._sizes: dict[str, int] = {}
         self.resubmit_window = resubmit_window
         self.clock = clock
         # Ballots are stored through one writer per process, grouped per transaction.
@@ -167,13 +181,21 @@ class BallotBox:
             raise InvalidCodeError() from None
         return CodeStatus(status)
 
+    def padded_size(self, election: Election) -> int:
+        """The sealed plaintext size of ``election`` (published with it, for the browser)."""
+        size = self._sizes.get(election.id)
+        if size is None:
+            size = self._sizes[election.id] = sealed_mod.padded_size(election)
+        return size
+
     def purge_links(self) -> int:
         """Destroy the links whose resubmission window has ended."""
         return self.storage.purge_links(int(self.clock()))
 
     # --- casting --------------------------------------------------------------------------
     def submit(self, election_id: str, typed: str, selections: object, channel: str = ONLINE) -> Submission:
-        """Store the ballot (or find the identical earlier one)."""
+        """Store the ballot (or find the identical earlier one). ``selections`` are sealed
+        here at once; a :class:`SealedBallot` was sealed by the voter's browser."""
         result = self.submit_many(election_id, [(typed, selections)], channel)[0]
         if isinstance(result, Exception):
             raise result
@@ -200,6 +222,9 @@ class BallotBox:
         for (i, item), outcome in zip(prepared, outcomes):
             if isinstance(outcome, UnknownCodeError):
                 results[i] = InvalidCodeError()
+            elif isinstance(outcome, BallotIdTakenError):
+                results[i] = BallotError("this ballot id is already in the log; seal the ballot again with a "
+                                         "fresh random ballot id")
             elif isinstance(outcome, Exception):
                 failure = failure or outcome  # the election closed meanwhile, or the database failed
             else:
@@ -214,15 +239,39 @@ class BallotBox:
             raise failure  # what was stored stays stored: submitting again is idempotent
         return results  # type: ignore[return-value]
 
-    def _prepare(self, election: Election, typed: str, selections: object, channel: str) -> "_Prepared":
-        clean = election.validate_selections(selections)
+    def _prepare(self, election: Election, typed: str, ballot: object, channel: str) -> "_Prepared":
+        kind = BALLOT if channel == ONLINE else POSTAL_LEAF
+        if isinstance(ballot, SealedBallot):
+            leaf_bytes = self._client_sealed(election, ballot, kind)
+            ballot_id, submitted = ballot.ballot_id, b"sealed\x00" + ballot.ballot_id.encode() + ballot.sealed
+        else:
+            clean = election.validate_selections(ballot)
+            ballot_id, submitted = new_ballot_id(), b"selections\x00" + canonicalize(clean)
+            if self.sealing_key is None:
+                leaf_bytes = Leaf(election.id, kind, ballot_id, clean).to_bytes()
+            else:
+                box = sealed_mod.seal_ballot(self.sealing_key, election.id, channel, ballot_id, clean,
+                                             self.padded_size(election))
+                leaf_bytes = SealedLeaf(election.id, kind, ballot_id, box).to_bytes()
         code, code_hash = self._code(election.id, typed)
-        leaf = Leaf.new(election.id, BALLOT if channel == ONLINE else POSTAL_LEAF, clean)
-        digest = ballot_digest(code, election.id, b"selections\x00" + canonicalize(clean))
-        request = CastRequest(election.id, code_hash, channel, leaf.ballot_id, leaf.to_bytes(),
-                              seal_link(code, election.id, leaf.ballot_id, digest), require_state=OPEN,
+        digest = ballot_digest(code, election.id, submitted)
+        request = CastRequest(election.id, code_hash, channel, ballot_id, leaf_bytes,
+                              seal_link(code, election.id, ballot_id, digest), require_state=OPEN,
                               link_until=int(self.clock() + self.resubmit_window))
         return _Prepared(code, digest, request)
+
+    def _client_sealed(self, election: Election, ballot: SealedBallot, kind: str) -> bytes:
+        """The leaf of a browser-sealed ballot, after checking what can be checked unopened:
+        a well-formed fresh-looking ballot id, the election's exact length, a P-256 point."""
+        if self.sealing_key is None:
+            raise BallotError("this election takes selections, not sealed ballots (it has no sealing key)")
+        if not isinstance(ballot.ballot_id, str) or not BALLOT_ID_PATTERN.fullmatch(ballot.ballot_id):
+            raise BallotError("sealed.ballot_id must be 32 lowercase hex digits (a fresh random 128-bit id)")
+        try:
+            box = sealed_mod.check_sealed(ballot.sealed, self.padded_size(election))
+        except FormatError as exc:
+            raise BallotError(f"sealed.ciphertext: {exc}") from None
+        return SealedLeaf(election.id, kind, ballot.ballot_id, box).to_bytes()
 
     def _finish(self, item: "_Prepared", outcome: CastOutcome) -> Submission:
         request = item.request
@@ -298,5 +347,5 @@ class BallotBox:
                 check = True
 
 
-__all__ = ["BallotBox", "BallotError", "CodeStatus", "Submission", "CodeUsedError", "InvalidCodeError",
+__all__ = ["BallotBox", "BallotError", "CodeStatus", "SealedBallot", "Submission", "CodeUsedError", "InvalidCodeError",
            "ReceiptPendingError", "HsmUnavailableError", "seal_link", "open_link"]

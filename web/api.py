@@ -15,7 +15,9 @@ from hsm_signer.bundle import KEYS_FILE
 from hsm_signer.canonical import loads_strict
 from hsm_signer.errors import FormatError
 from hsm_signer.log.checkpoint import MAX_SIZE
-from hsm_signer.log.note import b64encode
+from hsm_signer.ballots import SealedBallot
+from hsm_signer.log.note import b64decode_strict, b64encode
+from hsm_signer.log.sealed import SEALED_FORMAT
 
 from . import casting
 from .context import election_record, open_election, service, signed_size, signed_tree
@@ -26,6 +28,7 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 MAX_PAGE = 1000      # entries per page
 DEFAULT_PAGE = 100
+MAX_SEALED_B64 = 64 * 1024  # base64 characters: far above any election's sealed ballot
 MAX_INDEX = MAX_SIZE  # 2**63 - 1: the largest tree size a checkpoint (and SQLite's INTEGER) holds
 
 
@@ -33,6 +36,11 @@ MAX_INDEX = MAX_SIZE  # 2**63 - 1: the largest tree size a checkpoint (and SQLit
 
 def json_body(required: dict[str, type]) -> dict:
     """The JSON object body with exactly the ``required`` fields of the given types."""
+    return exact_fields(json_object(), required)
+
+
+def json_object() -> dict:
+    """The request's body: a JSON object (strictly parsed), or a WebError saying why not."""
     if not request.is_json:
         raise WebError("unsupported_media_type")
     try:
@@ -41,14 +49,19 @@ def json_body(required: dict[str, type]) -> dict:
         raise WebError("invalid_json", str(exc)) from None
     if not isinstance(data, dict):
         raise WebError("invalid_request", "the body must be a JSON object")
+    return data
+
+
+def exact_fields(data: dict, required: dict[str, type], what: str = "") -> dict:
+    """``data`` if it has exactly the ``required`` fields, of the given types."""
     missing = [name for name in required if name not in data]
     unknown = sorted(set(data) - set(required))
     if missing or unknown:
         problem = f"missing field {missing[0]!r}" if missing else f"unknown field {unknown[0][:40]!r}"
-        raise WebError("invalid_request", f"{problem}; send exactly {', '.join(required)}")
+        raise WebError("invalid_request", f"{what}{problem}; send exactly {', '.join(required)}")
     for name, kind in required.items():
         if not isinstance(data[name], kind):
-            raise WebError("invalid_request", f"field {name!r} must be a JSON {_json_type(kind)}")
+            raise WebError("invalid_request", f"field {what}{name!r} must be a JSON {_json_type(kind)}")
     return data
 
 
@@ -86,7 +99,16 @@ def election(election_id: str):
     record = election_record(election_id)
     size, _ = signed_size(election_id)
     return jsonify({**record.election.to_dict(), "origin": record.election.log_origin, "state": record.state,
-                    "signed_tree_size": size})
+                    "signed_tree_size": size, **sealing_parameters(record.election)})
+
+
+def sealing_parameters(election) -> dict:
+    """What a browser needs to seal a ballot itself: the sealing key and the padded size."""
+    box = service().ballots
+    if box.sealing_key is None:
+        return {"sealing_key": None, "padded_size": None}
+    return {"sealing_key": b64encode(box.sealing_key), "padded_size": box.padded_size(election),
+            "sealed_format": SEALED_FORMAT}
 
 
 # --- voting ------------------------------------------------------------------------------
@@ -95,9 +117,28 @@ def election(election_id: str):
 @code_attempt
 def cast_ballot(election_id: str):
     open_election(election_id)
-    body = json_body({"code": str, "selections": dict})
-    result = casting.cast(service().ballots, election_id, body["code"], body["selections"])
+    body = json_object()
+    if "sealed" in body:  # sealed by the voter's browser: the server never sees the vote
+        exact_fields(body, {"code": str, "sealed": dict})
+        ballot: object = sealed_ballot(body["sealed"])
+    else:  # sealed here at once; the clear selections are never stored, logged or returned
+        ballot = exact_fields(body, {"code": str, "selections": dict})["selections"]
+    result = casting.cast(service().ballots, election_id, body["code"], ballot)
     return jsonify(result.receipt.to_dict()), (201 if result.new else 200)
+
+
+def sealed_ballot(sealed: dict) -> SealedBallot:
+    """``{"ballot_id", "ciphertext"}`` (base64 of ``enc || ct``) as a SealedBallot; the ballot
+    box checks the id's form and the exact length and point."""
+    exact_fields(sealed, {"ballot_id": str, "ciphertext": str}, "sealed.")
+    text = sealed["ciphertext"]
+    if len(text) > MAX_SEALED_B64:
+        raise WebError("invalid_request", f"sealed.ciphertext is longer than any sealed ballot "
+                                          f"({len(text)} characters; at most {MAX_SEALED_B64})")
+    try:
+        return SealedBallot(sealed["ballot_id"], b64decode_strict(text, "sealed.ciphertext"))
+    except FormatError as exc:  # a well-formed request whose sealed ballot is not one
+        raise WebError("invalid_ballot", str(exc)) from None
 
 
 @bp.post("/elections/<election_id>/code-status")

@@ -80,16 +80,35 @@ SCHEMAS = {
     "Election": {"allOf": [_ref("ElectionSummary"), {"type": "object", "properties": {
         "origin": {"type": "string", "description": "the origin line of the election's checkpoints"},
         "signed_tree_size": {"type": "integer"},
+        "sealing_key": {"type": ["string", "null"], "contentEncoding": "base64",
+                        "description": "the sealing public key (uncompressed P-256 point) ballots are sealed to "
+                                       "with HPKE; null for an election without sealed ballots"},
+        "padded_size": {"type": ["integer", "null"], "minimum": 64,
+                        "description": "every sealed plaintext is padded with zero bytes to this length"},
+        "sealed_format": {"type": "string", "description": "the sealed-ballot format (docs/FORMATS.md)"},
         "contests": {"type": "array", "items": {"type": "object", "properties": {
             "id": {"type": "string"}, "title": {"type": "string"}, "max_choices": {"type": "integer"},
             "options": {"type": "array", "items": {"type": "object", "properties": {
                 "id": {"type": "string"}, "title": {"type": "string"}}}}}}}}}]},
-    "Ballot": {"type": "object", "required": ["code", "selections"], "additionalProperties": False,
-               "properties": {
-                   "code": {"type": "string", "description": "the voting code (only ever in this body)"},
-                   "selections": {"type": "object", "description": "every contest id -> chosen option ids "
-                                  "([] for a blank vote)",
-                                  "additionalProperties": {"type": "array", "items": {"type": "string"}}}}},
+    "Ballot": {"oneOf": [
+        {"type": "object", "required": ["code", "selections"], "additionalProperties": False,
+         "description": "sealed by the server at once; the selections are never stored, logged or returned",
+         "properties": {
+             "code": {"type": "string", "description": "the voting code (only ever in this body)"},
+             "selections": {"type": "object", "description": "every contest id -> chosen option ids "
+                            "([] for a blank vote)",
+                            "additionalProperties": {"type": "array", "items": {"type": "string"}}}}},
+        {"type": "object", "required": ["code", "sealed"], "additionalProperties": False,
+         "description": "sealed by the client to the election's sealing_key: the server never sees the vote",
+         "properties": {
+             "code": {"type": "string", "description": "the voting code (only ever in this body)"},
+             "sealed": {"type": "object", "required": ["ballot_id", "ciphertext"], "additionalProperties": False,
+                        "properties": {
+                            "ballot_id": {"type": "string", "pattern": "^[0-9a-f]{32}$",
+                                          "description": "fresh random 128-bit id, bound into the sealing"},
+                            "ciphertext": {"type": "string", "contentEncoding": "base64",
+                                           "pattern": "^[A-Za-z0-9+/]*={0,2}$",
+                                           "description": "HPKE enc || ct: exactly 65 + padded_size + 16 bytes"}}}}}]},
     "CodeQuery": {"type": "object", "required": ["code"], "additionalProperties": False,
                   "properties": {"code": {"type": "string"}}},
     "CodeStatus": {"type": "object", "required": ["status"], "additionalProperties": False,
