@@ -1,8 +1,9 @@
 """The ``hsm-signer`` console script: parse arguments, run one command, report errors.
 
 Errors the project raises on purpose (:class:`HsmSignerError`) become one line on stderr
-and exit status 2 (1 is reserved for "verification failed"); anything else is a bug and
-keeps its traceback.
+and exit status 2 (1 is reserved for "verification failed"); so does a command that needs
+what only the ``service`` extra installs, where only ``cryptography`` is. Anything else is a
+bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ import sys
 from . import __version__
 from .commands import MODULES
 from .errors import HsmSignerError, VerificationError
+
+#: Import names only the ``service`` extra installs (pyproject.toml). The commands that need
+#: them import them when they run, so ``verify`` and ``audit`` work without them.
+SERVICE_EXTRA = frozenset({"pkcs11", "flask", "flask_limiter", "werkzeug", "segno", "shamir_mnemonic", "gunicorn"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except HsmSignerError as exc:
         print(f"hsm-signer: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] not in SERVICE_EXTRA:
+            raise
+        print(f"hsm-signer: error: `hsm-signer {args.command}` needs {exc.name}, which this installation lacks; "
+              "install the service extra: pip install 'hsm-signer[service]'", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("hsm-signer: interrupted", file=sys.stderr)
