@@ -18,8 +18,8 @@ pytestmark = pytest.mark.hsm
 P11KIT_PROXY = "/usr/lib/x86_64-linux-gnu/p11-kit-proxy.so"
 
 
-def hsm_signer(*argv, env=None, timeout=180):
-    return subprocess.run([*HSM_SIGNER_COMMAND, *argv], env={**os.environ, **(env or {})},
+def hsm_signer(*argv, env=None, timeout=180, cwd=None):
+    return subprocess.run([*HSM_SIGNER_COMMAND, *argv], env={**os.environ, **(env or {})}, cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -106,3 +106,33 @@ def test_health_names_an_ed25519_tally_key_behind_a_p11kit_server(tokens, tmp_pa
     tally_label = f"{kit.token.label}-tally"
     assert f"tally key '{tally_label}'" in result.stdout and "CKM_EDDSA" in result.stdout
     assert f"checkpoint key '{kit.token.label}-checkpoint': signed in the HSM" in result.stdout
+
+
+def test_a_ceremony_on_a_token_without_secret_key_generation_stops_at_preflight(tokens, tmp_path):
+    """tpm2-pkcs11 generates no secret keys: the code key has no other algorithm, so the
+    error names what the token lacks instead of suggesting one; the token's PIN is kept."""
+    from hsm_signer.ceremony.config import REHEARSAL_EXAMPLE
+    shim = build_faulty_module(tmp_path)
+    token = tokens.new("nosecret")
+    env = {**token.env(), "P11SHIM_MODULE": token.module, "P11SHIM_HIDE": "0x350", "INITIAL_PIN": token.user_pin}
+    workdir = tmp_path / "ceremony"
+    workdir.mkdir()
+    result = hsm_signer("ceremony", "run", str(REHEARSAL_EXAMPLE), "--non-interactive",
+                        "--set", f"hsm.module={shim}", "--set", f"hsm.token_label={token.label}",
+                        "--set", "hsm.initialise=false",
+                        "--set", 'hsm.initial_pin={source = "env", variable = "INITIAL_PIN"}', env=env, cwd=workdir)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "lacks CKM_GENERIC_SECRET_KEY_GEN (to generate)" in result.stderr
+    assert "there is no other algorithm" in result.stdout and "choose another algorithm" not in result.stdout
+    assert "Nothing was changed" in result.stderr and not any(workdir.iterdir())
+    assert pykcs11(token, "objects") == []  # logs in with the initial PIN: it was not replaced
+
+
+def test_hsm_check_from_the_service_configuration_checks_the_bundles_key_kinds(tokens, tmp_path):
+    kit = provision(tokens, tmp_path, tally_algorithm="ed25519")
+    result = hsm_signer("--config", str(kit.config_path), "hsm", "check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = rows(result.stdout)
+    assert table[f"{kit.token.label}-tally: mechanisms"] == "ok  offers CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA"
+    assert table[f"{kit.token.label}-codes: self-test"].startswith("ok")
+    assert "user PIN length" not in table  # the service's PIN is set already: not asked

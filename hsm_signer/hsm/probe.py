@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11 import Attribute, Mechanism, ObjectClass
 from pkcs11 import exceptions as p11
 
 from ..errors import HsmConfigError
+from .readiness import wrap_attempts, wrapping_mechanisms_of
+from .tokeninfo import TokenInfoError
 
 if TYPE_CHECKING:
     from .token import Hsm
@@ -63,28 +65,25 @@ def try_read_value(hsm: "Hsm", label: str) -> str:
 
 
 def try_wrap_out(hsm: "Hsm", label: str) -> str:
-    """Try C_WrapKey on key ``label`` with a fresh session AES key; describe the outcome.
+    """Try C_WrapKey on key ``label`` with every wrapping mechanism the token flags CKF_WRAP,
+    each with a fresh session wrapping key destroyed right after; describe the outcome.
 
-    The wrapping key is a session object destroyed right after the attempt.
+    ``refused: …`` when at least one mechanism refused it as non-extractable and none
+    wrapped it out; ``LEAKED: …`` when any did; ``not attempted: …`` when no mechanism could
+    say either way (the token lists none, or none can wrap this key type).
     """
+    try:
+        wrapping = wrapping_mechanisms_of(hsm)
+    except TokenInfoError as exc:
+        return f"{NOT_ATTEMPTED}: the wrapping mechanisms could not be listed ({exc})"
+
     def attempt(session: Any) -> str:
-        key = _key_object(session, label)
-        try:
-            wrapping = session.generate_key(KeyType.AES, 256, store=False, template={
-                Attribute.WRAP: True, Attribute.ENCRYPT: True, Attribute.TOKEN: False,
-            })
-        except (p11.MechanismInvalid, p11.FunctionNotSupported, p11.TemplateInconsistent) as exc:
-            return f"{NOT_ATTEMPTED}: no AES wrapping key could be made ({type(exc).__name__})"
-        try:
-            wrapped = wrapping.wrap_key(key, mechanism=Mechanism.AES_KEY_WRAP_PAD)
-        except (p11.KeyUnextractable, p11.KeyNotWrappable, p11.AttributeSensitive,
-                p11.FunctionRejected) as exc:
-            return f"{REFUSED}: {type(exc).__name__}"
-        except (p11.MechanismInvalid, p11.FunctionNotSupported, p11.KeyTypeInconsistent) as exc:
-            return f"{NOT_ATTEMPTED}: the token cannot wrap this key type with AES key wrap ({type(exc).__name__})"
-        finally:
-            wrapping.destroy()
-        return f"{LEAKED}: the token wrapped the key out ({len(wrapped)} bytes)"
+        outcome = wrap_attempts(session, _key_object(session, label), wrapping)
+        if outcome.leaked:
+            return f"{LEAKED}: {outcome.describe()}"
+        if outcome.refused:
+            return f"{REFUSED}: {outcome.describe()}"
+        return f"{NOT_ATTEMPTED}: {outcome.describe()}"
     return hsm.run(f"trying to wrap {label!r} out of the token", attempt)
 
 

@@ -138,7 +138,7 @@ def check_token(hsm: "Hsm", needs: list[KeyNeed], *, pin_length: int | None = No
         checks.append(_pin_check(hsm, pin_length))
     offered = hsm.mechanisms()
     try:
-        wrapping = _wrapping_mechanisms(hsm)
+        wrapping = wrapping_mechanisms_of(hsm)
     except TokenInfoError as exc:
         wrapping = []
         checks.append(Check("wrapping mechanisms", WARN, f"could not list them ({exc})",
@@ -308,7 +308,7 @@ def _value_check(prefix: str, key: Any) -> Check:
                  "do not use this token: it hands out the value of sensitive keys")
 
 
-def _wrapping_mechanisms(hsm: "Hsm") -> list[Mechanism]:
+def wrapping_mechanisms_of(hsm: "Hsm") -> list[Mechanism]:
     """Every mechanism the token flags CKF_WRAP (asked through ctypes: see :mod:`.tokeninfo`)."""
     slot_id = hsm.run("reading the slot", lambda s: s.token.slot.slot_id)
     values = hsm.run("listing wrapping mechanisms", lambda s: wrapping_mechanisms(hsm.module_path, slot_id))
@@ -349,10 +349,33 @@ def _wrapping_key(session: Any, mechanism: Mechanism) -> tuple[Any, Any, Any]:
     raise LookupError(name)
 
 
-def _wrap_check(session: Any, prefix: str, key: Any, wrapping: list[Mechanism]) -> Check:
-    name = f"{prefix}: wrap out"
-    if not wrapping:
-        return Check(name, OK, "the token lists no wrapping mechanism")
+@dataclass(frozen=True)
+class WrapOutcome:
+    """What C_WrapKey did with each wrapping mechanism (``"CKM_X: CKR_Y"`` strings)."""
+
+    tried: int
+    refused: tuple[str, ...] = ()
+    unable: tuple[str, ...] = ()
+    leaked: tuple[str, ...] = ()
+    inconclusive: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        if self.leaked:
+            return f"the token wrapped the non-extractable key out with {', '.join(self.leaked)}"
+        if not self.tried:
+            return "the token lists no wrapping mechanism"
+        text = (f"refused as non-extractable by {len(self.refused)} of {self.tried} wrapping mechanisms "
+                f"({', '.join(r.split(':')[0] for r in self.refused) or 'none'})")
+        if self.unable:
+            text += f"; {len(self.unable)} cannot wrap this key type ({', '.join(self.unable)})"
+        if self.inconclusive:
+            text += f"; not conclusive for {', '.join(self.inconclusive)}"
+        return text
+
+
+def wrap_attempts(session: Any, key: Any, wrapping: list[Mechanism]) -> WrapOutcome:
+    """Try C_WrapKey on ``key`` with each of ``wrapping``, each with a fresh session wrapping
+    key (destroyed after); only lengths of anything wrapped out are kept."""
     refused, unable, leaked, inconclusive = [], [], [], []
     for mechanism in wrapping:
         label = f"CKM_{mechanism.name.lstrip('_')}"
@@ -381,20 +404,22 @@ def _wrap_check(session: Any, prefix: str, key: Any, wrapping: list[Mechanism]) 
                     obj.destroy()
                 except p11.PKCS11Error:
                     pass
-    if leaked:
-        return Check(name, FAIL, f"LEAKED: the token wrapped the non-extractable key out with {', '.join(leaked)}",
+    return WrapOutcome(len(wrapping), tuple(refused), tuple(unable), tuple(leaked), tuple(inconclusive))
+
+
+def _wrap_check(session: Any, prefix: str, key: Any, wrapping: list[Mechanism]) -> Check:
+    name = f"{prefix}: wrap out"
+    outcome = wrap_attempts(session, key, wrapping)
+    if outcome.leaked:
+        return Check(name, FAIL, f"LEAKED: {outcome.describe()}",
                      "do not use this token: keys marked never-extractable leave it")
-    detail = (f"refused as non-extractable by {len(refused)} of {len(wrapping)} wrapping mechanisms "
-              f"({', '.join(r.split(':')[0] for r in refused) or 'none'})")
-    if unable:
-        detail += f"; {len(unable)} cannot wrap this key type ({', '.join(unable)})"
-    if not refused:
-        return Check(name, WARN, f"{detail}; no mechanism said the key is non-extractable",
+    if outcome.tried and not outcome.refused:
+        return Check(name, WARN, f"{outcome.describe()}; no mechanism said the key is non-extractable",
                      "ask the vendor how the token enforces CKA_EXTRACTABLE false on C_WrapKey")
-    if inconclusive:
-        return Check(name, WARN, f"{detail}; not conclusive for {', '.join(inconclusive)}",
+    if outcome.inconclusive:
+        return Check(name, WARN, outcome.describe(),
                      "ask the vendor whether these mechanisms can wrap out keys marked non-extractable")
-    return Check(name, OK, detail)
+    return Check(name, OK, outcome.describe())
 
 
 def _self_test(session: Any, need: KeyNeed, key: Any, public: Any) -> Check:

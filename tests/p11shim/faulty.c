@@ -9,6 +9,8 @@
  *                   "wrap" makes C_WrapKey "succeed" with 40 bytes of 0xAB instead of asking
  *                   the real module (a token that wraps out non-extractable keys, as NSS
  *                   softokn was measured to; the bytes are a stand-in, not key material)
+ *   P11SHIM_HIDE    comma list of mechanism numbers (hex) the token does not list or know,
+ *                   e.g. "0x350" (CKM_GENERIC_SECRET_KEY_GEN: tpm2-pkcs11 has none)
  *
  * Watched: C_Initialize, C_Finalize, C_GenerateKeyPair, C_GenerateKey, C_CreateObject,
  * C_DestroyObject, C_SetPIN. Environment is read on every call, so one process can change it.
@@ -67,6 +69,40 @@ static CK_RV shim_WrapKey(CK_SESSION_HANDLE s, CK_MECHANISM_PTR m, CK_OBJECT_HAN
     return CKR_OK;
 }
 
+static int hidden(CK_MECHANISM_TYPE mechanism) {
+    const char *list = getenv("P11SHIM_HIDE");
+    while (list && *list) {
+        char *end;
+        unsigned long value = strtoul(list, &end, 16);
+        if (end == list) return 0;
+        if (value == mechanism) return 1;
+        list = (*end == ',') ? end + 1 : end;
+    }
+    return 0;
+}
+
+static CK_RV shim_GetMechanismList(CK_SLOT_ID slot, CK_MECHANISM_TYPE_PTR list, CK_ULONG_PTR count) {
+    CK_ULONG all = 0;
+    CK_RV rv = real->C_GetMechanismList(slot, NULL, &all);
+    if (rv != CKR_OK) return rv;
+    CK_MECHANISM_TYPE *found = calloc(all ? all : 1, sizeof *found);
+    if (!found) return CKR_HOST_MEMORY;
+    rv = real->C_GetMechanismList(slot, found, &all);
+    CK_ULONG kept = 0;
+    for (CK_ULONG i = 0; rv == CKR_OK && i < all; i++)
+        if (!hidden(found[i])) found[kept++] = found[i];
+    if (rv == CKR_OK && list) {
+        if (*count < kept) rv = CKR_BUFFER_TOO_SMALL;
+        else memcpy(list, found, kept * sizeof *found);
+    }
+    *count = kept;
+    free(found);
+    return rv;
+}
+static CK_RV shim_GetMechanismInfo(CK_SLOT_ID slot, CK_MECHANISM_TYPE mechanism, CK_MECHANISM_INFO_PTR info) {
+    return hidden(mechanism) ? CKR_MECHANISM_INVALID : real->C_GetMechanismInfo(slot, mechanism, info);
+}
+
 static CK_RV shim_Initialize(CK_VOID_PTR args) {
     CK_RV rv = planned("C_Initialize", 0);
     return rv != CKR_OK ? rv : real->C_Initialize(args);
@@ -116,6 +152,8 @@ CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list) {
         shim.C_SetPIN = shim_SetPIN;
         shim.C_GetAttributeValue = shim_GetAttributeValue;
         shim.C_WrapKey = shim_WrapKey;
+        shim.C_GetMechanismList = shim_GetMechanismList;
+        shim.C_GetMechanismInfo = shim_GetMechanismInfo;
     }
     *list = &shim;
     return CKR_OK;
