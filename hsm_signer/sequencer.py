@@ -31,7 +31,7 @@ from pathlib import Path
 
 from .errors import HsmSignerError, HsmUnavailableError, VerificationError
 from .log.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
-from .log.merkle import leaf_hash, verify_consistency
+from .log.merkle import EMPTY_ROOT, leaf_hash, verify_consistency
 from .log.note import NoteVerifier
 from .log.tree import MerkleTree
 from .notify import Notifier
@@ -162,6 +162,11 @@ class Sequencer:
                     f"refusing to sign election {election_id!r}: the stored tree does not extend the last "
                     f"checkpoint this signer signed (size {last.size}): {exc}") from None
         note = sign_checkpoint(Checkpoint(self._origin(election_id), size, root), self.key_name, self.signer)
+        if last is None:
+            # This signer's first batch of this log: record that it starts the log (size 0)
+            # before the database can hold a tree, so that a crash between the commit and the
+            # record below is recovered like any later batch, not refused for ever.
+            self.state.set(election_id, Signed(0, EMPTY_ROOT))
         self.storage.commit_batch(election_id, [(e.seq, (last.size if last else 0) + i) for i, e in enumerate(pending)],
                                   view.written, size, note)
         self.state.set(election_id, Signed(size, root))

@@ -166,6 +166,28 @@ def test_a_batch_committed_before_a_crash_but_not_recorded_is_adopted_once_verif
     assert again.state.get(ELECTION).size == 6
 
 
+class CrashBeforeRecording(SignerState):
+    """A signer state whose process dies before it records a signed batch (a kill -9 there)."""
+
+    def set(self, election_id, signed):
+        if signed.size > 0:
+            raise KeyboardInterrupt("killed between the commit and the record")
+        super().set(election_id, signed)
+
+
+def test_a_first_batch_committed_before_a_crash_but_not_recorded_is_adopted_once_verified(rig):
+    """kill -9 of the sequencer right after its very first commit once left a log nobody would sign."""
+    crashing = Sequencer(rig.storage, rig.signer, "test/checkpoint", CrashBeforeRecording(rig.directory / "state.json"))
+    rig.submit(3)
+    with pytest.raises(KeyboardInterrupt):
+        crashing.sequence_once(ELECTION)
+    assert rig.storage.tree_size(ELECTION) == 3  # committed, not recorded
+    rig.submit(1, start=3)
+    again = rig.new_sequencer()
+    assert again.sequence_once(ELECTION) == 1
+    assert again.state.get(ELECTION).size == 4
+
+
 def test_an_unrecorded_batch_signed_by_another_key_is_refused(rig):
     rig.submit(3)
     rig.sequencer.sequence_once(ELECTION)
