@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from . import config as config_mod
 from .ballots import BallotBox
 from .bundle import KeyBundle
+from .deferred import DeferredMac, DeferredSigner
 from .errors import ConfigError
 from .hsm import open_hsm
 from .sequencer import Notifier, Sequencer, SignerState, read_heartbeat
@@ -39,19 +40,27 @@ class Service:
     _status_checked: float = field(default=0.0, repr=False)
 
     @classmethod
-    def open(cls, cfg: config_mod.Config, *, with_sequencer: bool = False) -> "Service":
+    def open(cls, cfg: config_mod.Config, *, with_sequencer: bool = False,
+             hsm_may_be_away: bool = False) -> "Service":
+        """Open every part. ``hsm_may_be_away`` (servers): start even while the HSM cannot be
+        reached; its keys are then found, and checked against the bundle, when it appears
+        (:mod:`.deferred`), and until then casting answers 503 and nothing is signed."""
         bundle = KeyBundle.load(cfg.key_bundle)
-        hsm = open_hsm(cfg.hsm)
+        hsm = open_hsm(cfg.hsm, may_be_away=hsm_may_be_away)
         storage = None
         try:
             code_key = bundle.key("code-hmac")
             checkpoint_key = bundle.key("checkpoint")
-            checkpoint_signer = hsm.signer(checkpoint_key.label)
-            if checkpoint_signer.public_key_der != checkpoint_key.public_key_der:
-                raise ConfigError(
-                    f"the HSM key {checkpoint_key.label!r} is not the checkpoint key published in "
-                    f"{cfg.key_bundle}; point keys.bundle at this token's ceremony bundle")
-            code_mac = hsm.mac(code_key.label)
+            if hsm.available:
+                checkpoint_signer = hsm.signer(checkpoint_key.label)
+                if checkpoint_signer.public_key_der != checkpoint_key.public_key_der:
+                    raise ConfigError(
+                        f"the HSM key {checkpoint_key.label!r} is not the checkpoint key published in "
+                        f"{cfg.key_bundle}; point keys.bundle at this token's ceremony bundle")
+                code_mac = hsm.mac(code_key.label)
+            else:  # started while the HSM is away (only with hsm_may_be_away)
+                checkpoint_signer = DeferredSigner(checkpoint_key, lambda: hsm.signer(checkpoint_key.label))
+                code_mac = DeferredMac(code_key, lambda: hsm.mac(code_key.label))
             storage = open_storage(cfg.storage_url)
         except BaseException:
             hsm.close()

@@ -18,9 +18,10 @@ if TYPE_CHECKING:
     from ..service import Service
 
 
-def open_service(args: argparse.Namespace, *, with_sequencer: bool = False) -> Service:
+def open_service(args: argparse.Namespace, *, with_sequencer: bool = False,
+                 hsm_may_be_away: bool = False) -> Service:
     from ..service import Service
-    return Service.open(load_config(args), with_sequencer=with_sequencer)
+    return Service.open(load_config(args), with_sequencer=with_sequencer, hsm_may_be_away=hsm_may_be_away)
 
 
 def start_own_sequencer(service: Service) -> Sequencer | None:

@@ -21,7 +21,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    service = open_service(args)
+    service = open_service(args, hsm_may_be_away=True)  # signs from the moment the HSM appears
     sequencer = service.make_sequencer()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -61,7 +61,7 @@ def _gunicorn_app(cfg: config_mod.Config, bind: str, threads: int, sequencer: st
         from ..service import Service
         from ._service import start_own_sequencer
         try:
-            service = Service.open(cfg)
+            service = Service.open(cfg, hsm_may_be_away=True)  # board, verify page and health need no HSM
             state["service"] = service
             if sequencer == "none":
                 service.watch_commits()
@@ -73,6 +73,10 @@ def _gunicorn_app(cfg: config_mod.Config, bind: str, threads: int, sequencer: st
             log.error("cannot start: %s", exc)
             raise SystemExit(3) from None  # gunicorn: worker failed to boot, stop
 
+    def worker_dies_with_master(server, worker) -> None:
+        from .supervise import die_with_parent
+        die_with_parent()
+
     def close_service(server, worker) -> None:
         if "service" in state:
             state.pop("service").close()
@@ -81,6 +85,7 @@ def _gunicorn_app(cfg: config_mod.Config, bind: str, threads: int, sequencer: st
         def load_config(self) -> None:
             settings = {"bind": [bind], "workers": 1, "worker_class": "gthread", "threads": threads,
                         "accesslog": "-", "graceful_timeout": 15, "worker_exit": close_service,
+                        "post_fork": worker_dies_with_master,
                         "proc_name": "hsm-signer-serve"}
             if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 25: no ~/.gunicorn socket
                 settings["control_socket_disable"] = True

@@ -161,10 +161,20 @@ class Hsm:
     def token_name(self) -> str:
         return repr(self.token_label) if self.token_label else f"serial {self.token_serial}"
 
-    def open(self) -> "Hsm":
-        """Connect and log in now, turning every set-up mistake into a clear error."""
+    def open(self, *, may_be_away: bool = False) -> "Hsm":
+        """Connect and log in now, turning every set-up mistake into a clear error.
+
+        ``may_be_away``: a server that must start even while its HSM cannot be reached
+        (a network HSM rebooting). The PIN is read first (it may be typed in); if the HSM
+        is unavailable the token is returned *down*, as after an outage: every call fails
+        at once with :class:`HsmUnavailableError` but for one connection attempt per
+        ``retry.down_retry_interval``, and the first that works brings it up. Set-up
+        mistakes (wrong PIN, no such token, a module that will not load) still raise.
+        """
         with PKCS11_LOCK:
             self._module = _Module.load(self.module_path)
+            if may_be_away and self._pin is None:
+                self._pin = self._pin_source.get_pin()
             try:
                 try:
                     self._connect()
@@ -176,18 +186,34 @@ class Hsm:
                     self._module.reinitialize()
                     self._connect()
             except p11.PKCS11Error as exc:
-                if is_transient(exc):
-                    self._record_error(describe(exc))
-                    raise HsmUnavailableError(
-                        f"HSM unavailable: cannot open token {self.token_name} through {self.module_path} "
-                        f"({describe(exc)}); check that the HSM is up and reachable") from None
-                raise self._permanent(exc, f"opening token {self.token_name}") from None
+                if not is_transient(exc):
+                    raise self._permanent(exc, f"opening token {self.token_name}") from None
+                self._record_error(describe(exc))
+                unavailable = HsmUnavailableError(
+                    f"HSM unavailable: cannot open token {self.token_name} through {self.module_path} "
+                    f"({describe(exc)}); check that the HSM is up and reachable")
+                if not may_be_away:
+                    raise unavailable from None
+                self._start_down(unavailable)
+                return self
+            except HsmUnavailableError as exc:  # the module lists no token at all
+                if not may_be_away:
+                    raise
+                self._record_error(str(exc))
+                self._start_down(exc)
+                return self
         log.info("HSM token %s opened through %s; PIN from %s",
                  self.token_name, self.module_path, self._pin_source.describe())
         if not self._pin_source.production_grade:
             log.warning("the HSM PIN source is %s: never use it for a real election",
                         self._pin_source.describe())
         return self
+
+    def _start_down(self, exc: HsmUnavailableError) -> None:
+        self._session = None
+        self._down_since = time.monotonic()
+        self._next_try = self._down_since + self.retry.down_retry_interval
+        log.warning("%s; starting without it and trying again every %.1f s", exc, self.retry.down_retry_interval)
 
     def close(self) -> None:
         with PKCS11_LOCK:
@@ -235,6 +261,8 @@ class Hsm:
                     if not self._connected_once:
                         raise
                     last = exc  # the token vanished with its device: transient
+                except HsmUnavailableError as exc:  # never connected yet, and the module lists no token
+                    last = exc
                 except p11.PKCS11Error as exc:
                     if not is_transient(exc):
                         raise self._permanent(exc, what) from None
@@ -243,7 +271,7 @@ class Hsm:
                     self._mark_up()
                     return result
                 self._drop_session()
-                self._record_error(describe(last))
+                self._record_error(str(last) if isinstance(last, HsmUnavailableError) else describe(last))
             self._down_since = self._down_since or time.monotonic()
             self._next_try = time.monotonic() + self.retry.down_retry_interval
             log.error("HSM unavailable: %s failed on token %s: %s", what, self.token_name, self.last_error)
@@ -486,15 +514,16 @@ class Hsm:
         return self.run(f"looking up label {label!r}", look)
 
 
-def open_hsm(settings: HsmSettings) -> Hsm:
-    """An opened :class:`Hsm` for the ``[hsm]`` table of a configuration file."""
+def open_hsm(settings: HsmSettings, *, may_be_away: bool = False) -> Hsm:
+    """An opened :class:`Hsm` for the ``[hsm]`` table of a configuration file
+    (``may_be_away``: start even while it cannot be reached, see :meth:`Hsm.open`)."""
     if settings.softhsm_conf is not None:
         os.environ["SOFTHSM2_CONF"] = str(settings.softhsm_conf)
     return Hsm(
         settings.module, token_label=settings.token_label, token_serial=settings.token_serial,
         pin_source=pin_source(settings.pin),
         retry=RetryPolicy(attempts=settings.retry_attempts, down_retry_interval=settings.down_retry_interval),
-    ).open()
+    ).open(may_be_away=may_be_away)
 
 
 def _advice_for(mechanism: Mechanism) -> str:
