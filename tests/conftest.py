@@ -168,6 +168,19 @@ def codes(service):
 
 
 @pytest.fixture
+def sealing_key(service):
+    """A sealing key pair for ``service``: the service gets only its public point (as from
+    keys.json); the test keeps the private half, the software twin of the HSM key the tally
+    opens with, to show what is inside a sealed ballot."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from hsm_signer.log import hpke
+    private = ec.generate_private_key(ec.SECP256R1())
+    service.ballots.sealing_key = hpke.public_key_bytes(private.public_key())
+    return private
+
+
+@pytest.fixture
 def client(service):
     """A Flask test client of the web app over ``service``."""
     from hsm_signer.web import create_app

@@ -13,7 +13,6 @@ import base64
 import secrets
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from hsm_signer.ballots import CodeUsedError
 from hsm_signer.log import hpke, sealed
@@ -25,14 +24,6 @@ from servicekit import DEMO_ELECTION
 ELECTION = DEMO_ELECTION["id"]
 VOTE = {"leader": ["carol"], "board": ["erin", "dan"]}
 API = "/api/v1"
-
-
-@pytest.fixture
-def sealing_key(service):
-    """The sealing key pair; the service gets only its public point, as from keys.json."""
-    private = ec.generate_private_key(ec.SECP256R1())
-    service.ballots.sealing_key = hpke.public_key_bytes(private.public_key())
-    return private
 
 
 def open_leaf(private, leaf_bytes: bytes, size: int) -> dict:
@@ -129,3 +120,19 @@ def test_a_postal_ballot_is_sealed_by_the_server_for_the_postal_channel(service,
         hpke.open_with_private_key(sealing_key, sealed.sealing_info(ELECTION, "online", leaf.ballot_id), leaf.sealed)
     with pytest.raises(CodeUsedError, match="by post"):
         service.ballots.cast(ELECTION, codes[4], {"leader": ["bob"], "board": []})
+
+
+def test_the_receipt_names_the_sealed_ballot_by_tracker_says_what_it_proves_and_never_shows_the_vote(
+        client, service, codes, sealing_key):
+    receipt = service.ballots.cast(ELECTION, codes[5], {"leader": ["carol"], "board": ["frank"]})
+    ballot_id = parse_leaf(receipt.leaf).ballot_id
+    base = f"/elections/{ELECTION}/receipts/{ballot_id}"
+    page, printable, download = (client.get(base + suffix) for suffix in ("", "/print", "/receipt.json"))
+    assert receipt.version == "hsm-signer/receipt/v2" and receipt.tracker in page.text
+    assert "It proves" in page.text and "will be counted" in page.text
+    assert "It does not show or prove how you voted" in page.text and "After the close" in page.text
+    assert "It does not show or prove how you voted" in printable.text
+    assert Receipt.from_json(download.data) == receipt
+    for answer in (page, printable, download):
+        text = answer.get_data(as_text=True)
+        assert not any(word in text for word in ("carol", "Carol", "frank", "Frank")), answer.request.path

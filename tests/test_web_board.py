@@ -41,3 +41,28 @@ def test_the_board_publishes_the_signed_tally_and_the_record_once_counted(client
     result = audit_record(record_dir)
     assert result.tree_size == 3
     assert client.get(f"/board/{ELECTION}/record.zip").data == download.data  # made once, served again
+
+
+def test_during_the_poll_the_board_shows_trackers_and_counts_but_no_vote(client, service, sealing_key):
+    codes = open_election(service, 5)
+    receipts = [service.ballots.cast(ELECTION, codes[0], {"leader": ["bob"], "board": ["dan"]}),
+                service.ballots.cast(ELECTION, codes[1], {"leader": ["alice"], "board": []}, channel="postal"),
+                service.ballots.cast(ELECTION, codes[2], {"leader": ["carol"], "board": ["erin", "frank"]})]
+    page = client.get(f"/board/{ELECTION}").get_data(as_text=True)
+    assert "2 unused, 2 used online, 1 used by post" in page
+    for receipt in receipts:
+        assert receipt.tracker in page
+    for option in ("alice", "bob", "carol", "dan", "erin", "frank", "Alice", "Bob", "Carol"):
+        assert option not in page, option
+
+    second = receipts[1].tracker
+    found = client.get(f"/board/{ELECTION}", query_string={"tracker": second.upper().replace("-", " ")})
+    assert found.status_code == 200
+    text = found.get_data(as_text=True)
+    assert f"the ballot with tracker <code>{second}</code> is entry 1 of the signed log" in text
+    assert 'class="found" aria-current="true"><td>1</td>' in text
+
+    missing = client.get(f"/board/{ELECTION}", query_string={"tracker": "0000-0000-0000-0000"}).get_data(as_text=True)
+    assert "no signed entry has the tracker 0000-0000-0000-0000 yet" in missing
+    typo = client.get(f"/board/{ELECTION}", query_string={"tracker": "not-a-tracker"}).get_data(as_text=True)
+    assert "a ballot tracker is 16 hex digits" in typo

@@ -75,7 +75,9 @@ def test_a_voter_votes_in_a_real_browser_without_javascript_and_the_receipt_veri
         page.get_by_role("button", name="Cast my ballot").click()
 
         page.get_by_role("heading", name="Your ballot is recorded").wait_for()
-        assert "/receipts/" in page.url and code.replace("-", "") not in page.url.upper()
+        assert code.replace("-", "") not in page.url.upper() and "carol" not in page.url.lower()
+        assert page.get_by_role("heading", name="You chose").is_visible()  # from what was just sent
+        assert "Carol" in page.locator("section.chosen").inner_text()
         assert page.get_by_role("img", name="QR code").get_attribute("src").startswith("data:image/svg+xml")
         with page.expect_download() as info:
             page.get_by_role("link", name="Download receipt (JSON)").click()

@@ -17,6 +17,7 @@ from werkzeug.datastructures import MultiDict
 
 from hsm_signer.log.leaf import Leaf
 from hsm_signer.log.receipt import Receipt
+from hsm_signer.log.tracker import tracker_of
 from hsm_signer.verify import verify_receipt
 from hsm_signer.web import create_app
 
@@ -61,6 +62,11 @@ def hidden(html: str, action_part: str) -> list[tuple[str, str]]:
     raise AssertionError(f"no form posting to {action_part}")
 
 
+def receipt_link(html: str) -> str:
+    """The permanent receipt page linked from the answer to a cast."""
+    return re.search(r'href="(/elections/[^"/]+/receipts/[0-9a-f]{32})"', html).group(1)
+
+
 def vote(client, code, choices: list[tuple[str, str]]):
     """Walk the pages: code → ballot → confirm → cast; return the final response (not followed)."""
     start = client.get(f"/elections/{ELECTION}/vote")
@@ -79,14 +85,17 @@ def test_a_voter_votes_through_the_pages_and_keeps_a_receipt_that_verifies(clien
 
     cast, confirm = vote(client, codes[0], [("sel-leader", "bob"), ("sel-board", "dan"), ("sel-board", "frank")])
     assert "Bob" in confirm.text and "Dan, Frank" in confirm.text
-    assert cast.status_code == 303
-    location = cast.headers["Location"]
+    # The answer to the cast is the receipt with what the voter just chose; the permanent
+    # receipt page (and everything reachable from it) never shows the choices.
+    assert cast.status_code == 201 and "You chose" in cast.text and "Dan, Frank" in cast.text
+    location = receipt_link(cast.text)
     assert re.fullmatch(rf"/elections/{ELECTION}/receipts/[0-9a-f]{{32}}", location)
 
     page = client.get(location)
     ballot_id = location.rsplit("/", 1)[1]
     assert page.status_code == 200
     assert ballot_id in page.text and "Position in the log" in page.text and "tree size" in page.text
+    assert "You chose" not in page.text and "Frank" not in page.text and "Bob" not in page.text
     assert re.search(r'<img src="data:image/svg\+xml[^"]+" alt="QR code', page.text)
     verify_link = re.search(r'href="(http://localhost/verify\?[^"]+)"', page.text).group(1)
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(verify_link.replace("&amp;", "&")).query)
@@ -173,7 +182,7 @@ def test_check_my_code_shows_unused_online_or_postal_and_never_the_ballot(client
     assert "not been used" in check(codes[5]).text
     cast, _ = vote(client, codes[5], [("sel-leader", "bob")])
     online = check(codes[5])
-    ballot_id = cast.headers["Location"].rstrip("/").rsplit("/", 1)[1]
+    ballot_id = receipt_link(cast.text).rsplit("/", 1)[1]
     assert "used to vote online" in online.text and ballot_id not in online.text and "/receipts/" not in online.text
     service.ballots.cast(ELECTION, codes[6], {"leader": [], "board": []}, channel="postal")
     assert "used by post" in check(codes[6]).text
@@ -187,7 +196,7 @@ def test_the_code_never_leaves_the_post_bodies(service, codes):
     code = codes[7]
     compact = code.replace("-", "")
     cast, confirm = vote(client, code, [("sel-leader", "carol")])
-    receipt_page = client.get(cast.headers["Location"])
+    receipt_page = client.get(receipt_link(cast.text))
     check = client.post("/check", data={"election": ELECTION, "code": code, "csrf_token": token_of(confirm.text)})
     for response in (cast, receipt_page, check):
         for name, value in response.headers.items():
@@ -208,8 +217,8 @@ def test_the_bulletin_board_shows_the_signed_log(client, service, codes):
     page = client.get(f"/board/{ELECTION}")
     size, note = service.storage.latest_checkpoint(ELECTION)
     assert note.splitlines()[0] in page.text and "7 unused, 3 used online" in page.text
-    ballot_ids = [Leaf.from_bytes(leaf).ballot_id for leaf in service.storage.entries(ELECTION, 0, 3)]
-    assert all(b in page.text for b in ballot_ids)
+    trackers = [tracker_of(leaf) for leaf in service.storage.entries(ELECTION, 0, 3)]
+    assert all(t in page.text for t in trackers) and not any(o in page.text for o in ("alice", "bob", "carol"))
     assert client.get(f"/board/{ELECTION}?start=99999").status_code == 200
     assert client.get(f"/board/{ELECTION}?start=-5").status_code == 200
     assert client.get("/board/no-such-election").status_code == 404

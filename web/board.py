@@ -4,7 +4,8 @@ and once the poll is closed and tallied, the signed tally and the election recor
 Only what a signed checkpoint covers is shown, page by page, so what anyone reads here
 can be checked against the signed log; the tally is shown only after its signature
 verified with the published tally key. Nothing here can identify a voter: entries carry
-no code or identity.
+no code or identity. During the poll the board shows no selections at all (so no running
+result): each entry is its type and its ballot tracker, which a voter can search for.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 from flask import Blueprint, Response, render_template, request, send_file
 
 from hsm_signer.errors import FormatError
-from hsm_signer.log.leaf import Leaf
+from hsm_signer.log.leaf import parse_leaf
+from hsm_signer.log.tracker import normalise_tracker, tracker_of
 from hsm_signer.tally import tally_summary
 from hsm_signer.record import publish_record
 
@@ -32,11 +34,25 @@ def index():
     return render_template("board_index.html", rows=rows)
 
 
-def _leaf(raw: bytes) -> Leaf | None:
+def _entry(raw: bytes) -> tuple[str, str] | None:
+    """(type, tracker) of an entry: never its selections, sealed or not."""
     try:
-        return Leaf.from_bytes(raw)
+        return parse_leaf(raw).type, tracker_of(raw)
     except FormatError:
         return None  # shown as unreadable; the audit command reports it properly
+
+
+def _find_tracker(election_id: str, typed: str) -> tuple[str, int | None, str | None]:
+    """(tracker as typed, its leaf index or None, a problem to show or None)."""
+    try:
+        tracker = normalise_tracker(typed[:64])
+    except FormatError as exc:
+        return typed[:64], None, str(exc)
+    found = service().storage.find_leaves(election_id, bytes.fromhex(tracker.replace("-", "")), limit=2)
+    if not found:
+        return tracker, None, (f"no signed entry has the tracker {tracker} yet; a ballot appears here once a "
+                               "signed checkpoint covers it (usually within seconds)")
+    return tracker, found[0], None
 
 
 def _page_start(raw: str, size: int) -> int:
@@ -50,15 +66,18 @@ def _page_start(raw: str, size: int) -> int:
 def election(election_id: str):
     record = election_record(election_id)
     size, note = signed_size(election_id)
-    start = _page_start(request.args.get("start", ""), size)
+    search = request.args.get("tracker")
+    tracker, found, problem = _find_tracker(election_id, search) if search else (None, None, None)
+    start = _page_start(str(found) if found is not None else request.args.get("start", ""), size)
     end = min(start + PAGE, size)
     leaves = service().storage.entries(election_id, start, end) if start < end else []
-    entries = [(start + i, _leaf(raw)) for i, raw in enumerate(leaves)]
+    entries = [(start + i, _entry(raw)) for i, raw in enumerate(leaves)]
     tally_note = service().storage.get_tally(election_id)
     tally = tally_summary(tally_note, service().bundle, record.election) if tally_note else None
     return render_template(
         "board_election.html", record=record, size=size, note=note, entries=entries, start=start, end=end,
         page=PAGE, counts=service().storage.count_codes(election_id), tally=tally,
+        tracker=tracker, found=found, problem=problem,
         previous=start - PAGE if start > 0 else None, following=end if end < size else None)
 
 

@@ -1,7 +1,10 @@
 """Showing a receipt: lookup by ballot id, the verify link its QR code carries, the QR itself.
 
-A receipt holds nothing secret (the leaf, the proof and the checkpoint are all public on
-the bulletin board), so it is addressed by its random ballot id, never by the code.
+A receipt holds nothing secret (the sealed leaf, the proof and the checkpoint are all
+public on the bulletin board), so it is addressed by its random ballot id, never by the
+code. It names the ballot by its short tracker and never shows selections: not in the
+page, the file, its URL or its QR code (a receipt of a sealed ballot has none to show, and
+one of an earlier clear-text election is not the place to repeat a vote).
 
 The QR code links to ``/verify?e=<election>&i=<leaf index>&n=<tree size>&r=<root>``:
 enough for the verification page to fetch the leaf, the inclusion proof and the signed
@@ -19,7 +22,7 @@ import segno
 from flask import url_for
 
 from hsm_signer.log.checkpoint import Checkpoint
-from hsm_signer.log.leaf import Leaf
+from hsm_signer.log.leaf import SealedLeaf, parse_leaf
 from hsm_signer.log.note import parse_note
 from hsm_signer.log.receipt import Receipt
 
@@ -53,22 +56,29 @@ class ReceiptView:
     """What the receipt templates show."""
 
     receipt: Receipt
-    leaf: Leaf
+    ballot_id: str
+    tracker: str
+    sealed: bool  # a sealed ballot (leaf v2); False for an earlier clear-text election
     tree_size: int
     verify_url: str
     qr_data_uri: str
-    choices: list[tuple[str, list[str]]]  # (contest title, option titles)
 
 
 def receipt_view(receipt: Receipt) -> ReceiptView:
-    leaf = Leaf.from_bytes(receipt.leaf)
+    leaf = parse_leaf(receipt.leaf)
     checkpoint = Checkpoint.from_text(parse_note(receipt.checkpoint)[0])
     verify_url = url_for("verify.page", e=receipt.election, i=receipt.leaf_index, n=checkpoint.size,
                          r=root_b64url(receipt.checkpoint), _external=True)
     qr = segno.make(verify_url, error="m").svg_data_uri(scale=4, border=2)
-    election = service().storage.get_election(receipt.election).election
-    choices = []
+    return ReceiptView(receipt, leaf.ballot_id, receipt.tracker, isinstance(leaf, SealedLeaf), checkpoint.size,
+                       verify_url, qr)
+
+
+def chosen_view(election, chosen: dict[str, list[str]]) -> list[tuple[str, list[str]]]:
+    """(contest title, option titles) of what the voter just chose, for the page that
+    answers their cast (never stored, never in a receipt or a URL)."""
+    rows = []
     for contest in election.contests:
         titles = {o.id: o.title for o in contest.options}
-        choices.append((contest.title, [titles.get(o, o) for o in leaf.selections.get(contest.id, ())]))
-    return ReceiptView(receipt, leaf, checkpoint.size, verify_url, qr, choices)
+        rows.append((contest.title, [titles.get(o, o) for o in chosen.get(contest.id, ())]))
+    return rows

@@ -8,7 +8,7 @@ public bulletin board does not already show.
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, redirect, render_template, request, url_for
+from flask import Blueprint, Response, render_template, request
 
 from hsm_signer.ballots import CodeUsedError, InvalidCodeError, ReceiptPendingError
 from hsm_signer.election import BallotError, Election
@@ -17,7 +17,7 @@ from hsm_signer.errors import HsmError
 from . import casting
 from .context import open_election, service
 from .errors import WebError, expected_error
-from .receipts import find_receipt, receipt_view
+from .receipts import chosen_view, find_receipt, receipt_view
 from .security import code_attempt
 
 bp = Blueprint("vote", __name__)
@@ -89,7 +89,10 @@ def cast(election_id: str):
     except (InvalidCodeError, CodeUsedError, BallotError, HsmError) as exc:
         # Back to the confirmation page, with the reason and the chance to try again.
         return _page("vote_confirm.html", expected_error(exc), election=election, code=code, chosen=chosen)
-    return redirect(url_for(".receipt", election_id=election_id, ballot_id=result.ballot_id), code=303)
+    # The receipt, answered to this POST with what the voter just chose: the choices are in
+    # no URL, no receipt and no later page (the receipt page itself shows only the tracker).
+    page = render_template("receipt.html", view=receipt_view(result.receipt), chosen=chosen_view(election, chosen))
+    return page, 201 if result.new else 200
 
 
 # --- receipts ----------------------------------------------------------------------------

@@ -317,6 +317,15 @@ class SqlStorage:
             "SELECT leaf FROM entries WHERE election = ? AND leaf_index >= ? AND leaf_index < ? ORDER BY leaf_index",
             (election_id, start, end))]
 
+    def find_leaves(self, election_id: str, hash_prefix: bytes, limit: int = 10) -> list[int]:
+        """Leaf indexes (signed entries only) whose leaf hash starts with ``hash_prefix``: how a
+        ballot tracker is found on the board. Level 0 of the stored tree holds the leaf hashes."""
+        low = bytes(hash_prefix).ljust(32, b"\x00")
+        high = bytes(hash_prefix).ljust(32, b"\xff")
+        return [r[0] for r in self._query(
+            "SELECT idx FROM nodes WHERE election = ? AND level = 0 AND hash >= ? AND hash <= ? ORDER BY idx LIMIT ?",
+            (election_id, low, high, limit))]
+
     def store_tally(self, election_id: str, note: str) -> bool:
         """Store the signed tally; False (and nothing changed) if one is already stored."""
         with self._write() as db:
