@@ -136,3 +136,23 @@ def test_hsm_check_from_the_service_configuration_checks_the_bundles_key_kinds(t
     assert table[f"{kit.token.label}-tally: mechanisms"] == "ok  offers CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA"
     assert table[f"{kit.token.label}-codes: self-test"].startswith("ok")
     assert "user PIN length" not in table  # the service's PIN is set already: not asked
+
+
+def test_hsm_check_of_a_ceremony_checks_its_token_and_its_sealing_token(tokens, tmp_path):
+    from hsm_signer.ceremony.config import REHEARSAL_EXAMPLE
+    signing, sealing = tokens.new("cer-sign"), tokens.new("cer-seal")
+    env = {**signing.env(), "SIGNING_PIN": signing.user_pin, "SEALING_PIN": sealing.user_pin}
+    result = hsm_signer("hsm", "check", "--ceremony", str(REHEARSAL_EXAMPLE),
+                        "--set", f"hsm.module={signing.module}", "--set", f"hsm.token_label={signing.label}",
+                        "--set", "hsm.initialise=false",
+                        "--set", 'hsm.initial_pin={source = "env", variable = "SIGNING_PIN"}',
+                        "--set", f"sealing.token_label={sealing.label}", "--set", "sealing.initialise=false",
+                        "--set", 'sealing.initial_pin={source = "env", variable = "SEALING_PIN"}',
+                        env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"== the ceremony's token '{signing.label}'" in result.stdout
+    assert f"== the sealing token '{sealing.label}'" in result.stdout
+    table = rows(result.stdout)
+    assert table["rehearsal-sealing: self-test"].startswith("ok") and "rehearsal-checkpoint: self-test" in table
+    assert result.stdout.count("READY: every check passed") == 2
+    assert pykcs11(signing, "objects") == [] and pykcs11(sealing, "objects") == []

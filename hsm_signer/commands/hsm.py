@@ -3,7 +3,8 @@
 Three ways to name the token and the keys to check:
 
 * ``--ceremony FILE`` — the ceremony configuration: its token, its initial PIN source and
-  its ``[[keys]]``; the PIN length checked is the one the ceremony splits. Run it before
+  its ``[[keys]]`` (and the sealing token with its key, when the configuration has one);
+  the PIN length checked is the one the ceremony splits. Run it before
   the ceremony day; the ceremony runs the same check as its preflight.
 * ``--module PATH --token-label LABEL --pin-source SPEC`` — before any configuration
   exists. ``SPEC`` is ``env[:VARIABLE]``, ``file:PATH`` or ``prompt``. ``--keys`` says which
@@ -18,6 +19,7 @@ not, with the reasons on stderr. Only session objects are made; none survives th
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -72,53 +74,69 @@ def _key_needs(text: str):
     return needs
 
 
-def _target(args):
-    """(Hsm to open, key needs, PIN length) from the options."""
+def _targets(args) -> list[tuple[str, object, list, int | None]]:
+    """``(what, Hsm to open, key needs, PIN length)`` for each token the options name."""
     from ..hsm import Hsm, pin_source
-    from ..hsm.readiness import KeyNeed
+    from ..hsm.readiness import ECDH_P256, KeyNeed
     from ..hsm.shares import PIN_LENGTH
     if args.ceremony:
         from ..ceremony.config import load_config
         from .ceremony import parse_overrides
         cfg = load_config(args.ceremony, parse_overrides(args.overrides))
-        if cfg.hsm.initialise:
-            raise ConfigError("initialise = true: the SoftHSM token does not exist before the rehearsal; "
-                              "nothing to check", "hsm.initialise")
-        assert cfg.hsm.initial_pin is not None
         if cfg.hsm.softhsm_conf is not None:
-            import os
             os.environ["SOFTHSM2_CONF"] = str(cfg.hsm.softhsm_conf)
-        hsm = Hsm(cfg.hsm.module, token_label=cfg.hsm.token_label, pin_source=pin_source(cfg.hsm.initial_pin))
-        needs = [KeyNeed(k.label, k.purpose, k.algorithm) for k in cfg.keys]
-        return hsm, needs, args.pin_length or PIN_LENGTH
+        targets = []
+        if not cfg.hsm.initialise:
+            assert cfg.hsm.initial_pin is not None
+            targets.append(("the ceremony's token", Hsm(cfg.hsm.module, token_label=cfg.hsm.token_label,
+                                                        pin_source=pin_source(cfg.hsm.initial_pin)),
+                            [KeyNeed(k.label, k.purpose, k.algorithm) for k in cfg.keys], args.pin_length or PIN_LENGTH))
+        sealing = cfg.sealing
+        if sealing is not None and not sealing.initialise:
+            assert sealing.initial_pin is not None
+            targets.append(("the sealing token", Hsm(cfg.hsm.module, token_label=sealing.token_label,
+                                                     pin_source=pin_source(sealing.initial_pin)),
+                            [KeyNeed(sealing.label, "sealing", ECDH_P256)], args.pin_length or PIN_LENGTH))
+        if not targets:
+            raise ConfigError("initialise = true: the SoftHSM tokens do not exist before the rehearsal; "
+                              "nothing to check", "hsm.initialise")
+        return targets
     if args.module:
         if not (args.token_label or args.token_serial):
             raise ConfigError("with --module, name the token: --token-label LABEL (or --token-serial)")
         hsm = Hsm(args.module, token_label=args.token_label, token_serial=args.token_serial,
                   pin_source=pin_source(_pin_spec(args.pin_source)))
-        return hsm, _key_needs(args.keys), args.pin_length or PIN_LENGTH
+        return [("the token", hsm, _key_needs(args.keys), args.pin_length or PIN_LENGTH)]
     from .. import config as config_mod
     from ..bundle import KeyBundle
     from .health import configured_keys
     service_cfg = config_mod.load(args.config)
     if service_cfg.hsm.softhsm_conf is not None:
-        import os
         os.environ["SOFTHSM2_CONF"] = str(service_cfg.hsm.softhsm_conf)
     hsm = Hsm(service_cfg.hsm.module, token_label=service_cfg.hsm.token_label,
               token_serial=service_cfg.hsm.token_serial, pin_source=pin_source(service_cfg.hsm.pin))
-    return hsm, [k.need for k in configured_keys(KeyBundle.load(service_cfg.key_bundle))], args.pin_length
+    return [("the service's token", hsm, [k.need for k in configured_keys(KeyBundle.load(service_cfg.key_bundle))],
+             args.pin_length)]
 
 
 def check_command(args) -> int:
     from ..hsm.readiness import check_token
-    hsm, needs, pin_length = _target(args)
-    hsm.open()
-    try:
-        report = check_token(hsm, needs, pin_length=pin_length)
-    finally:
-        hsm.close()
-    print(json.dumps(report.to_dict(), indent=2) if args.json else report.table())
-    if not report.fit:
+    reports = []
+    for what, hsm, needs, pin_length in _targets(args):
+        hsm.open()
+        try:
+            reports.append((what, hsm, check_token(hsm, needs, pin_length=pin_length)))
+        finally:
+            hsm.close()
+    if args.json:
+        print(json.dumps({"fit": all(r.fit for _, _, r in reports),
+                          "tokens": [{"what": what, **r.to_dict()} for what, _, r in reports]}, indent=2))
+    else:
+        for index, (what, hsm, report) in enumerate(reports):
+            if len(reports) > 1:
+                print(("\n" if index else "") + f"== {what} {hsm.token_name}")
+            print(report.table())
+    unfit = [(hsm, report) for _, hsm, report in reports if not report.fit]
+    for hsm, report in unfit:
         print(f"hsm-signer: token {hsm.token_name} is NOT fit for the ceremony: {report.reasons()}", file=sys.stderr)
-        return 2
-    return 0
+    return 2 if unfit else 0
