@@ -24,6 +24,8 @@ database row that is not public (codes, code links) into the record.
 
 from __future__ import annotations
 
+import fcntl
+import glob
 import hashlib
 import json
 import os
@@ -232,30 +234,54 @@ def archive_record(record_dir: str | os.PathLike, out: BinaryIO, *, folder: str 
     return len(names)
 
 
+class RecordBusyError(ElectionError):
+    """Another request (or process) is exporting this election's record right now."""
+
+    def __init__(self, election_id: str):
+        self.election_id = election_id
+        super().__init__(f"the record of election {election_id!r} is being prepared; try again in a few seconds")
+
+
 def publish_record(storage, bundle_dir: str | os.PathLike, election_id: str,
                    published_dir: str | os.PathLike) -> Path:
     """The ZIP of a tallied election's record in ``published_dir``, exported once and kept.
 
-    What the bulletin board serves. The record is exported and zipped in a temporary
-    directory beside the archive, which is then renamed into place, so concurrent first
-    requests never see half of it (the first complete archive wins) and nothing is left
-    behind. Raises like :func:`export_record` when the election is not closed and tallied.
+    What the bulletin board serves. One export at a time per election, across threads and
+    processes (an exclusive ``flock`` on ``.<election>.lock``): a request that finds one
+    running gets :class:`RecordBusyError` at once rather than a second export. The record
+    is exported and zipped in a temporary directory beside the archive, which is then
+    renamed into place, so nobody sees half of it; the directory is removed on every path,
+    and one left by a crash (``kill -9``) is removed by the next export, which, holding the
+    lock, knows no other export of that election runs. Raises like :func:`export_record`
+    when the election is not closed and tallied.
     """
     base = Path(published_dir)
     archive = base / f"{election_id}.zip"
     if archive.exists():
         return archive
     base.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{election_id}-", dir=base))
+    lock = os.open(base / f".{election_id}.lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        export_record(storage, bundle_dir, election_id, work / election_id)
-        with open(work / "record.zip", "wb") as out:
-            archive_record(work / election_id, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(work / "record.zip", archive)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RecordBusyError(election_id) from None
+        if archive.exists():  # made by the export we would have waited for
+            return archive
+        for stale in base.glob(f".{glob.escape(election_id)}-*"):  # left by a crashed export
+            shutil.rmtree(stale, ignore_errors=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{election_id}-", dir=base))
+        try:
+            export_record(storage, bundle_dir, election_id, work / election_id)
+            with open(work / "record.zip", "wb") as out:
+                archive_record(work / election_id, out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(work / "record.zip", archive)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        os.close(lock)  # releases the lock
     return archive
 
 

@@ -24,6 +24,7 @@ from hsm_signer.ballots import CodeUsedError, InvalidCodeError, ReceiptPendingEr
 from hsm_signer.election import BallotError
 from hsm_signer.errors import HsmError, HsmUnavailableError, PollNotOpenError, UnknownElectionError
 from hsm_signer.intake import IntakeClosedError
+from hsm_signer.record import RecordBusyError
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "hsm_unavailable": (503, "the signing hardware is unavailable; nothing was recorded, please try again shortly"),
     "receipt_pending": (503, ReceiptPendingError("").args[0]),
     "unhealthy": (503, "the service cannot take ballots right now"),
+    "record_busy": (503, "the election record is being prepared; try again in a few seconds"),
 }
 
 
@@ -113,6 +115,8 @@ def from_exception(exc: Exception) -> WebError | None:
         return WebError("unhealthy", str(exc), headers={"Retry-After": "5"})
     if isinstance(exc, PollNotOpenError):  # e.g. closed between our state check and the cast
         return WebError("poll_not_open", str(exc))
+    if isinstance(exc, RecordBusyError):  # one export at a time: come back for the finished archive
+        return WebError("record_busy", headers={"Retry-After": "5"})
     if isinstance(exc, UnknownElectionError):
         return WebError("election_not_found")
     return None
