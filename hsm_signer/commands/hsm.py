@@ -24,7 +24,13 @@ import sys
 from pathlib import Path
 
 from ..config import PinSpec
+from typing import TYPE_CHECKING
+
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..hsm import Hsm
+    from ..hsm.readiness import KeyNeed
 
 DEFAULT_KEYS = "checkpoint=ecdsa-p256,tally=ecdsa-p256,code-hmac=hmac-sha256,sealing=ecdh-p256"
 
@@ -74,7 +80,10 @@ def _key_needs(text: str):
     return needs
 
 
-def _targets(args) -> list[tuple[str, object, list, int | None]]:
+Target = tuple[str, "Hsm", list["KeyNeed"], "int | None"]
+
+
+def _targets(args) -> list[Target]:
     """``(what, Hsm to open, key needs, PIN length)`` for each token the options name."""
     from ..hsm import Hsm, pin_source
     from ..hsm.readiness import ECDH_P256, KeyNeed
@@ -85,7 +94,7 @@ def _targets(args) -> list[tuple[str, object, list, int | None]]:
         cfg = load_config(args.ceremony, parse_overrides(args.overrides))
         if cfg.hsm.softhsm_conf is not None:
             os.environ["SOFTHSM2_CONF"] = str(cfg.hsm.softhsm_conf)
-        targets = []
+        targets: list[Target] = []
         if not cfg.hsm.initialise:
             assert cfg.hsm.initial_pin is not None
             targets.append(("the ceremony's token", Hsm(cfg.hsm.module, token_label=cfg.hsm.token_label,
