@@ -39,7 +39,8 @@ def cast_burst(directory, signer, mac, *, ballots: int, clients: int, batch_size
     from hsm_signer.ballots import BallotBox
     from hsm_signer.election import Election
     from hsm_signer.log.receipt import Receipt
-    from hsm_signer.sequencer import Notifier, Sequencer, SignerState
+    from hsm_signer.notify import BatchWaiter, Notifier
+    from hsm_signer.sequencer import Sequencer, SignerState
     from hsm_signer.storage.sqlite import SQLiteStorage
     from hsm_signer.throwaway import open_election_on
 
@@ -48,7 +49,7 @@ def cast_burst(directory, signer, mac, *, ballots: int, clients: int, batch_size
     election = Election.from_dict(ELECTION_DEFINITION)
     issued = open_election_on(storage, mac, ELECTION_DEFINITION, ballots)
     notifier = Notifier()
-    box = BallotBox(storage, mac, notifier, receipt_timeout=60)
+    box = BallotBox(storage, mac, notifier, waiter=BatchWaiter(notifier), receipt_timeout=60)
     sequencer = Sequencer(storage, signer, "bench/checkpoint", SignerState(directory / "signer-state.json"),
                           batch_size=batch_size, notifier=notifier)
     work: queue.SimpleQueue = queue.SimpleQueue()
@@ -66,7 +67,7 @@ def cast_burst(directory, signer, mac, *, ballots: int, clients: int, batch_size
                 return
             start = time.perf_counter()
             try:
-                receipt = box.cast(election.id, code, vote)
+                receipt = box.cast(election.id, code, vote).receipt
             except Exception as exc:  # counted and reported, never hidden
                 errors.append(f"{type(exc).__name__}: {exc}")
                 continue

@@ -22,8 +22,8 @@ import hashlib
 import hmac
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -38,7 +38,7 @@ from .log.leaf import BALLOT, BALLOT_ID_PATTERN, POSTAL as POSTAL_LEAF, Leaf, Se
 from .log.receipt import Receipt
 from .log.tree import MerkleTree
 from .intake import CastIntake
-from .sequencer import Notifier
+from .notify import Notifier, PollingWaiter, ReceiptWaiter
 from .signer import Mac
 from .canonical import canonicalize
 from .storage.base import ONLINE, POSTAL, BallotIdTakenError, CastOutcome, CastRequest, Storage, StoreView, UnknownCodeError
@@ -123,6 +123,15 @@ class Submission:
 
 
 @dataclass(frozen=True)
+class Cast:
+    """A cast ballot and its signed receipt: what a voter's request gets back."""
+
+    ballot_id: str
+    receipt: Receipt
+    new: bool  # stored by this call (False: the same ballot was already stored with this code)
+
+
+@dataclass(frozen=True)
 class _Prepared:
     code: str            # normalised; never logged
     digest: bytes        # ballot_digest of what was submitted
@@ -137,8 +146,16 @@ class CodeStatus:
 
 
 class BallotBox:
+    """Casting for one process. Its parts are passed in once, by the service.
+
+    ``notifier`` is woken for every stored ballot (the sequencer's cue); ``waiter`` is how
+    requests wait for receipts (default: polling); ``signer_healthy`` says whether the
+    signer is known to be failing, so waiters give up after ``unhealthy_grace`` seconds
+    instead of holding the request for the whole ``receipt_timeout``.
+    """
+
     def __init__(self, storage: Storage, code_mac: Mac, notifier: Notifier | None = None, *,
-                 receipt_timeout: float = 10.0, poll_interval: float = 0.02,
+                 waiter: ReceiptWaiter | None = None, receipt_timeout: float = 10.0,
                  signer_healthy: Callable[[], bool] | None = None, unhealthy_grace: float = 1.0,
                  intake: CastIntake | None = None, resubmit_window: float = RESUBMIT_WINDOW,
                  clock: Callable[[], float] = time.time, sealing_key: bytes | None = None):
@@ -154,10 +171,8 @@ class BallotBox:
         self.intake = intake or CastIntake(storage)
         self.code_mac = code_mac
         self.notifier = notifier
+        self.waiter = waiter or PollingWaiter()
         self.receipt_timeout = receipt_timeout
-        self.poll_interval = poll_interval
-        # When the signer reports trouble (HSM down), waiters give up after a short grace
-        # instead of holding the request for the whole timeout.
         self.signer_healthy = signer_healthy or (lambda: True)
         self.unhealthy_grace = unhealthy_grace
 
@@ -288,9 +303,16 @@ class BallotBox:
             raise CodeUsedError(outcome.status)
         return Submission(ballot_id, new=False, election_id=request.election_id)
 
-    def cast(self, election_id: str, typed: str, selections: object, channel: str = ONLINE) -> Receipt:
-        """Submit and wait for the signed receipt."""
-        return self.wait_for(self.submit(election_id, typed, selections, channel))
+    def cast(self, election_id: str, typed: str, selections: object, channel: str = ONLINE) -> Cast:
+        """Submit, then wait for the signed receipt (ReceiptPendingError if it is slow).
+
+        ``new`` says whether this call stored the ballot (the API answers 201) or found the
+        same ballot already stored with this code (200).
+        """
+        submission = self.submit(election_id, typed, selections, channel)
+        receipt = self.wait_for_receipt(submission.ballot_id, election_id=submission.election_id,
+                                        seq=submission.seq)
+        return Cast(submission.ballot_id, receipt, submission.new)
 
     # --- receipts ------------------------------------------------------------------------
     def receipt(self, ballot_id: str) -> Receipt | None:
@@ -306,46 +328,31 @@ class BallotBox:
         return Receipt(election=entry.election, leaf_index=entry.leaf_index, leaf=entry.leaf,
                        inclusion_proof=tuple(proof), checkpoint=note)
 
-    def wait_for(self, submission: Submission, timeout: float | None = None) -> Receipt:
-        """Wait for the receipt of a ballot just submitted (woken when its batch is signed)."""
-        return self.wait_for_receipt(submission.ballot_id, timeout, election_id=submission.election_id,
-                                     seq=submission.seq)
-
     def wait_for_receipt(self, ballot_id: str, timeout: float | None = None, *,
                          election_id: str | None = None, seq: int | None = None) -> Receipt:
         """The ballot's receipt once a signed checkpoint covers it, or ReceiptPendingError.
 
-        With the entry's ``election_id`` and ``seq`` (from :class:`Submission`), and a sequencer
-        in this process, the receipt is looked up only once the batch that sequenced it is
-        committed; otherwise at every batch, or every ``poll_interval`` when the sequencer runs
-        in another process.
+        The :class:`~hsm_signer.notify.ReceiptWaiter` decides when to look: with the entry's
+        ``election_id`` and ``seq`` (from :class:`Submission`) a batch-fed waiter looks only
+        once the batch that sequenced it is committed. A hint that proves wrong (sequenced,
+        yet no receipt found) is dropped: from then on every batch is a reason to look.
         """
         started = time.monotonic()
         deadline = started + (self.receipt_timeout if timeout is None else timeout)
-        in_process = self.notifier is not None and self.notifier.has_source
-        hinted = in_process and bool(election_id) and seq is not None
-        check = not hinted or self.notifier.sequenced_through(election_id) >= seq
+        look = self.waiter.ready(election_id, seq)
         while True:
-            if check:
+            if look:
                 receipt = self.receipt(ballot_id)
                 if receipt is not None:
                     return receipt
-                if hinted and self.notifier.sequenced_through(election_id) >= seq:
-                    hinted = False  # sequenced but not found (see hsm_signer.notify): look at every batch
+                if seq is not None and self.waiter.ready(election_id, seq):
+                    seq = None  # sequenced but not found (see hsm_signer.notify)
             remaining = deadline - time.monotonic()
             if remaining <= 0 or (not self.signer_healthy()
                                   and time.monotonic() - started >= self.unhealthy_grace):
                 raise ReceiptPendingError(ballot_id)
-            if in_process:
-                # Woken by the batch that sequences this ballot (or by any batch, unhinted); at
-                # least every quarter second look anyway, and notice a signer in trouble.
-                woken = self.notifier.wait(min(remaining, 0.25), election_id if hinted else None,
-                                           seq if hinted else None)
-                check = not hinted or not woken or self.notifier.sequenced_through(election_id) >= seq
-            else:
-                time.sleep(min(remaining, self.poll_interval))
-                check = True
+            look = self.waiter.wait(election_id, seq, remaining)
 
 
-__all__ = ["BallotBox", "BallotError", "CodeStatus", "SealedBallot", "Submission", "CodeUsedError", "InvalidCodeError",
+__all__ = ["BallotBox", "BallotError", "Cast", "CodeStatus", "SealedBallot", "Submission", "CodeUsedError", "InvalidCodeError",
            "ReceiptPendingError", "HsmUnavailableError", "seal_link", "open_link"]

@@ -12,6 +12,12 @@ Two directions, kept apart so that nobody is woken for nothing:
 The ``seq`` test is a hint, never trusted for correctness: a woken waiter still looks its
 receipt up, and one that does not find it (PostgreSQL can commit a lower ``seq`` after a
 higher one) or that gives no ``seq`` waits for the next batch instead.
+
+How a request waits for its receipt is a :class:`ReceiptWaiter`, chosen once by the
+service: a :class:`BatchWaiter` when something in this process announces committed
+batches on the notifier (the sequencer's loop, or a
+:class:`~hsm_signer.watch.CommitWatcher` following a sequencer in another process), a
+:class:`PollingWaiter` otherwise.
 """
 
 from __future__ import annotations
@@ -19,6 +25,14 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
+import time
+from typing import Protocol, runtime_checkable
+
+#: A batch-fed waiter looks for its receipt at least this often even if no batch woke it
+#: (a sequencer that stopped, a hint that was wrong), and notices a signer in trouble.
+RECHECK_INTERVAL = 0.25
+#: How often a polling waiter looks its receipt up.
+POLL_INTERVAL = 0.02
 
 
 class Notifier:
@@ -30,9 +44,6 @@ class Notifier:
         self._tiebreak = itertools.count()
         self._work = threading.Condition()
         self._pending = 0
-        # Something in this process calls notify() for every committed batch: the
-        # sequencer's loop, or a CommitWatcher (hsm_signer.watch) when it runs elsewhere.
-        self.has_source = False
 
     # --- committed batches -> receipt waiters ---------------------------------------------
     def notify(self, election_id: str | None = None, through_seq: int | None = None) -> None:
@@ -93,3 +104,47 @@ class Notifier:
         with self._work:
             start = self._pending
             self._work.wait_for(lambda: self._pending != start, timeout=timeout)
+
+
+@runtime_checkable
+class ReceiptWaiter(Protocol):
+    """How a request sleeps until its ballot's receipt may be there.
+
+    ``seq`` is the stored entry's arrival number when the caller knows it (a hint:
+    see the module docstring), else None.
+    """
+
+    def ready(self, election_id: str | None, seq: int | None) -> bool:
+        """Whether looking the receipt up now can find it (False only when it surely cannot)."""
+
+    def wait(self, election_id: str | None, seq: int | None, timeout: float) -> bool:
+        """Sleep at most ``timeout`` seconds; True when the receipt should be looked up now."""
+
+
+class BatchWaiter:
+    """Sleeps until the committed batch that sequenced the entry (or any batch, without a hint)."""
+
+    def __init__(self, notifier: Notifier, *, recheck: float = RECHECK_INTERVAL):
+        self.notifier = notifier
+        self.recheck = recheck
+
+    def ready(self, election_id: str | None, seq: int | None) -> bool:
+        return election_id is None or seq is None or self.notifier.sequenced_through(election_id) >= seq
+
+    def wait(self, election_id: str | None, seq: int | None, timeout: float) -> bool:
+        woken = self.notifier.wait(min(timeout, self.recheck), election_id, seq)
+        return not woken or self.ready(election_id, seq)  # not woken: look anyway, now and then
+
+
+class PollingWaiter:
+    """Sleeps a fixed interval: for a process that learns of no batch (nothing announces them)."""
+
+    def __init__(self, interval: float = POLL_INTERVAL):
+        self.interval = interval
+
+    def ready(self, election_id: str | None, seq: int | None) -> bool:
+        return True
+
+    def wait(self, election_id: str | None, seq: int | None, timeout: float) -> bool:
+        time.sleep(min(timeout, self.interval))
+        return True

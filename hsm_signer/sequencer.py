@@ -290,12 +290,10 @@ class Sequencer:
             log.warning("sequencer heartbeat not written: %s", exc)
 
     def _loop(self) -> None:
-        self.notifier.has_source = True
         try:
             self._run_loop()
         finally:
-            self.notifier.has_source = False
-            self.notifier.notify()  # waiters go back to polling the database
+            self.notifier.notify()  # no more batches from here: every waiter looks once more
 
     def _run_loop(self) -> None:
         next_beat = next_purge = 0.0
@@ -354,6 +352,11 @@ class Sequencer:
         self._thread = threading.Thread(target=run, name="sequencer", daemon=True)
         self._thread.start()
         return self
+
+    @property
+    def running(self) -> bool:
+        """Whether this sequencer's background thread signs (started, holding the lock, not stopped)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def stop(self) -> None:
         self._stop.set()

@@ -4,12 +4,16 @@ Opens the HSM, the storage and the ceremony's key bundle, checks that the HSM ho
 keys the bundle publishes (same public keys), and wires the ballot box to the sequencer.
 Web processes and CLI commands get everything they need from a :class:`Service`; nothing
 else reads configuration.
+
+Every choice is made here, once, when the service is opened: who signs batches (a
+sequencer in this process, or another process whose commits this one follows), how
+requests wait for receipts (woken by those batches, or polling when this process learns of
+none), and how they learn that the signer is failing (:class:`~hsm_signer.watch.SignerHealth`).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 
 from . import config as config_mod
@@ -18,9 +22,10 @@ from .bundle import KeyBundle
 from .deferred import DeferredMac, DeferredSigner
 from .errors import ConfigError
 from .hsm import open_hsm
-from .sequencer import Notifier, Sequencer, SignerState, read_heartbeat
+from .notify import BatchWaiter, Notifier, PollingWaiter
+from .sequencer import Sequencer, SequencerBusyError, SignerState
 from .storage import Storage, open_storage
-from .watch import CommitWatcher
+from .watch import CommitWatcher, SignerHealth
 
 log = logging.getLogger(__name__)
 
@@ -33,18 +38,24 @@ class Service:
     hsm: object
     ballots: BallotBox
     notifier: Notifier
+    health: SignerHealth
     sequencer: Sequencer | None = None
     watcher: CommitWatcher | None = None
     _checkpoint_signer: object = field(default=None, repr=False)
-    _status_cache: bool = field(default=True, repr=False)
-    _status_checked: float = field(default=0.0, repr=False)
 
     @classmethod
     def open(cls, cfg: config_mod.Config, *, with_sequencer: bool = False,
-             hsm_may_be_away: bool = False) -> "Service":
-        """Open every part. ``hsm_may_be_away`` (servers): start even while the HSM cannot be
-        reached; its keys are then found, and checked against the bundle, when it appears
-        (:mod:`.deferred`), and until then casting answers 503 and nothing is signed."""
+             follow_commits: bool = False, hsm_may_be_away: bool = False) -> "Service":
+        """Open the parts named by ``cfg``; :meth:`start` sets them running.
+
+        ``with_sequencer``: this process signs batches (a sequencer thread, from :meth:`start`).
+        ``follow_commits``: a sequencer in another process signs and this one learns of its
+        batches from the database; with ``with_sequencer`` too, that is the fallback when
+        another sequencer already holds the log. With neither, receipts are polled for.
+        ``hsm_may_be_away`` (servers): start even while the HSM cannot be reached; its keys
+        are then found, and checked against the bundle, when it appears (:mod:`.deferred`),
+        and until then casting answers 503 and nothing is signed.
+        """
         bundle = KeyBundle.load(cfg.key_bundle)
         hsm = open_hsm(cfg.hsm, may_be_away=hsm_may_be_away)
         storage = None
@@ -66,40 +77,23 @@ class Service:
             hsm.close()
             raise
         notifier = Notifier()
-        service = cls(config=cfg, storage=storage, bundle=bundle, hsm=hsm,
-                      ballots=BallotBox(storage, code_mac, notifier,
-                                        resubmit_window=cfg.voting.resubmit_window_minutes * 60.0),
-                      notifier=notifier, _checkpoint_signer=checkpoint_signer)
-        service.ballots.signer_healthy = service.signer_healthy
-        if with_sequencer:
-            service.sequencer = service.make_sequencer()
-        return service
+        sequencer = _sequencer(cfg, storage, bundle, checkpoint_signer, notifier) if with_sequencer else None
+        health = SignerHealth(storage, sequencer)
+        batches_announced = with_sequencer or follow_commits
+        waiter = BatchWaiter(notifier) if batches_announced else PollingWaiter()
+        ballots = BallotBox(storage, code_mac, notifier, waiter=waiter, signer_healthy=health.healthy,
+                            resubmit_window=cfg.voting.resubmit_window_minutes * 60.0)
+        watcher = CommitWatcher(storage, notifier) if follow_commits else None
+        return cls(config=cfg, storage=storage, bundle=bundle, hsm=hsm, ballots=ballots, notifier=notifier,
+                   health=health, sequencer=sequencer, watcher=watcher, _checkpoint_signer=checkpoint_signer)
 
     def make_sequencer(self) -> Sequencer:
-        key = self.bundle.key("checkpoint")
-        return Sequencer(self.storage, self._checkpoint_signer, key.note_key_name,
-                         SignerState(self.config.sequencer.state_file),
-                         batch_size=self.config.sequencer.batch_size,
-                         max_wait=self.config.sequencer.max_wait_ms / 1000, notifier=self.notifier)
+        """A new sequencer over this service's log (closing the poll drains with one)."""
+        return _sequencer(self.config, self.storage, self.bundle, self._checkpoint_signer, self.notifier)
 
     def signer_status(self) -> dict:
         """How the sequencer is doing: this process's own, or the heartbeat of another's."""
-        if self.sequencer is not None:
-            return {"mode": "in-process", "healthy": self.sequencer.healthy, "error": self.sequencer.last_error}
-        beat = read_heartbeat(self.storage)
-        if beat is None:
-            return {"mode": "external", "healthy": None, "error": "no sequencer has reported yet"}
-        if not beat["fresh"]:
-            return {"mode": "external", "healthy": False, "error": "the sequencer has not reported for a while"}
-        return {"mode": "external", "healthy": bool(beat["healthy"]), "error": beat.get("error")}
-
-    def signer_healthy(self) -> bool:
-        """False while the sequencer is known not to sign (HSM down, tampering refused, gone)."""
-        now = time.monotonic()
-        if now - self._status_checked > 0.5:  # waiters ask often; the heartbeat moves once a second
-            self._status_cache = self.signer_status()["healthy"] is not False
-            self._status_checked = now
-        return self._status_cache
+        return self.health.status()
 
     def tally_signer(self):
         """The HSM tally key, after checking it is the one the bundle publishes."""
@@ -111,15 +105,22 @@ class Service:
                               "at this token's ceremony bundle")
         return signer
 
-    def watch_commits(self) -> CommitWatcher:
-        """Wake this process's receipt waiters on batches a sequencer in another process commits."""
-        if self.watcher is None:
-            self.watcher = CommitWatcher(self.storage, self.notifier).start()
-        return self.watcher
-
     def start(self) -> "Service":
+        """Start signing, or following the sequencer that signs.
+
+        Raises SequencerBusyError when this process was to sign, another sequencer holds
+        the log and ``follow_commits`` was not asked for.
+        """
         if self.sequencer is not None:
-            self.sequencer.start()
+            try:
+                self.sequencer.start()
+            except SequencerBusyError:
+                if self.watcher is None:
+                    raise
+                log.info("another sequencer signs for this database; this process follows its batches")
+                self.sequencer = None
+        if self.watcher is not None and self.sequencer is None:
+            self.watcher.start()
         return self
 
     def close(self) -> None:
@@ -130,3 +131,9 @@ class Service:
             self.sequencer.stop()
         self.storage.close()
         self.hsm.close()
+
+
+def _sequencer(cfg: config_mod.Config, storage: Storage, bundle: KeyBundle, signer, notifier: Notifier) -> Sequencer:
+    return Sequencer(storage, signer, bundle.key("checkpoint").note_key_name, SignerState(cfg.sequencer.state_file),
+                     batch_size=cfg.sequencer.batch_size, max_wait=cfg.sequencer.max_wait_ms / 1000,
+                     notifier=notifier)

@@ -1,4 +1,4 @@
-"""Waking receipt waiters when the sequencer runs in another process.
+"""Following the sequencer from outside: its committed batches and its health.
 
 A web process whose sequencer runs elsewhere (``hsm-signer serve`` starts it as its own
 process; several gunicorn workers share one ``hsm-signer sequencer``) learns of committed
@@ -6,6 +6,9 @@ batches from the database. One thread per process looks for a new latest checkpo
 each open or closed election every few milliseconds (an index lookup per election) and, when it
 grows, wakes the waiters whose ballots it now covers through the :class:`Notifier` — one
 small query per poll instead of every waiting request polling for its own receipt.
+
+:class:`SignerHealth` tells waiters and ``/health`` whether the signer is known to fail:
+the sequencer of this process when it runs, else the heartbeat another one writes.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import time
 
 from .election import DRAFT
 from .notify import Notifier
+from .sequencer import Sequencer, read_heartbeat
 from .storage.base import Storage
 
 log = logging.getLogger(__name__)
@@ -36,15 +40,13 @@ class CommitWatcher:
     def start(self) -> "CommitWatcher":
         self._thread = threading.Thread(target=self._run, name="commit-watcher", daemon=True)
         self._thread.start()
-        self.notifier.has_source = True
         return self
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        self.notifier.has_source = False
-        self.notifier.notify()  # waiters go back to polling
+        self.notifier.notify()  # no more batches from here: every waiter looks once more
 
     def poll(self, elections: list[str]) -> int:
         """Look once; wake the waiters of every batch committed since; return how many elections moved."""
@@ -77,3 +79,37 @@ class CommitWatcher:
                     log.error("commit watcher: cannot read the database: %s", exc)
                 failing = True
                 self._stop.wait(0.5)
+
+
+class SignerHealth:
+    """Whether the signer signs: this process's sequencer while it runs, else another's heartbeat."""
+
+    #: Waiters ask often; the heartbeat moves once a second.
+    CACHE_SECONDS = 0.5
+
+    def __init__(self, storage: Storage, sequencer: Sequencer | None = None):
+        self.storage = storage
+        self.sequencer = sequencer
+        self._cached = True
+        self._checked = float("-inf")
+        self._lock = threading.Lock()
+
+    def status(self) -> dict:
+        """``{"mode": "in-process" | "external", "healthy": True | False | None, "error": ...}``."""
+        if self.sequencer is not None and self.sequencer.running:
+            return {"mode": "in-process", "healthy": self.sequencer.healthy, "error": self.sequencer.last_error}
+        beat = read_heartbeat(self.storage)
+        if beat is None:
+            return {"mode": "external", "healthy": None, "error": "no sequencer has reported yet"}
+        if not beat["fresh"]:
+            return {"mode": "external", "healthy": False, "error": "the sequencer has not reported for a while"}
+        return {"mode": "external", "healthy": bool(beat["healthy"]), "error": beat.get("error")}
+
+    def healthy(self) -> bool:
+        """False while the signer is known not to sign (HSM down, tampering refused, gone)."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._checked > self.CACHE_SECONDS:
+                self._cached = self.status()["healthy"] is not False
+                self._checked = now
+            return self._cached

@@ -20,7 +20,7 @@ VOTE = {"leader": ["carol"], "board": ["erin", "dan"]}
 
 
 def test_a_voter_casts_and_gets_a_receipt_that_verifies_offline(service, codes):
-    receipt = service.ballots.cast(ELECTION, codes[0], VOTE)
+    receipt = service.ballots.cast(ELECTION, codes[0], VOTE).receipt
     verified = verify_receipt(receipt, service.bundle)
     assert verified.election == ELECTION and verified.leaf_index == receipt.leaf_index
     leaf = Leaf.from_bytes(receipt.leaf)
@@ -31,7 +31,8 @@ def test_a_voter_casts_and_gets_a_receipt_that_verifies_offline(service, codes):
 def test_resubmitting_the_same_ballot_returns_the_original_receipt(service, codes):
     first = service.ballots.cast(ELECTION, codes[0], VOTE)
     again = service.ballots.cast(ELECTION, codes[0].lower(), {"leader": ["carol"], "board": ["dan", "erin"]})
-    assert again == first
+    assert again.receipt == first.receipt and again.ballot_id == first.ballot_id
+    assert (first.new, again.new) == (True, False)  # the API answers 201, then 200
     assert service.storage.tree_size(ELECTION) == 1
 
 
@@ -57,7 +58,7 @@ def test_unknown_malformed_and_other_election_codes_get_the_same_answer(service,
 
 
 def test_postal_ballot_revokes_the_online_code_and_online_makes_postal_a_duplicate(service, codes):
-    postal = service.ballots.cast(ELECTION, codes[2], VOTE, channel="postal")
+    postal = service.ballots.cast(ELECTION, codes[2], VOTE, channel="postal").receipt
     assert Leaf.from_bytes(postal.leaf).type == "postal"
     with pytest.raises(CodeUsedError, match="already been used by post"):
         service.ballots.cast(ELECTION, codes[2], VOTE)
@@ -70,7 +71,7 @@ def test_postal_ballot_revokes_the_online_code_and_online_makes_postal_a_duplica
 
 
 def test_a_code_tells_its_status_only_and_the_database_links_nothing_in_clear(service, codes):
-    receipt = service.ballots.cast(ELECTION, codes[5], VOTE)
+    receipt = service.ballots.cast(ELECTION, codes[5], VOTE).receipt
     ballot_id = Leaf.from_bytes(receipt.leaf).ballot_id
     status = service.ballots.code_status(ELECTION, codes[5])
     assert status == CodeStatus("online")
@@ -88,7 +89,8 @@ def test_the_same_ballot_again_gets_its_receipt_only_within_the_window(service, 
     svc.ballots.resubmit_window = 60.0
     first = svc.ballots.cast(ELECTION, codes[6], VOTE)
     now[0] += 59
-    assert svc.ballots.cast(ELECTION, codes[6], {"board": ["erin", "dan"], "leader": ["carol"]}) == first
+    again = svc.ballots.cast(ELECTION, codes[6], {"board": ["erin", "dan"], "leader": ["carol"]})
+    assert (again.receipt, again.ballot_id, again.new) == (first.receipt, first.ballot_id, False)
     with pytest.raises(CodeUsedError, match="for a different ballot"):
         svc.ballots.cast(ELECTION, codes[6], {"leader": ["alice"], "board": []})
     now[0] += 1  # the window has ended: refused on read, before any purge

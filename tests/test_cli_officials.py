@@ -70,7 +70,7 @@ def test_verify_reports_a_tampered_receipt_with_exit_status_1(officials, tmp_pat
     service = Service.open(officials.kit.load(), with_sequencer=True).start()
     try:
         code = open_election(service, 1)[0]
-        receipt = json.loads(service.ballots.cast("test-election", code, {"leader": ["bob"], "board": []}).to_json())
+        receipt = json.loads(service.ballots.cast("test-election", code, {"leader": ["bob"], "board": []}).receipt.to_json())
     finally:
         service.close()
     receipt["leaf_index"] = 1

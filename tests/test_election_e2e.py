@@ -71,7 +71,7 @@ def test_an_election_from_codes_to_an_independent_audit(officials, tmp_path):
     service = Service.open(officials.kit.load(), with_sequencer=True).start()
     try:
         for i, selections in enumerate(ONLINE):
-            receipt = service.ballots.cast("leader-2026", codes[i], selections)
+            receipt = service.ballots.cast("leader-2026", codes[i], selections).receipt
             (receipts / f"online-{i}.json").write_text(receipt.to_json(), encoding="utf-8")
         observed_during_poll = service.storage.latest_checkpoint("leader-2026")[1]
     finally:

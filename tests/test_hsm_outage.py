@@ -26,7 +26,7 @@ def test_an_hsm_outage_consumes_no_code_and_the_service_recovers_by_itself(
     service = Service.open(kit.load(), with_sequencer=True).start()
     try:
         codes = open_election(service, 4)
-        verify_receipt(service.ballots.cast(ELECTION, codes[0], VOTE), service.bundle)
+        verify_receipt(service.ballots.cast(ELECTION, codes[0], VOTE).receipt, service.bundle)
 
         server.stop()
         started = time.monotonic()
@@ -40,7 +40,7 @@ def test_an_hsm_outage_consumes_no_code_and_the_service_recovers_by_itself(
         deadline = time.monotonic() + 15
         while True:
             try:
-                receipt = service.ballots.cast(ELECTION, codes[1], VOTE)
+                receipt = service.ballots.cast(ELECTION, codes[1], VOTE).receipt
                 break
             except (HsmUnavailableError, ReceiptPendingError):
                 assert time.monotonic() < deadline, "the service did not recover within 15 s"
@@ -73,7 +73,7 @@ def test_a_ballot_stored_before_the_outage_gets_its_receipt_after_it(
         deadline = time.monotonic() + 15
         while True:
             try:
-                receipt = service.ballots.cast(ELECTION, codes[0], VOTE)  # the voter tries again
+                receipt = service.ballots.cast(ELECTION, codes[0], VOTE).receipt  # the voter tries again
                 break
             except (HsmUnavailableError, ReceiptPendingError):
                 assert time.monotonic() < deadline, "no receipt within 15 s of the HSM's return"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from hsm_signer.notify import Notifier
+from hsm_signer.notify import BatchWaiter, Notifier, PollingWaiter, ReceiptWaiter
 from hsm_signer.watch import CommitWatcher
 
 
@@ -85,9 +85,8 @@ def test_the_watcher_turns_another_process_s_commits_into_wake_ups(tmp_path):
                        require_state="open").entry.seq for i in range(3)]
     notifier = Notifier()
     watcher = CommitWatcher(store, notifier, interval=0.002).start()
+    results: dict = {}
     try:
-        assert notifier.has_source
-        results: dict = {}
         first, last = _waiter(notifier, results, "first", election, seqs[0]), _waiter(notifier, results, "last", election, seqs[2])
         _settle()
         store.commit_batch(election, [(seqs[0], 0), (seqs[1], 1)], [], 2, "note-2")
@@ -98,7 +97,40 @@ def test_the_watcher_turns_another_process_s_commits_into_wake_ups(tmp_path):
         last.join(2)
         assert results == {"first": True, "last": True}
         assert notifier.sequenced_through(election) == seqs[2]
+        straggler = _waiter(notifier, results, "straggler", election, seqs[2] + 100)
+        _settle()
     finally:
         watcher.stop()
         store.close()
-    assert not notifier.has_source
+    straggler.join(2)
+    assert results["straggler"] is True  # a stopping watcher wakes every waiter to look once more
+
+
+def test_a_batch_waiter_looks_only_once_its_batch_is_committed_or_now_and_then():
+    notifier = Notifier()
+    waiter = BatchWaiter(notifier, recheck=0.05)
+    assert isinstance(waiter, ReceiptWaiter)
+    assert not waiter.ready("e", 5) and waiter.ready("e", None) and waiter.ready(None, None)
+    started = time.monotonic()
+    assert waiter.wait("e", 5, 10.0) is True  # nobody announced a batch: look anyway after `recheck`
+    assert 0.04 <= time.monotonic() - started < 2
+    results: dict = {}
+
+    def wait():
+        results["looked"] = waiter.wait("e", 5, 10.0)
+    thread = threading.Thread(target=wait)
+    thread.start()
+    _settle()
+    notifier.notify("e", 4)  # not its batch: it keeps sleeping (until the recheck)
+    notifier.notify("e", 5)
+    thread.join(2)
+    assert results == {"looked": True} and waiter.ready("e", 5) and not waiter.ready("e", 6)
+
+
+def test_a_polling_waiter_always_looks_after_its_interval_or_the_timeout():
+    waiter = PollingWaiter(interval=0.03)
+    assert isinstance(waiter, ReceiptWaiter) and waiter.ready("e", 5)
+    started = time.monotonic()
+    assert waiter.wait("e", 5, 10.0) is True
+    assert waiter.wait("e", 5, 0.0) is True
+    assert 0.025 <= time.monotonic() - started < 2

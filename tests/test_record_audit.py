@@ -71,11 +71,11 @@ def run(tokens, tmp_path_factory) -> Run:
         receipts = base / "receipts"
         receipts.mkdir()
         for i, (code, (selections, channel)) in enumerate(zip(codes, BALLOTS)):
-            receipt = service.ballots.cast(ELECTION, code, selections, channel=channel)
+            receipt = service.ballots.cast(ELECTION, code, selections, channel=channel).receipt
             (receipts / f"receipt-{i}.json").write_text(receipt.to_json(), encoding="utf-8")
         other_code = open_election(service, 1, OTHER)[0]
         other_receipt = base / "other-receipt.json"
-        other_receipt.write_text(service.ballots.cast("other-election", other_code, BALLOTS[0][0]).to_json(),
+        other_receipt.write_text(service.ballots.cast("other-election", other_code, BALLOTS[0][0]).receipt.to_json(),
                                  encoding="utf-8")
         close_poll(service, ELECTION)
         signed = tally_election(service, ELECTION)

@@ -112,7 +112,7 @@ def test_a_client_sealed_ballot_is_checked_before_it_consumes_a_code(client, ser
 
 
 def test_a_postal_ballot_is_sealed_by_the_server_for_the_postal_channel(service, codes, sealing_key):
-    receipt = service.ballots.cast(ELECTION, codes[4], {"leader": ["bob"], "board": []}, channel="postal")
+    receipt = service.ballots.cast(ELECTION, codes[4], {"leader": ["bob"], "board": []}, channel="postal").receipt
     leaf = parse_leaf(receipt.leaf)
     assert isinstance(leaf, SealedLeaf) and leaf.type == "postal" and leaf.channel == "postal"
     assert open_leaf(sealing_key, receipt.leaf, 64) == {"board": [], "leader": ["bob"]}

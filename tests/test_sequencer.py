@@ -13,6 +13,7 @@ from hsm_signer.election import Election
 from hsm_signer.log.checkpoint import open_checkpoint
 from hsm_signer.log.merkle import leaf_hash
 from hsm_signer.log.note import NoteVerifier
+from hsm_signer.notify import BatchWaiter
 from hsm_signer.sequencer import Notifier, Sequencer, SequencerBusyError, SignerState, TamperError
 from hsm_signer.signer import SoftwareMac, SoftwareSigner
 from hsm_signer.storage.sqlite import SQLiteStorage
@@ -38,7 +39,7 @@ class Rig:
         self.codes = [c for c, _ in issued]
         self.signer = SoftwareSigner.generate()
         self.notifier = Notifier()
-        self.box = BallotBox(self.storage, self.mac, self.notifier)
+        self.box = BallotBox(self.storage, self.mac, self.notifier, waiter=BatchWaiter(self.notifier))
         self.sequencer = self.new_sequencer(batch_size)
 
     def new_sequencer(self, batch_size=1000):

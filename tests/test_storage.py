@@ -154,7 +154,7 @@ def test_a_service_runs_on_postgresql(tokens, tmp_path, postgres):
     service = Service.open(kit.load(), with_sequencer=True).start()
     try:
         codes = open_election(service, 5)
-        receipts = [service.ballots.cast(ELECTION, code, {"leader": ["bob"], "board": []}) for code in codes]
+        receipts = [service.ballots.cast(ELECTION, code, {"leader": ["bob"], "board": []}).receipt for code in codes]
         for receipt in receipts:
             verify_receipt(receipt, service.bundle)
         assert service.storage.tree_size(ELECTION) == 5

@@ -96,7 +96,7 @@ def test_a_voter_votes_in_a_real_browser_without_javascript_and_the_receipt_veri
 
 def test_the_receipt_page_obeys_the_csp_prints_cleanly_and_fits_a_phone(browser, service, live_url):
     code = open_election(service, 2)[0]
-    receipt = service.ballots.cast(ELECTION, code, {"leader": ["bob"], "board": []})
+    receipt = service.ballots.cast(ELECTION, code, {"leader": ["bob"], "board": []}).receipt
     ballot_id = Leaf.from_bytes(receipt.leaf).ballot_id
     context = browser.new_context(viewport={"width": 360, "height": 740})
     page = context.new_page()

@@ -78,7 +78,7 @@ def receipts(service):
     codes = open_election(service, 8)
     choices = [{"leader": ["alice"], "board": ["dan"]}, {"leader": ["bob"], "board": ["dan", "erin"]},
                {"leader": ["carol"], "board": []}]
-    kept = [service.ballots.cast(ELECTION, code, chosen) for code, chosen in zip(codes, choices)]
+    kept = [service.ballots.cast(ELECTION, code, chosen).receipt for code, chosen in zip(codes, choices)]
     for code in codes[3:5]:
         service.ballots.cast(ELECTION, code, {"leader": ["alice"], "board": ["frank"]})
     return kept

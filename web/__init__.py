@@ -38,8 +38,7 @@ def create_app(config: config_mod.Config | str | Path | None = None, *, service:
     owns_service = service is None
     if service is None:
         cfg = config if isinstance(config, config_mod.Config) else config_mod.load(config)
-        service = Service.open(cfg, with_sequencer=False).start()
-        service.watch_commits()  # the sequencer is another process: learn of its batches
+        service = Service.open(cfg, follow_commits=True).start()  # the sequencer is another process
     cfg = service.config
 
     app = Flask(__name__)

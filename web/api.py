@@ -19,7 +19,6 @@ from hsm_signer.ballots import SealedBallot
 from hsm_signer.log.note import b64decode_strict, b64encode
 from hsm_signer.log.sealed import SEALED_FORMAT
 
-from . import casting
 from .context import election_record, open_election, service, signed_size, signed_tree
 from .errors import WebError
 from .security import code_attempt
@@ -123,7 +122,7 @@ def cast_ballot(election_id: str):
         ballot: object = sealed_ballot(body["sealed"])
     else:  # sealed here at once; the clear selections are never stored, logged or returned
         ballot = exact_fields(body, {"code": str, "selections": dict})["selections"]
-    result = casting.cast(service().ballots, election_id, body["code"], ballot)
+    result = service().ballots.cast(election_id, body["code"], ballot)
     return jsonify(result.receipt.to_dict()), (201 if result.new else 200)
 
 

@@ -14,7 +14,6 @@ from hsm_signer.ballots import CodeUsedError, InvalidCodeError, ReceiptPendingEr
 from hsm_signer.election import BallotError, Election
 from hsm_signer.errors import HsmError
 
-from . import casting
 from .context import open_election, service
 from .errors import WebError, expected_error
 from .receipts import chosen_view, find_receipt, receipt_view
@@ -83,7 +82,7 @@ def cast(election_id: str):
     election = open_election(election_id).election
     code, chosen = _form_code(), _form_selections(election)
     try:
-        result = casting.cast(service().ballots, election_id, code, chosen)
+        result = service().ballots.cast(election_id, code, chosen)
     except ReceiptPendingError as exc:
         return _page("pending.html", expected_error(exc), election=election, ballot_id=exc.ballot_id)
     except (InvalidCodeError, CodeUsedError, BallotError, HsmError) as exc:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from ..sequencer import Sequencer, SequencerBusyError
 from ._common import load_config
 
 if TYPE_CHECKING:
@@ -19,20 +18,8 @@ if TYPE_CHECKING:
 
 
 def open_service(args: argparse.Namespace, *, with_sequencer: bool = False,
-                 hsm_may_be_away: bool = False) -> Service:
+                 follow_commits: bool = False, hsm_may_be_away: bool = False) -> Service:
+    """The service of the config in ``args`` (see :meth:`Service.open <hsm_signer.service.Service.open>`)."""
     from ..service import Service
-    return Service.open(load_config(args), with_sequencer=with_sequencer, hsm_may_be_away=hsm_may_be_away)
-
-
-def start_own_sequencer(service: Service) -> Sequencer | None:
-    """Start a sequencer in this process unless another one already runs for this log.
-
-    Returns the sequencer, or None when another process signs (waiters then poll).
-    """
-    sequencer = service.make_sequencer()
-    try:
-        sequencer.start()
-    except SequencerBusyError:
-        return None
-    service.sequencer = sequencer
-    return sequencer
+    return Service.open(load_config(args), with_sequencer=with_sequencer, follow_commits=follow_commits,
+                        hsm_may_be_away=hsm_may_be_away)

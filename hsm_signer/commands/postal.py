@@ -22,7 +22,7 @@ from ..ballots import CodeUsedError, InvalidCodeError, ReceiptPendingError
 from ..election import BallotError
 from ..errors import ConfigError, HsmSignerError
 from ..storage.base import POSTAL
-from ._service import open_service, start_own_sequencer
+from ._service import open_service
 
 POSTAL_CHUNK = 1000
 """Rows stored per group commit (and between progress lines)."""
@@ -73,14 +73,15 @@ def record_cmd(args) -> int:
     if bool(args.csv) == bool(args.code):
         raise ConfigError("give either --csv FILE or --code CODE (with --choice)")
     receipts_dir = Path(args.receipts) if args.receipts else None
-    service = open_service(args)
+    # Sign the ballots here, or follow the sequencer that already runs for this log.
+    service = open_service(args, with_sequencer=True, follow_commits=True)
     try:
         election = service.storage.get_election(args.election).election
         contests = [c.id for c in election.contests]
         rows = _rows_from_csv(args.csv, contests) if args.csv else _row_from_args(args, contests)
         if receipts_dir:
             receipts_dir.mkdir(parents=True, exist_ok=True)
-        start_own_sequencer(service)
+        service.start()
         report: dict[str, list[dict[str, Any]]] = {"recorded": [], "duplicates": [], "invalid": [], "pending": []}
         stored: list[tuple[int, str]] = []
         for start in range(0, len(rows), POSTAL_CHUNK):

@@ -59,15 +59,11 @@ def _gunicorn_app(cfg: config_mod.Config, bind: str, threads: int, sequencer: st
         from hsm_signer.web import create_app
 
         from ..service import Service
-        from ._service import start_own_sequencer
         try:
-            service = Service.open(cfg, hsm_may_be_away=True)  # board, verify page and health need no HSM
+            # The board, the verify page and health need no HSM: start even while it is away.
+            service = Service.open(cfg, with_sequencer=sequencer != "none", follow_commits=True, hsm_may_be_away=True)
             state["service"] = service
-            if sequencer == "none":
-                service.watch_commits()
-            elif start_own_sequencer(service) is None:
-                log.info("another sequencer signs for this database; this server follows its batches")
-                service.watch_commits()
+            service.start()  # with another sequencer already signing, this server follows its batches
             return create_app(service=service)
         except HsmSignerError as exc:
             log.error("cannot start: %s", exc)
