@@ -30,8 +30,9 @@ the previous default).
 Load: ``wrk`` on loopback posting ballots, each with a distinct voting code (Lua script
 ``bench/wrk/cast.lua``; why wrk: :mod:`bench.loadgen`), the same connections and duration
 for every server, after a short warm-up with other codes. Rate limits stay on but are
-raised for the run (``HSM_SIGNER_WEB_RATELIMIT_DEFAULT``): all load comes from one
-address, where real voters each have their own.
+raised for the run (``HSM_SIGNER_WEB_RATELIMIT_DEFAULT``, and the wrong-code budget,
+``HSM_SIGNER_WEB_CODE_FAILURES_FREE``, which counts every attempt in flight until its code
+is checked): all load comes from one address, where real voters each have their own.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ from .stats import median, per_round_ratios
 NAME = "cast"
 TITLE = "Cast throughput vs the framework ceiling (HTTP), fast and slow HSM"
 
-RATE_LIMIT_ENV = {"HSM_SIGNER_WEB_RATELIMIT_DEFAULT": "100000000 per minute"}
+RATE_LIMIT_ENV = {"HSM_SIGNER_WEB_RATELIMIT_DEFAULT": "100000000 per minute",
+                  "HSM_SIGNER_WEB_CODE_FAILURES_FREE": "100000000"}
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from .cast import RATE_LIMIT_ENV
 from .common import ELECTION_DEFINITION, VOTES, Context, fmt, goal
 
 NAME = "election"
@@ -71,7 +72,7 @@ class Election:
         self.directory = directory
         self.kit = servicekit.provision(directory, label=label, token_conf=conf)
         self.limits = limits
-        self.env = {"HSM_SIGNER_WEB_RATELIMIT_DEFAULT": "100000000 per minute"}
+        self.env = dict(RATE_LIMIT_ENV)  # all load from one address (bench/cast.py says why)
         self.phases: dict[str, dict] = {}
         self.tag = "as shipped"
 

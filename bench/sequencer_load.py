@@ -146,7 +146,8 @@ def anatomy(directory, signer, mac, *, ballots: int, batch: int = 100) -> dict:
     inclusion proof).
     """
     from hsm_signer import codes as codes_mod
-    from hsm_signer.ballots import BallotBox, seal_link
+    from hsm_signer.ballots import BallotBox, ballot_digest, seal_link
+    from hsm_signer.canonical import canonicalize
     from hsm_signer.election import OPEN, Election
     from hsm_signer.log.leaf import BALLOT, Leaf
     from hsm_signer.sequencer import Sequencer, SignerState
@@ -173,12 +174,14 @@ def anatomy(directory, signer, mac, *, ballots: int, batch: int = 100) -> dict:
         t0 = clock()
         digest = mac.mac(codes_mod.code_message(election.id, code))
         t1 = clock()
-        leaf = Leaf.new(election.id, BALLOT, election.validate_selections(VOTES[i % len(VOTES)]))
+        clean = election.validate_selections(VOTES[i % len(VOTES)])
+        leaf = Leaf.new(election.id, BALLOT, clean)
         t2 = clock()
-        link = seal_link(code, election.id, leaf.ballot_id)
+        link = seal_link(code, election.id, leaf.ballot_id,
+                         ballot_digest(code, election.id, b"selections\x00" + canonicalize(clean)))
         t3 = clock()
         box.intake.cast(CastRequest(election.id, digest, ONLINE, leaf.ballot_id, leaf.to_bytes(), link,
-                                    require_state=OPEN))
+                                    require_state=OPEN, link_until=int(time.time()) + 1800))
         t4 = clock()
         steps["code HMAC (HSM)"] += t1 - t0
         steps["leaf (canonical JSON)"] += t2 - t1
