@@ -177,7 +177,12 @@ def _session_checks(session: Any) -> list[Check]:
                             "ask the vendor: keys on it may be usable without the split PIN"))
     # PKCS#11 login state belongs to the application: a second session must see it and be
     # able to use private objects, as the service's reconnections rely on.
-    second = session.token.open(rw=False)
+    try:
+        second = session.token.open(rw=False)
+    except p11.PKCS11Error as exc:
+        checks.append(Check("login and sessions", FAIL, f"a second session could not be opened: {describe(exc)}",
+                            "the service reconnects through new sessions: ask the vendor about session limits"))
+        return checks
     try:
         list(second.get_objects({Attribute.CLASS: ObjectClass.PRIVATE_KEY}))  # private objects: needs the login
         random = second.generate_random(256)
