@@ -13,6 +13,7 @@ from flask import Blueprint, Response, render_template, request
 from hsm_signer.ballots import CodeUsedError, InvalidCodeError, ReceiptPendingError
 from hsm_signer.election import BallotError, Election
 from hsm_signer.errors import HsmError
+from hsm_signer.log.note import b64encode
 
 from .context import open_election, service
 from .errors import WebError, expected_error
@@ -61,7 +62,11 @@ def ballot(election_id: str):
         error = WebError("code_used", f"this voting code has already been used {how}")
         return _page("vote_code.html", error, election=election, used=True)
     chosen = _form_selections(election) if "change" in request.form else {}
-    return render_template("vote_ballot.html", election=election, code=code, chosen=chosen)
+    box = service().ballots
+    # With a sealing key, the page's script validates and seals the ballot in the browser
+    # (the server never sees the vote); without JavaScript the form below still works.
+    sealing = {"key": b64encode(box.sealing_key), "size": box.padded_size(election)} if box.sealing_key else None
+    return render_template("vote_ballot.html", election=election, code=code, chosen=chosen, sealing=sealing)
 
 
 @bp.post("/elections/<election_id>/vote/confirm")
