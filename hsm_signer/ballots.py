@@ -263,7 +263,7 @@ class BallotBox:
             clean = election.validate_selections(ballot)
             ballot_id, submitted = new_ballot_id(), b"selections\x00" + canonicalize(clean)
             if self.sealing_key is None:
-                leaf_bytes = Leaf(election.id, kind, ballot_id, clean).to_bytes()
+                leaf_bytes = Leaf(election.id, kind, ballot_id, {c: tuple(o) for c, o in clean.items()}).to_bytes()
             else:
                 box = sealed_mod.seal_ballot(self.sealing_key, election.id, channel, ballot_id, clean,
                                              self.padded_size(election))

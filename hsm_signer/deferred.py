@@ -12,28 +12,31 @@ nothing is ever signed with a key the published bundle would not verify.
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from typing import Callable, Generic, TypeVar
 
 from .bundle import KeyEntry
 from .errors import ConfigError
 from .signer import Mac, Signer
 
 
-class _Deferred:
-    def __init__(self, entry: KeyEntry, find: Callable[[], object]):
+K = TypeVar("K", Signer, Mac)
+
+
+class _Deferred(Generic[K]):
+    def __init__(self, entry: KeyEntry, find: Callable[[], K]):
         self._entry = entry
-        self._find = find
-        self._bound: object | None = None
+        self._find: Callable[[], K] = find
+        self._bound: K | None = None
         self._lock = threading.Lock()
 
     @property
     def key_id(self) -> str:
         return self._entry.label
 
-    def _check(self, key: object) -> None:
+    def _check(self, key: K) -> None:
         """Raise if ``key`` is not the one the bundle publishes."""
 
-    def bound(self):
+    def bound(self) -> K:
         """The HSM key, found on first use (HsmUnavailableError while the HSM is away)."""
         with self._lock:
             if self._bound is None:
@@ -43,7 +46,7 @@ class _Deferred:
             return self._bound
 
 
-class DeferredSigner(_Deferred):
+class DeferredSigner(_Deferred[Signer]):
     """A :class:`~hsm_signer.signer.Signer` whose HSM key is found on first use."""
 
     @property
@@ -63,7 +66,7 @@ class DeferredSigner(_Deferred):
         return self.bound().sign(message)
 
 
-class DeferredMac(_Deferred):
+class DeferredMac(_Deferred[Mac]):
     """A :class:`~hsm_signer.signer.Mac` whose HSM key is found on first use."""
 
     def mac(self, data: bytes) -> bytes:

@@ -85,7 +85,7 @@ class Notifier:
             if item is None:
                 if event in self._next_batch:
                     self._next_batch.remove(event)
-            else:
+            elif election_id is not None:  # (always, when there is an item)
                 heap = self._waiting.get(election_id, [])
                 if item in heap:
                     heap.remove(item)

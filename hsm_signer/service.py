@@ -21,9 +21,10 @@ from .ballots import BallotBox
 from .bundle import KeyBundle
 from .deferred import DeferredMac, DeferredSigner
 from .errors import ConfigError
-from .hsm import open_hsm
+from .hsm import Hsm, open_hsm
 from .notify import BatchWaiter, Notifier, PollingWaiter
 from .sequencer import Sequencer, SequencerBusyError, SignerState
+from .signer import Mac, Signer
 from .storage import Storage, open_storage
 from .watch import CommitWatcher, SignerHealth
 
@@ -35,13 +36,13 @@ class Service:
     config: config_mod.Config
     storage: Storage
     bundle: KeyBundle
-    hsm: object
+    hsm: Hsm
     ballots: BallotBox
     notifier: Notifier
     health: SignerHealth
     sequencer: Sequencer | None = None
     watcher: CommitWatcher | None = None
-    _checkpoint_signer: object = field(default=None, repr=False)
+    _checkpoint_signer: Signer | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, cfg: config_mod.Config, *, with_sequencer: bool = False,
@@ -62,6 +63,8 @@ class Service:
         try:
             code_key = bundle.key("code-hmac")
             checkpoint_key = bundle.key("checkpoint")
+            checkpoint_signer: Signer
+            code_mac: Mac
             if hsm.available:
                 checkpoint_signer = hsm.signer(checkpoint_key.label)
                 if checkpoint_signer.public_key_der != checkpoint_key.public_key_der:
@@ -89,6 +92,8 @@ class Service:
 
     def make_sequencer(self) -> Sequencer:
         """A new sequencer over this service's log (closing the poll drains with one)."""
+        if self._checkpoint_signer is None:
+            raise ConfigError("this service was opened without its checkpoint key; use Service.open")
         return _sequencer(self.config, self.storage, self.bundle, self._checkpoint_signer, self.notifier)
 
     def signer_status(self) -> dict:
@@ -133,7 +138,8 @@ class Service:
         self.hsm.close()
 
 
-def _sequencer(cfg: config_mod.Config, storage: Storage, bundle: KeyBundle, signer, notifier: Notifier) -> Sequencer:
-    return Sequencer(storage, signer, bundle.key("checkpoint").note_key_name, SignerState(cfg.sequencer.state_file),
+def _sequencer(cfg: config_mod.Config, storage: Storage, bundle: KeyBundle, signer: Signer,
+               notifier: Notifier) -> Sequencer:
+    return Sequencer(storage, signer, bundle.key("checkpoint").verifier().name, SignerState(cfg.sequencer.state_file),
                      batch_size=cfg.sequencer.batch_size, max_wait=cfg.sequencer.max_wait_ms / 1000,
                      notifier=notifier)

@@ -30,16 +30,20 @@ CHANNELS = (ONLINE, POSTAL)
 PAD_BLOCK = 64
 
 
-class _Contest(Protocol):
-    id: str
-    max_choices: int
+class _Contest(Protocol):  # read-only: an election's contests are frozen dataclasses
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def max_choices(self) -> int: ...
 
     @property
     def option_ids(self) -> tuple[str, ...]: ...
 
 
 class _Election(Protocol):
-    id: str
+    @property
+    def id(self) -> str: ...
 
     @property
     def contests(self) -> Sequence[_Contest]: ...
