@@ -63,6 +63,11 @@ class Notifier:
         for event in woken:
             event.set()
 
+    def waiters(self) -> int:
+        """How many requests sleep until a batch wakes them (for health reports and tests)."""
+        with self._lock:
+            return len(self._next_batch) + sum(len(heap) for heap in self._waiting.values())
+
     def sequenced_through(self, election_id: str) -> int:
         """The highest entry seq of the election a batch in this process has sequenced (-1: none)."""
         with self._lock:
