@@ -124,7 +124,7 @@ def test_a_postal_ballot_is_sealed_by_the_server_for_the_postal_channel(service,
 
 def test_the_receipt_names_the_sealed_ballot_by_tracker_says_what_it_proves_and_never_shows_the_vote(
         client, service, codes, sealing_key):
-    receipt = service.ballots.cast(ELECTION, codes[5], {"leader": ["carol"], "board": ["frank"]})
+    receipt = service.ballots.cast(ELECTION, codes[5], {"leader": ["carol"], "board": ["frank"]}).receipt
     ballot_id = parse_leaf(receipt.leaf).ballot_id
     base = f"/elections/{ELECTION}/receipts/{ballot_id}"
     page, printable, download = (client.get(base + suffix) for suffix in ("", "/print", "/receipt.json"))

@@ -45,9 +45,9 @@ def test_the_board_publishes_the_signed_tally_and_the_record_once_counted(client
 
 def test_during_the_poll_the_board_shows_trackers_and_counts_but_no_vote(client, service, sealing_key):
     codes = open_election(service, 5)
-    receipts = [service.ballots.cast(ELECTION, codes[0], {"leader": ["bob"], "board": ["dan"]}),
-                service.ballots.cast(ELECTION, codes[1], {"leader": ["alice"], "board": []}, channel="postal"),
-                service.ballots.cast(ELECTION, codes[2], {"leader": ["carol"], "board": ["erin", "frank"]})]
+    receipts = [service.ballots.cast(ELECTION, codes[0], {"leader": ["bob"], "board": ["dan"]}).receipt,
+                service.ballots.cast(ELECTION, codes[1], {"leader": ["alice"], "board": []}, channel="postal").receipt,
+                service.ballots.cast(ELECTION, codes[2], {"leader": ["carol"], "board": ["erin", "frank"]}).receipt]
     page = client.get(f"/board/{ELECTION}").get_data(as_text=True)
     assert "2 unused, 2 used online, 1 used by post" in page
     for receipt in receipts:
