@@ -194,3 +194,42 @@ def test_the_browser_refuses_a_public_key_that_is_not_a_p256_point(page):
         return out;
     }""")
     assert codes == ["bad-point", "bad-point", "bad-point", "bad-channel"]
+
+
+def _bundle_with_sealing_key(change=None) -> str:
+    from hsm_signer.bundle import KeyEntry
+    doc = json.loads(json.loads((VECTORS / "browser-receipts.json").read_text())["bundles"]["a"])
+    entry = KeyEntry.for_sealing_key("sealing", "04", RECIPIENT_PK).to_dict()
+    if change:
+        change(entry)
+    doc["keys"].append(entry)
+    return json.dumps(doc, indent=2)
+
+
+@pytest.mark.parametrize("name, change", [
+    ("happy-path", None),
+    ("other-point", lambda e: e.update(public_key_point=base64.b64encode(
+        hpke.public_key_bytes(ec.generate_private_key(ec.SECP256R1()).public_key())).decode())),
+    ("short-point", lambda e: e.update(public_key_point=base64.b64encode(RECIPIENT_PK[:33]).decode())),
+    ("wrong-fingerprint", lambda e: e.update(fingerprint="0" * 64)),
+    ("wrong-algorithm", lambda e: e.update(algorithm="ecdsa-p256")),
+    ("extra-field", lambda e: e.update(note_key_name="x/y")),
+])
+def test_the_browser_reads_a_sealing_key_in_keys_json_as_python_does(page, name, change):
+    from hsm_signer.bundle import KeyBundle
+    text = _bundle_with_sealing_key(change)
+    try:
+        python = {"ok": True, "point": KeyBundle.from_json(text).key("sealing").sealing_point.hex()}
+    except FormatError as exc:
+        python = {"ok": False, "message": str(exc)}
+    browser = page.evaluate("""async (text) => {
+        const bundle = await import('/static/js/verify/bundle.js');
+        const run = await import('/js/run-sealing.js');
+        try { const b = await bundle.parseKeyBundle(text); return {ok: true, point: run.toHex(b.key('sealing').point)}; }
+        catch (exc) { return {ok: false, message: exc.message}; }
+    }""", text)
+    assert browser["ok"] is python["ok"] is (name == "happy-path"), (python, browser)
+    if python["ok"]:
+        assert browser["point"] == python["point"] == RECIPIENT_PK.hex()
+    else:
+        assert browser["message"].split(":")[0] == python["message"].split(":")[0], (python, browser)

@@ -20,7 +20,7 @@ from hsm_signer.log.leaf import SealedLeaf, parse_leaf
 
 from js.browser import chromium
 from servicekit import DEMO_ELECTION, open_election
-from test_web_verify_browser import live
+from test_web_verify_browser import Visit, live
 
 ELECTION = DEMO_ELECTION["id"]
 CHOICE_WORDS = ("carol", "dan", "erin", "sel-", "Carol", "Dan", "Erin")
@@ -139,3 +139,25 @@ def test_a_retry_resends_the_same_sealed_ballot_and_gets_the_same_receipt(browse
     assert len(casts) == 2 and casts[0] == casts[1] == failed[0][0]  # the very same sealed ballot
     assert failed[0][1] == 201 and statuses == [200]  # stored the first time; recognised the second
     assert service.storage.tree_size(ELECTION) == 1
+
+
+def test_verify_checks_a_receipt_v2_and_shows_the_tracker_not_a_vote(browser, service, sealing_key):
+    code = open_election(service, 2)[0]
+    receipt = service.ballots.cast(ELECTION, code, {"leader": ["bob"], "board": ["frank"]}).receipt
+    assert receipt.version == "hsm-signer/receipt/v2"
+    with live(service) as base:
+        visit = Visit(browser, base)
+        try:
+            report = visit.paste(receipt.to_json())
+            tampered = json.loads(receipt.to_json())
+            tampered["tracker"] = "0000-0000-0000-0000"
+            bad = visit.paste(json.dumps(tampered))
+        finally:
+            visit.context.close()
+    assert report["steps"]["leaf"]["status"] == "ok", report
+    assert f"sealed ballot with tracker {receipt.tracker}" in report["steps"]["leaf"]["text"]
+    assert receipt.tracker in report["ballot"] and "does not show how you voted" in report["ballot"]
+    assert not any(word in report["ballot"] + json.dumps(report["steps"]) for word in ("Bob", "Frank", "bob", "frank"))
+    assert report["steps"]["consistency"]["status"] == "ok"
+    assert bad["steps"]["receipt"]["status"] == "fail" and "is not the tracker of its leaf" in bad["steps"]["receipt"]["text"]
+    visit.check_clean()

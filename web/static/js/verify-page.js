@@ -226,9 +226,14 @@ async function showBallot(result) {
     facts.append(dt, dd);
   };
   add("Election", result.election, true);
+  if (result.tracker) add("Ballot tracker", result.tracker, true);
   add("Ballot id", result.ballotId, true);
   add("Position in the log (leaf index)", String(result.leafIndex));
   add("Cast", result.ballotType === "postal" ? "by post (recorded by an official)" : "online");
+  if (result.sealed) {
+    add("Your vote", "sealed: this receipt does not show how you voted. After the poll closes and the tally is " +
+      "signed, this page shows your ballot as it was opened.");
+  }
   const selections = result.selections || {};
   // The election's own contest order when it is known (the leaf sorts contests by id).
   const order = [...[...titles.keys()].filter((c) => c in selections),

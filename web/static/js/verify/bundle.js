@@ -11,7 +11,8 @@ const KEYS_VERSION = "hsm-signer/keys/v1";
 const BUNDLE_FIELDS = ["version", "ceremony_id", "created", "keys"];
 const SIGNING_FIELDS = ["purpose", "algorithm", "label", "id", "public_key_pem", "note_key_name", "note_verifier_key", "fingerprint"];
 const MAC_FIELDS = ["purpose", "algorithm", "label", "id"];
-const PURPOSES = ["checkpoint", "tally", "code-hmac"];
+const SEALING_FIELDS = ["purpose", "algorithm", "label", "id", "public_key_pem", "public_key_point", "fingerprint"];
+const PURPOSES = ["checkpoint", "tally", "code-hmac", "sealing"];
 const ALGORITHMS = ["ecdsa-p256", "ed25519"];
 // datetime.fromisoformat() forms with a UTC offset, as the ceremony writes them.
 const CREATED = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)$/;
@@ -43,8 +44,40 @@ async function derOfPem(pem, path) {
   return { algorithm: "ecdsa-p256", der: imported.der };
 }
 
+// The DER SubjectPublicKeyInfo of a P-256 key is this prefix and the 65-byte uncompressed point.
+const P256_SPKI_PREFIX = Uint8Array.from([0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01,
+  0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00]);
+
+/** The sealing key entry (hsm_signer.bundle's _validated_sealing): ballots are sealed to its point. */
+async function sealingEntry(obj, entry, path) {
+  if (obj.algorithm !== "ecdh-p256") {
+    throw bundleFail(`${path}.algorithm`, `the sealing key must be ecdh-p256, got ${quote(obj.algorithm)}`);
+  }
+  const { algorithm, der } = await derOfPem(obj.public_key_pem, `${path}.public_key_pem`);
+  if (algorithm !== "ecdsa-p256") throw bundleFail(`${path}.public_key_pem`, "the sealing key must be an EC P-256 key");
+  let point;
+  try {
+    point = b64decodeStrict(obj.public_key_point, "public_key_point");
+  } catch {
+    throw bundleFail(`${path}.public_key_point`, "is not base64");
+  }
+  if (point.length !== 65 || point[0] !== 0x04) {
+    throw bundleFail(`${path}.public_key_point`, `must be an uncompressed P-256 point (65 bytes starting 0x04), got ${point.length} bytes`);
+  }
+  const spki = new Uint8Array(P256_SPKI_PREFIX.length + point.length);
+  spki.set(P256_SPKI_PREFIX);
+  spki.set(point, P256_SPKI_PREFIX.length);
+  if (!bytesEqual(spki, der)) throw bundleFail(`${path}.public_key_point`, "holds a different public key than public_key_pem");
+  const fingerprint = toHex(await sha256(der));
+  if (obj.fingerprint !== fingerprint) {
+    throw bundleFail(`${path}.fingerprint`, `does not match public_key_pem (SHA-256 of its DER is ${fingerprint})`, "bundle.key-mismatch");
+  }
+  return { ...entry, point, fingerprint };
+}
+
 async function bundleEntry(obj, path) {
-  const fields = isPlainObject(obj) && obj.purpose === "code-hmac" ? MAC_FIELDS : SIGNING_FIELDS;
+  const kind = isPlainObject(obj) ? obj.purpose : undefined;
+  const fields = kind === "code-hmac" ? MAC_FIELDS : kind === "sealing" ? SEALING_FIELDS : SIGNING_FIELDS;
   bundleFields(obj, fields, path);
   for (const name of fields) {
     if (typeof obj[name] !== "string" || !obj[name]) {
@@ -60,6 +93,7 @@ async function bundleEntry(obj, path) {
     }
     return entry;
   }
+  if (obj.purpose === "sealing") return sealingEntry(obj, entry, path);
   if (!ALGORITHMS.includes(obj.algorithm)) {
     throw bundleFail(`${path}.algorithm`, `must be one of ${ALGORITHMS.join(", ")}, got ${quote(obj.algorithm)}`);
   }

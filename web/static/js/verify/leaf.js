@@ -1,6 +1,7 @@
-// leaf.js — the log leaf (hsm_signer.log.leaf): ids, and leaf v1 parsed strictly.
+// leaf.js — the log leaf (hsm_signer.log.leaf): ids, leaf v2 (a sealed ballot) and leaf v1
+// (clear selections, earlier elections), parsed strictly.
 
-import { bytesEqual, quote, typeName, utf8 } from "./bytes.js";
+import { b64decodeStrict, bytesEqual, quote, typeName, utf8 } from "./bytes.js";
 import { FormatError } from "./errors.js";
 import { canonicalize, exactObject, isPlainObject, parseJsonStrict } from "./json.js";
 
@@ -9,6 +10,8 @@ const fail = (message) => new FormatError(message, "leaf.syntax");
 export const ID_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 const LEAF_VERSION = "hsm-signer/leaf/v1";
 const LEAF_FIELDS = ["version", "election", "type", "ballot_id", "selections"];
+export const SEALED_LEAF_VERSION = "hsm-signer/leaf/v2";
+const SEALED_FIELDS = ["version", "election", "type", "ballot_id", "sealed"];
 
 /** value if it is a valid id (election, contest, option), else FormatError (code "id"). */
 export function checkId(value, what) {
@@ -19,7 +22,47 @@ export function checkId(value, what) {
   return value;
 }
 
-/** Parse leaf bytes strictly (fields, ids, sorted options, canonical RFC 8785 form). */
+function checkIds(obj) {
+  checkId(obj.election, "election");
+  if (obj.type !== "ballot" && obj.type !== "postal") {
+    throw fail(`type must be one of ballot, postal, got ${quote(obj.type)}`);
+  }
+  if (!/^[0-9a-f]{32}$/.test(obj.ballot_id)) {
+    throw fail(`ballot_id must be 32 lowercase hex digits (128 bits), got ${quote(obj.ballot_id)}`);
+  }
+}
+
+function checkCanonical(obj, bytes) {
+  if (!bytesEqual(utf8(canonicalize(obj)), bytes)) {
+    throw new FormatError("leaf is not in canonical JSON form (RFC 8785: sorted keys, no whitespace, minimal escapes)",
+      "leaf.not-canonical");
+  }
+}
+
+/** Leaf v2: {election, type, ballotId, channel, sealed (bytes of HPKE enc || ct), sealedVersion: true}. */
+function parseSealedLeaf(obj, bytes) {
+  exactObject(obj, SEALED_FIELDS, "leaf");
+  for (const name of SEALED_FIELDS) {
+    if (typeof obj[name] !== "string") throw fail(`leaf field ${name} must be a string, got ${typeName(obj[name])}`);
+  }
+  let sealed;
+  try {
+    sealed = b64decodeStrict(obj.sealed, "leaf field sealed");
+  } catch {
+    throw fail("leaf field sealed is not valid base64");
+  }
+  try {
+    checkIds(obj);
+    if (sealed.length === 0) throw fail("sealed must be the non-empty bytes of a sealed ballot");
+  } catch (exc) {
+    throw exc.within("leaf");
+  }
+  checkCanonical(obj, bytes);
+  return { version: 2, election: obj.election, type: obj.type, ballotId: obj.ballot_id,
+           channel: obj.type === "postal" ? "postal" : "online", sealed };
+}
+
+/** Parse leaf bytes strictly (fields, ids, sorted options, canonical RFC 8785 form): v2 or v1. */
 export function parseLeaf(bytes) {
   let obj;
   try {
@@ -27,6 +70,7 @@ export function parseLeaf(bytes) {
   } catch (exc) {
     throw exc.within("leaf");
   }
+  if (isPlainObject(obj) && obj.version === SEALED_LEAF_VERSION) return parseSealedLeaf(obj, bytes);
   exactObject(obj, LEAF_FIELDS, "leaf");
   if (obj.version !== LEAF_VERSION) throw fail(`leaf version must be "${LEAF_VERSION}", got ${quote(obj.version)}`);
   for (const name of ["election", "type", "ballot_id"]) {
@@ -34,13 +78,7 @@ export function parseLeaf(bytes) {
   }
   if (!isPlainObject(obj.selections)) throw fail(`leaf field selections must be an object, got ${typeName(obj.selections)}`);
   try {
-    checkId(obj.election, "election");
-    if (obj.type !== "ballot" && obj.type !== "postal") {
-      throw fail(`type must be one of ballot, postal, got ${quote(obj.type)}`);
-    }
-    if (!/^[0-9a-f]{32}$/.test(obj.ballot_id)) {
-      throw fail(`ballot_id must be 32 lowercase hex digits (128 bits), got ${quote(obj.ballot_id)}`);
-    }
+    checkIds(obj);
     for (const [contest, options] of Object.entries(obj.selections)) {
       checkId(contest, "selections contest id");
       if (!Array.isArray(options)) {
@@ -55,9 +93,6 @@ export function parseLeaf(bytes) {
   } catch (exc) {
     throw exc.within("leaf");
   }
-  if (!bytesEqual(utf8(canonicalize(obj)), bytes)) {
-    throw new FormatError("leaf is not in canonical JSON form (RFC 8785: sorted keys, no whitespace, minimal escapes)",
-      "leaf.not-canonical");
-  }
-  return { election: obj.election, type: obj.type, ballotId: obj.ballot_id, selections: obj.selections };
+  checkCanonical(obj, bytes);
+  return { version: 1, election: obj.election, type: obj.type, ballotId: obj.ballot_id, selections: obj.selections };
 }

@@ -8,6 +8,7 @@ import { parseLeaf } from "./leaf.js";
 import { HASH_SIZE, leafHash, verifyConsistency, verifyInclusion } from "./merkle.js";
 import { openNote } from "./note.js";
 import { parseReceipt } from "./receipt.js";
+import { trackerOf } from "./tracker.js";
 
 /** The steps of verifyReceipt, in order, with what each one establishes for the voter. */
 export const STEPS = [
@@ -87,7 +88,13 @@ export async function verifyReceipt(receipt, keys, options = {}) {
 
     current = "receipt";
     const r = parseReceipt(receipt);
-    Object.assign(result, { election: r.election, leafIndex: plain(r.leafIndex) });
+    if (r.version === 2) {
+      const tracker = await trackerOf(r.leaf);
+      if (r.tracker !== tracker) {
+        throw new FormatError(`receipt.tracker ${quote(r.tracker)} is not the tracker of its leaf (${tracker})`, "receipt.tracker");
+      }
+    }
+    Object.assign(result, { election: r.election, leafIndex: plain(r.leafIndex), tracker: r.tracker });
     pass("receipt", `The receipt is well-formed: a ballot of election ${r.election} at position ${r.leafIndex} of its log.`);
 
     current = "checkpoint";
@@ -127,9 +134,21 @@ export async function verifyReceipt(receipt, keys, options = {}) {
       throw new VerificationError(`receipt leaf is for election ${quote(leaf.election)}, but the receipt is for ` +
         `${quote(r.election)}`, "leaf.election");
     }
-    Object.assign(result, { ballotId: leaf.ballotId, ballotType: leaf.type, selections: leaf.selections });
-    pass("leaf", `The receipt holds ballot ${leaf.ballotId} (${leaf.type === "postal" ? "a postal ballot" : "cast online"}) ` +
-      `of election ${r.election}.`, { selections: leaf.selections });
+    if ((leaf.version === 2) !== (r.version === 2)) {
+      throw new FormatError("receipt leaf: a receipt v2 carries a sealed leaf (v2), a receipt v1 a leaf v1",
+        "receipt.leaf-version");
+    }
+    const how = leaf.type === "postal" ? "a postal ballot" : "cast online";
+    if (leaf.version === 2) {
+      Object.assign(result, { ballotId: leaf.ballotId, ballotType: leaf.type, sealed: leaf.sealed, channel: leaf.channel });
+      pass("leaf", `The receipt holds the sealed ballot with tracker ${r.tracker} (${how}) of election ${r.election}. ` +
+        "It is sealed: the receipt does not show how you voted; after the close its opening is published.",
+        { tracker: r.tracker });
+    } else {
+      Object.assign(result, { ballotId: leaf.ballotId, ballotType: leaf.type, selections: leaf.selections });
+      pass("leaf", `The receipt holds ballot ${leaf.ballotId} (${how}) of election ${r.election}.`,
+        { selections: leaf.selections });
+    }
 
     current = "inclusion";
     if (r.leafIndex >= checkpoint.size) {
