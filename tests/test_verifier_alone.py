@@ -3,7 +3,8 @@
 ``pip install hsm-signer`` brings only cryptography (pyproject.toml: the HSM, Flask and the
 rest are the ``service`` extra). This test builds the project's wheel, installs it into a
 fresh venv without any other dependency, and checks there, on a record and a receipt the
-real service made on SoftHSM, that ``hsm-signer audit`` and ``hsm-signer verify`` pass,
+real service made on SoftHSM, that ``hsm-signer audit`` and ``hsm-signer verify`` pass (and
+``hsm-signer ceremony verify`` on a bundle a rehearsal ceremony made),
 that a command needing the service extra says so in one line, and that the wheel installs
 one top-level import name: ``import web`` and ``import ceremony`` fail.
 """
@@ -20,11 +21,13 @@ from pathlib import Path
 
 import pytest
 
+from hsm_signer.ceremony.runner import run_ceremony
 from hsm_signer.lifecycle import close_poll, tally_election
 from hsm_signer.record import export_record
 from hsm_signer.service import Service
 
 from servicekit import DEMO_ELECTION, open_election, provision
+from test_ceremony_run import ScriptedIO, rehearsal_config
 
 REPO = Path(__file__).resolve().parent.parent
 ELECTION = DEMO_ELECTION["id"]
@@ -41,7 +44,7 @@ def election(tokens, tmp_path_factory):
     service = Service.open(kit.load(), with_sequencer=True).start()
     try:
         codes = open_election(service, 3)
-        receipts = [service.ballots.cast(ELECTION, code, {"leader": ["alice"], "board": ["dan"]}) for code in codes]
+        receipts = [service.ballots.cast(ELECTION, code, {"leader": ["alice"], "board": ["dan"]}).receipt for code in codes]
         close_poll(service, ELECTION)
         tally_election(service, ELECTION)
         export_record(service.storage, kit.load().key_bundle, ELECTION, base / "record")
@@ -94,6 +97,12 @@ def test_audit_and_verify_pass_with_only_cryptography_installed(venv, election):
     assert f"PASS: election {ELECTION}: 3 entries" in audit.stdout
     verify = _run([script, "verify", str(receipt), "--keys", str(keys)], timeout=120, cwd=venv)
     assert verify.stdout.startswith(f"OK: election {ELECTION}: ballot ") and " is leaf 1 of log " in verify.stdout
+
+
+def test_a_ceremony_bundle_verifies_there(venv, softhsm_conf, tmp_path_factory):
+    result = run_ceremony(rehearsal_config(softhsm_conf, tmp_path_factory.mktemp("ceremony")), ScriptedIO())
+    done = _run([str(venv / "bin" / "hsm-signer"), "ceremony", "verify", str(result.bundle_dir)], timeout=120, cwd=venv)
+    assert "VERIFIED: every check passed for ceremony" in done.stdout
 
 
 def test_a_tampered_receipt_still_fails_there(venv, election, tmp_path):
