@@ -88,13 +88,19 @@ def load_secret_key(path: Path | None) -> bytes:
 
 # --- headers ---------------------------------------------------------------------------
 
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+"""On every response; also on the error pages gunicorn writes itself (commands/gunicorn_worker.py)."""
+
+
 def _headers(response):
     headers = response.headers
-    headers["Content-Security-Policy"] = CSP
-    headers["X-Content-Type-Options"] = "nosniff"
-    headers["Referrer-Policy"] = "no-referrer"
-    headers["X-Frame-Options"] = "DENY"
-    headers["Cross-Origin-Opener-Policy"] = "same-origin"
+    headers.update(SECURITY_HEADERS)
     if current_app.config["BEHIND_TLS"]:
         headers["Strict-Transport-Security"] = HSTS
     if "Cache-Control" not in headers:
@@ -136,6 +142,9 @@ def _guarded(view: Callable) -> Callable:
     def guarded(*args, **kwargs):
         attempts: CodeAttempts = current_app.extensions["hsm_signer_code_attempts"]
         key = client_address()
+        # The whole body first: a client still sending it (slowly, or never) holds no attempt,
+        # so it cannot crowd out the code checks of others behind its address.
+        request.get_data(cache=True)
         wait = attempts.reserve(key)
         if wait > 0:
             raise WebError("rate_limited", headers={"Retry-After": str(max(1, math.ceil(wait)))})

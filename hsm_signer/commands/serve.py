@@ -32,6 +32,7 @@ from ..errors import ConfigError, HsmSignerError
 log = logging.getLogger(__name__)
 
 DEFAULT_THREADS = 64
+DEFAULT_READ_TIMEOUT = 10.0  # seconds for a whole request to arrive (commands/gunicorn_worker.py)
 SEQUENCER_MODES = ("process", "thread", "none")
 INTERACTIVE_PIN_SOURCES = ("prompt", "shares")
 
@@ -42,6 +43,9 @@ def register(subparsers) -> None:
     parser.add_argument("--port", type=int, help="port to listen on (default: server.port of the config)")
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                         help=f"request threads (default {DEFAULT_THREADS})")
+    parser.add_argument("--read-timeout", type=float, default=DEFAULT_READ_TIMEOUT, metavar="SECONDS",
+                        help="a request must arrive whole (headers and body) within this many seconds of its "
+                             f"first byte, or its connection is dropped (default {DEFAULT_READ_TIMEOUT:g})")
     parser.add_argument("--sequencer", choices=SEQUENCER_MODES, default="process",
                         help="run the sequencer as a process of its own (default), as a thread of the "
                              "web worker (chosen anyway when the HSM PIN is typed in), or not at all "
@@ -49,7 +53,7 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _gunicorn_app(cfg: config_mod.Config, bind: str, threads: int, sequencer: str):
+def _gunicorn_app(cfg: config_mod.Config, bind: str, threads: int, sequencer: str, read_timeout: float):
     from gunicorn.app.base import BaseApplication
 
     state: dict = {}
@@ -79,7 +83,9 @@ def _gunicorn_app(cfg: config_mod.Config, bind: str, threads: int, sequencer: st
 
     class ServeApplication(BaseApplication):
         def load_config(self) -> None:
-            settings = {"bind": [bind], "workers": 1, "worker_class": "gthread", "threads": threads,
+            from .gunicorn_worker import DeadlineSocket, HardenedThreadWorker
+            DeadlineSocket.read_timeout = read_timeout  # inherited by the worker gunicorn forks
+            settings = {"bind": [bind], "workers": 1, "worker_class": HardenedThreadWorker, "threads": threads,
                         "accesslog": "-", "graceful_timeout": 15, "worker_exit": close_service,
                         "post_fork": worker_dies_with_master,
                         "proc_name": "hsm-signer-serve"}
@@ -95,7 +101,8 @@ def _gunicorn_app(cfg: config_mod.Config, bind: str, threads: int, sequencer: st
 
 
 def serve(cfg: config_mod.Config, *, host: str | None = None, port: int | None = None,
-          threads: int = DEFAULT_THREADS, sequencer: str = "process") -> int:
+          threads: int = DEFAULT_THREADS, sequencer: str = "process",
+          read_timeout: float = DEFAULT_READ_TIMEOUT) -> int:
     """Serve until SIGTERM or Ctrl-C (``hsm-signer serve`` and ``hsm-signer demo``).
 
     Host and port default to the config's ``[server]`` table.
@@ -104,6 +111,8 @@ def serve(cfg: config_mod.Config, *, host: str | None = None, port: int | None =
     port = cfg.server.port if port is None else port
     if threads < 1:
         raise ConfigError("--threads must be at least 1")
+    if not 0 < read_timeout <= 3600:
+        raise ConfigError("--read-timeout must be between 0 and 3600 seconds")
     if sequencer not in SEQUENCER_MODES:
         raise ConfigError(f"--sequencer must be one of {', '.join(SEQUENCER_MODES)}")
     if sequencer == "process" and cfg.hsm.pin.source in INTERACTIVE_PIN_SOURCES:
@@ -113,15 +122,17 @@ def serve(cfg: config_mod.Config, *, host: str | None = None, port: int | None =
     if sequencer == "process":
         from .supervise import Supervisor, child_command
         web = child_command(cfg.path, "serve", "--host", host, "--port", str(port), "--threads", str(threads),
+                            "--read-timeout", str(read_timeout),
                             "--sequencer", "none")
         return Supervisor(web, child_command(cfg.path, "sequencer")).run()
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     log.info("serving http://%s/ (%d threads); the sequencer %s", bind, threads,
              "runs in this process" if sequencer == "thread" else "runs in another process")
-    _gunicorn_app(cfg, bind, threads, sequencer).run()  # gunicorn exits the process when it stops
+    _gunicorn_app(cfg, bind, threads, sequencer, read_timeout).run()  # gunicorn exits the process when it stops
     return 0
 
 
 def run(args) -> int:
     cfg = config_mod.load(args.config)  # validated here, before any process starts
-    return serve(cfg, host=args.host, port=args.port, threads=args.threads, sequencer=args.sequencer)
+    return serve(cfg, host=args.host, port=args.port, threads=args.threads, sequencer=args.sequencer,
+                 read_timeout=args.read_timeout)
