@@ -11,8 +11,10 @@ What makes the resubmission possible is the *link*: the ballot id and a keyed di
 what was submitted, encrypted under keys derived from the code itself. Only the code
 holder can open it, the database alone connects nothing, and once the window ends the
 link is destroyed (checked on every read, purged by the sequencer, all of an election's
-at the close), after which nothing connects a code to a ballot. Code status says only
-unused, used online or used by post: never a ballot, receipt or selection.
+at the close, and the moment a *different* ballot is sent with the code, so that whoever
+holds a used code gets one guess at the vote, not one per possible ballot), after which
+nothing connects a code to a ballot. Code status says only unused, used online or used by
+post: never a ballot, receipt or selection.
 This module never logs a code and never puts one in an error.
 """
 
@@ -300,6 +302,9 @@ class BallotBox:
             raise CodeUsedError(outcome.status)
         ballot_id, digest = open_link(item.code, request.election_id, outcome.link)
         if not hmac.compare_digest(digest, item.digest):
+            # Someone with the code sent another ballot: destroy the link at once, so that
+            # trying ballot after ballot cannot find out which one this code cast.
+            self.storage.forget_links(request.election_id, request.code_hash)
             raise CodeUsedError(outcome.status)
         return Submission(ballot_id, new=False, election_id=request.election_id)
 

@@ -216,11 +216,14 @@ class SqlStorage:
             return db.execute("UPDATE codes SET link = NULL, link_until = NULL WHERE link IS NOT NULL "
                               "AND (link_until IS NULL OR link_until <= ?)", (now,)).rowcount
 
-    def forget_links(self, election_id: str) -> int:
-        """Destroy every code-to-ballot link of an election (at the close: nobody can resubmit)."""
+    def forget_links(self, election_id: str, code_hash: bytes | None = None) -> int:
+        """Destroy every code-to-ballot link of an election (at the close: nobody can resubmit),
+        or only the link of one code."""
+        only = " AND code_hash = ?" if code_hash is not None else ""
         with self._write() as db:
-            return db.execute("UPDATE codes SET link = NULL, link_until = NULL WHERE election = ? "
-                              "AND link IS NOT NULL", (election_id,)).rowcount
+            return db.execute(f"UPDATE codes SET link = NULL, link_until = NULL WHERE election = ?{only} "
+                              "AND link IS NOT NULL",
+                              (election_id, *((bytes(code_hash),) if code_hash is not None else ()))).rowcount
 
     def entry_by_ballot(self, ballot_id: str) -> Entry | None:
         row = self._one(f"SELECT {_ENTRY} FROM entries WHERE ballot_id = ?", (ballot_id,))
