@@ -32,6 +32,16 @@ moved as a whole. Example (the demo writes one like it)::
 
     [voting]
     resubmit_window_minutes = 30          # the same ballot sent again gets its receipt only this long
+
+    [tally.sealing]                       # read ONLY by `hsm-signer tally`: never by serve or the sequencer
+    token_label = "sealing-election-2026" # the sealing token (its own token, not [hsm]'s)
+    workers = 2                           # processes opening ballots, each with its own PKCS#11 session
+    [tally.sealing.pin]
+    source = "shares"                     # m of the tally trustees' shares ("prompt": typed)
+    share_files = ["/media/trustee1/share.txt", "/media/trustee2/share.txt"]
+
+A configuration whose ``[tally.sealing]`` would let the service reach the trustees' PIN (the
+same token as ``[hsm]``, a share file or PIN source in common) is refused by every command.
 """
 
 from __future__ import annotations
@@ -110,6 +120,20 @@ class VotingSettings:
 
 
 @dataclass(frozen=True)
+class SealingSettings:
+    """``[tally.sealing]``: how the tally reaches the sealing token. Never read by the service."""
+
+    token_label: str
+    pin: PinSpec
+    module: str | None = None  # default: hsm.module
+    workers: int = 0           # 0: one per CPU
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     hsm: HsmSettings
@@ -119,6 +143,7 @@ class Config:
     server: ServerSettings = ServerSettings()
     voting: VotingSettings = VotingSettings()
     origin_prefix: str | None = None  # [log] origin_prefix: new elections' logs are <prefix>/<election id>
+    sealing: SealingSettings | None = None  # [tally.sealing]: only the tally reads it
 
     @property
     def base_dir(self) -> Path:
@@ -205,9 +230,39 @@ def parse(data: dict, path: Path) -> Config:
     assert log_table is not None
     origin_prefix = _origin_prefix(log_table.str("origin_prefix", None))
     log_table.done()
+    tally = root.table("tally", {})
+    assert tally is not None
+    sealing = _sealing(tally.table("sealing", None), base, settings)
+    tally.done()
     root.done()
     return Config(path=path, hsm=settings, key_bundle=bundle, storage_url=url,
-                  sequencer=sequencer, server=server, voting=voting, origin_prefix=origin_prefix)
+                  sequencer=sequencer, server=server, voting=voting, origin_prefix=origin_prefix, sealing=sealing)
+
+
+def _sealing(table: Table | None, base: Path, hsm: HsmSettings) -> SealingSettings | None:
+    """``[tally.sealing]``, refused if it would put the trustees' PIN within the service's reach."""
+    if table is None:
+        return None
+    pin_table = table.table("pin")
+    assert pin_table is not None
+    sealing = SealingSettings(
+        token_label=table.str("token_label"),
+        module=table.str("module", None),
+        workers=table.int("workers", 0, low=0, high=64),
+        pin=read_pin_spec(pin_table, base),
+    )
+    table.done()
+    if sealing.pin.source not in ("shares", "prompt"):
+        raise ConfigError("the sealing token's PIN comes only from the tally trustees: source = \"shares\" "
+                          "(their share files) or \"prompt\" (typed)", "tally.sealing.pin.source")
+    if sealing.token_label == hsm.token_label:
+        raise ConfigError(f"is the service's own token {hsm.token_label!r}; the sealing key lives on a token of its "
+                          "own, whose PIN the service never holds", "tally.sealing.token_label")
+    shared = sorted(set(sealing.pin.share_files) & set(hsm.pin.share_files))
+    if shared:
+        raise ConfigError(f"{shared[0]} is also a share file of [hsm.pin]: the trustees' shares must never be "
+                          "where the service reads its own PIN", "tally.sealing.pin.share_files")
+    return sealing
 
 
 def _origin_prefix(value: str | None) -> str | None:
@@ -239,7 +294,7 @@ def load(path: str | Path | None = None) -> Config:
 def config_text(*, module: str, token_label: str, pin: dict[str, str | list[str]], bundle: str,
                 softhsm_conf: str | None = None, storage_url: str = "sqlite:///ballots.sqlite3",
                 batch_size: int = 1000, max_wait_ms: int = 20, server: dict[str, str | int] | None = None,
-                origin_prefix: str | None = None, header: str = "") -> str:
+                origin_prefix: str | None = None, header: str = "", sealing: dict | None = None) -> str:
     """A configuration file's text, for the programs that write one (the demo, test and
     benchmark kits): every value quoted the one way, in the tables :func:`parse` reads."""
     def value(item: str | int | list[str]) -> str:
@@ -261,4 +316,9 @@ def config_text(*, module: str, token_label: str, pin: dict[str, str | list[str]
         lines += [""] + table("server", server)
     if origin_prefix:
         lines += [""] + table("log", {"origin_prefix": origin_prefix})
+    if sealing:
+        sealing = dict(sealing)
+        pin_entries = sealing.pop("pin")
+        lines += ["", "# Read only by `hsm-signer tally`: the tally trustees' shares open the sealing token."]
+        lines += table("tally.sealing", sealing) + table("tally.sealing.pin", pin_entries)
     return "\n".join(lines) + "\n"

@@ -7,24 +7,31 @@ is bound to. If a sequencer is running elsewhere (the demo server, a separate
 ``hsm-signer sequencer``), closing waits for it; otherwise it drains the queue itself.
 
 Tallying counts the final tree of a closed poll (:mod:`hsm_signer.recount`) and has the
-HSM tally key sign the result (:mod:`hsm_signer.tally` is its format). It never signs
+HSM tally key sign the result (:mod:`hsm_signer.tally` is its format). A sealed election
+(leaf v2) is first opened, entry by entry, through the sealing token the tally trustees
+activate (:mod:`hsm_signer.unsealing`); its tally counts the stored openings and binds
+their digest. It never signs
 a tally for an open poll or a tree whose entries do not hash to the final signed
 checkpoint, and never re-signs a different result.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .bundle import CHECKPOINT, TALLY, KeyBundle
 from .election import CLOSED, OPEN, Election, check_transition
-from .errors import ElectionError, VerificationError
+from .errors import ConfigError, ElectionError, VerificationError
 from .log.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from .tally import Tally, open_tally
 from .record import READ_CHUNK
-from .recount import count_leaves
+from .recount import count_leaves, count_sealed
+from .openings import DIGEST_PREFIX, Opening
+from .unsealing import SealingAccess, open_box
+from .log.leaf import SealedLeaf, parse_leaf
 from .sequencer import SequencerBusyError
 
 
@@ -74,7 +81,9 @@ class SignedTally:
 
 
 def tally_election(service, election_id: str, *,
-                   progress: Callable[[int, int], None] | None = None) -> SignedTally:
+                   progress: Callable[[int, int], None] | None = None,
+                   sealing: Callable[[], SealingAccess] | None = None, workers: int = 1,
+                   opening_progress: Callable[[int, int], None] | None = None) -> SignedTally:
     """Count the final tree of a closed election and have the HSM tally key sign the result.
 
     Refuses an election that is not closed, a final checkpoint that does not cover every
@@ -87,7 +96,16 @@ def tally_election(service, election_id: str, *,
         raise ElectionError(f"election {election_id!r} is {record.state}: close the poll first "
                             f"(`hsm-signer election close {election_id}`); an open poll is never tallied")
     final = _final_checkpoint(storage, bundle, record.election)
-    tally = _count_stored(storage, record.election, final.size, progress)
+    if final.size and isinstance(parse_leaf(storage.entries(election_id, 0, 1)[0]), SealedLeaf):
+        if storage.openings_count(election_id) < final.size:
+            if sealing is None:
+                raise ConfigError(
+                    f"election {election_id!r} holds sealed ballots: opening them needs the sealing token, activated "
+                    "by the tally trustees; add [tally.sealing] (token_label, pin) to the officials' configuration")
+            open_box(storage, record.election, final.size, sealing(), workers=workers, progress=opening_progress)
+        tally = _count_sealed_stored(storage, record.election, final.size, progress)
+    else:
+        tally = _count_stored(storage, record.election, final.size, progress)
     if tally.root_hash != final.root_hash:
         raise VerificationError(
             f"the stored entries of {election_id!r} do not hash to the root of the final checkpoint (size {final.size}): "
@@ -135,6 +153,26 @@ def _count_stored(storage, election: Election, size: int,
     return count_leaves(election, leaves())
 
 
+def _count_sealed_stored(storage, election: Election, size: int,
+                         progress: Callable[[int, int], None] | None) -> Tally:
+    digest = hashlib.sha256()
+
+    def entries() -> Iterable[tuple[bytes, Opening]]:
+        for start in range(0, size, READ_CHUNK):
+            end = min(start + READ_CHUNK, size)
+            leaves, lines = storage.entries(election.id, start, end), storage.openings(election.id, start, end)
+            if len(leaves) != end - start or len(lines) != end - start:
+                raise VerificationError(f"storage returned {len(leaves)} entries and {len(lines)} openings for "
+                                        f"{start}..{end - 1} of {election.id!r}: the log or its openings have a gap")
+            for index, (leaf, line) in enumerate(zip(leaves, lines), start):
+                digest.update(line)
+                yield leaf, Opening.from_line(line, f"stored opening {index}")
+            if progress:
+                progress(end, size)
+    tally = count_sealed(election, entries(), "", reopen=False)
+    return replace(tally, openings=openings_digest_of(digest))
+
+
 def _same_or_refuse(existing: str, text: str, bundle: KeyBundle, election_id: str) -> SignedTally:
     stored, _ = open_tally(existing, bundle)
     if stored.checkpoint().to_text() != text:
@@ -142,3 +180,7 @@ def _same_or_refuse(existing: str, text: str, bundle: KeyBundle, election_id: st
             f"election {election_id!r} already has a signed tally with a different result; it is never re-signed. "
             "Investigate: the stored entries or the definition changed since it was signed")
     return SignedTally(stored, existing, False)
+
+
+def openings_digest_of(digest: "hashlib._Hash") -> str:
+    return DIGEST_PREFIX + digest.hexdigest()

@@ -14,7 +14,9 @@ from collections.abc import Iterable
 
 from .election import BallotError, Election
 from .errors import FormatError, VerificationError
-from .log.leaf import LEAF_VERSION, Leaf
+from .log.leaf import LEAF_VERSION, Leaf, SealedLeaf
+from .log.sealed import padded_size
+from .openings import VALID, Opening, check_opening
 from .log.merkle import leaf_hash
 from .tally import (
     CHANNEL_OF_LEAF_TYPE,
@@ -53,6 +55,7 @@ class Recount:
         self._known: dict[tuple[bytes, bytes, bytes], tuple[str, tuple[tuple[str, ...], ...]]] = {}
         self._patterns: Counter[tuple[str, tuple[tuple[str, ...], ...]]] = Counter()
         self._ballot_ids: set[bytes] = set()
+        self._invalid: Counter[str] = Counter()
 
     def add(self, leaf: bytes) -> None:
         index = self.size
@@ -91,12 +94,16 @@ class Recount:
         pattern = (CHANNEL_OF_LEAF_TYPE[leaf.type], tuple(tuple(clean[c.id]) for c in self.election.contests))
         return pattern, leaf.ballot_id.encode()
 
-    def tally(self, root_hash: bytes) -> Tally:
-        """The counts so far, as the tally of a tree of ``self.size`` leaves with ``root_hash``."""
+    def tally(self, root_hash: bytes, openings: str | None = None) -> Tally:
+        """The counts so far, as the tally of a tree of ``self.size`` leaves with ``root_hash``.
+
+        ``openings`` (sealed elections) is the digest of the openings file the counts came from.
+        """
         contests = self.election.contests
         votes: Counter[tuple[str, str, str]] = Counter()
         blank: Counter[str] = Counter()
         ballots: Counter[str] = Counter()
+        ballots.update(self._invalid)
         for (channel, chosen), n in self._patterns.items():
             ballots[channel] += n
             for contest, options in zip(contests, chosen):
@@ -111,7 +118,66 @@ class Recount:
                 ContestCount(c.id, tuple(OptionCount(o, votes[(ONLINE_CHANNEL, c.id, o)], votes[(POSTAL_CHANNEL, c.id, o)])
                                          for o in c.option_ids), blank[c.id])
                 for c in contests),
-            ballots_online=ballots[ONLINE_CHANNEL], ballots_postal=ballots[POSTAL_CHANNEL])
+            ballots_online=ballots[ONLINE_CHANNEL], ballots_postal=ballots[POSTAL_CHANNEL],
+            invalid_online=self._invalid[ONLINE_CHANNEL], invalid_postal=self._invalid[POSTAL_CHANNEL],
+            openings=openings)
+
+
+class SealedRecount(Recount):
+    """Counts sealed entries (leaf v2) from their openings, one entry at a time.
+
+    Per entry: the strict leaf v2 parser, the election id, a ballot id no earlier entry
+    used, and the opening for this index and ballot id. With ``reopen`` (the audit) every
+    opening is re-run with its published secret (:func:`hsm_signer.openings.check_opening`);
+    the tally, which has just produced the openings itself, only matches them to entries.
+    Valid openings count their selections; invalid ones count as ``invalid`` per channel.
+    """
+
+    def __init__(self, election: Election, *, reopen: bool):
+        super().__init__(election)
+        self.reopen = reopen
+        self.padded = padded_size(election)
+
+    def add_sealed(self, data: bytes, opening: Opening) -> None:
+        index = self.size
+        try:
+            leaf = SealedLeaf.from_bytes(data)
+        except FormatError as exc:
+            raise FormatError(f"entry {index}: {exc}", exc.code) from None
+        if leaf.election != self.election.id:
+            raise VerificationError(f"entry {index} belongs to election {leaf.election!r}, not {self.election.id!r}")
+        ballot_id = leaf.ballot_id.encode()
+        if ballot_id in self._ballot_ids:
+            raise VerificationError(
+                f"entry {index} repeats ballot id {leaf.ballot_id} of an earlier entry: a ballot is in the log twice")
+        if self.reopen:
+            check_opening(opening, leaf, self.election, self.padded, index)
+        elif opening.index != index or opening.ballot_id != leaf.ballot_id:
+            raise VerificationError(f"opening {opening.index} (ballot {opening.ballot_id}) does not belong to entry "
+                                    f"{index} (ballot {leaf.ballot_id})", "opening.ballot-id")
+        self._ballot_ids.add(ballot_id)
+        channel = CHANNEL_OF_LEAF_TYPE[leaf.type]
+        if opening.status == VALID:
+            assert opening.selections is not None
+            self._patterns[(channel, tuple(tuple(opening.selections[c.id]) for c in self.election.contests))] += 1
+        else:
+            self._invalid[channel] += 1
+        self.size += 1
+
+
+def count_sealed(election: Election, entries: Iterable[tuple[bytes, Opening]], openings: str, *,
+                 reopen: bool) -> Tally:
+    """Count sealed ``entries`` (each leaf with its opening, the whole log in order); the
+    tally includes their root and ``openings`` (the digest of the openings file)."""
+    recount, edge, hashes = SealedRecount(election, reopen=reopen), CompactRange(), bytearray()
+    for leaf, opening in entries:
+        recount.add_sealed(leaf, opening)
+        hashes += leaf_hash(leaf)
+        if len(hashes) >= _HASH_BATCH * 32:
+            edge.extend(hashes)
+            hashes.clear()
+    edge.extend(hashes)
+    return recount.tally(edge.root(), openings)
 
 
 def count_leaves(election: Election, leaves: Iterable[bytes]) -> Tally:
@@ -127,4 +193,4 @@ def count_leaves(election: Election, leaves: Iterable[bytes]) -> Tally:
     return recount.tally(edge.root())
 
 
-__all__ = ["Recount", "count_leaves"]
+__all__ = ["Recount", "SealedRecount", "count_leaves", "count_sealed"]

@@ -72,6 +72,11 @@ class Service:
                         f"the HSM key {checkpoint_key.label!r} is not the checkpoint key published in "
                         f"{cfg.key_bundle}; point keys.bundle at this token's ceremony bundle")
                 code_mac = hsm.mac(code_key.label)
+                if bundle.has_sealing_key and hsm.key_exists(bundle.key("sealing").label):
+                    raise ConfigError(
+                        f"the service's HSM token holds the sealing key {bundle.key('sealing').label!r}: the running "
+                        "service must never be able to open ballots; the sealing key belongs on its own token, whose "
+                        "PIN only the tally trustees hold (run the ceremony again)")
             else:  # started while the HSM is away (only with hsm_may_be_away)
                 checkpoint_signer = DeferredSigner(checkpoint_key, lambda: hsm.signer(checkpoint_key.label))
                 code_mac = DeferredMac(code_key, lambda: hsm.mac(code_key.label))
@@ -85,7 +90,8 @@ class Service:
         batches_announced = with_sequencer or follow_commits
         waiter = BatchWaiter(notifier) if batches_announced else PollingWaiter()
         ballots = BallotBox(storage, code_mac, notifier, waiter=waiter, signer_healthy=health.healthy,
-                            resubmit_window=cfg.voting.resubmit_window_minutes * 60.0)
+                            resubmit_window=cfg.voting.resubmit_window_minutes * 60.0,
+                            sealing_key=bundle.sealing_point() if bundle.has_sealing_key else None)
         watcher = CommitWatcher(storage, notifier) if follow_commits else None
         return cls(config=cfg, storage=storage, bundle=bundle, hsm=hsm, ballots=ballots, notifier=notifier,
                    health=health, sequencer=sequencer, watcher=watcher, _checkpoint_signer=checkpoint_signer)

@@ -10,6 +10,9 @@ binds the numbers to the exact list of entries they were counted from. The line 
     blank <contest> <count>                           ballots selecting nothing in that contest
     tally-channel <channel> <contest> <option> <count>  the same counts for online, then postal
     ballots <channel> <count>                         ballots per channel (they sum to the tree size)
+    invalid <channel> <count>                         sealed elections: ballots that did not open to a
+                                                      valid vote (counted, like spoiled paper ballots)
+    openings sha256:<hex>                             sealed elections: the digest of the openings file
 
 Pure and offline: counting is :mod:`hsm_signer.recount`, signing is
 :func:`hsm_signer.lifecycle.tally_election`. This module must never import PKCS#11,
@@ -82,6 +85,13 @@ class Tally:
     contests: tuple[ContestCount, ...]
     ballots_online: int
     ballots_postal: int
+    invalid_online: int = 0
+    invalid_postal: int = 0
+    openings: str | None = None  # sealed elections: sha256:<hex> of the openings file
+
+    @property
+    def invalid(self) -> int:
+        return self.invalid_online + self.invalid_postal
 
     def extension_lines(self) -> tuple[str, ...]:
         """The checkpoint extension lines, in the one documented order."""
@@ -92,6 +102,9 @@ class Tally:
             lines += [f"tally-channel {channel} {c.id} {o.id} {o.by_channel(channel)}"
                       for c in self.contests for o in c.options]
         lines += [f"ballots {ONLINE_CHANNEL} {self.ballots_online}", f"ballots {POSTAL_CHANNEL} {self.ballots_postal}"]
+        if self.openings is not None:
+            lines += [f"invalid {ONLINE_CHANNEL} {self.invalid_online}", f"invalid {POSTAL_CHANNEL} {self.invalid_postal}",
+                      f"openings {self.openings}"]
         return tuple(lines)
 
     def checkpoint(self) -> Checkpoint:
@@ -105,6 +118,8 @@ class Tally:
             "root_hash": b64encode(self.root_hash),
             "definition": self.definition,
             "ballots": {ONLINE_CHANNEL: self.ballots_online, POSTAL_CHANNEL: self.ballots_postal, "total": self.size},
+            **({"invalid": {ONLINE_CHANNEL: self.invalid_online, POSTAL_CHANNEL: self.invalid_postal,
+                            "total": self.invalid}, "openings": self.openings} if self.openings is not None else {}),
             "contests": [
                 {"id": c.id, "blank": c.blank,
                  "options": [{"id": o.id, "votes": o.total, ONLINE_CHANNEL: o.online, POSTAL_CHANNEL: o.postal}
@@ -133,6 +148,8 @@ class Tally:
         blank: dict[str, int] = {}
         per_channel: dict[tuple[str, str, str], int] = {}
         ballots: dict[str, int] = {}
+        invalid: dict[str, int] = {}
+        openings = None
 
         def count(value: str, where: str) -> int:
             if not _COUNT.fullmatch(value):
@@ -143,7 +160,8 @@ class Tally:
             where = f"tally line {number} ({line!r})"
             fields = line.split(" ")
             kind = fields[0]
-            shape = {"definition": 2, "tally": 4, "blank": 3, "tally-channel": 5, "ballots": 3}.get(kind)
+            shape = {"definition": 2, "tally": 4, "blank": 3, "tally-channel": 5, "ballots": 3, "invalid": 3,
+                     "openings": 2}.get(kind)
             if shape is None:
                 raise FormatError(f"{where}: unknown line kind {kind!r}")
             if len(fields) != shape:
@@ -156,10 +174,18 @@ class Tally:
                     raise FormatError(f"{where}: the definition is sha256:<64 lowercase hex digits>")
                 definition = digest
                 continue
-            if kind in ("tally-channel", "ballots") and fields[1] not in CHANNELS:
+            if kind == "openings":
+                digest = fields[1]
+                if openings is not None:
+                    raise FormatError(f"{where}: repeats the openings line")
+                if not digest.startswith(DEFINITION_PREFIX) or not _HEX64.fullmatch(digest[len(DEFINITION_PREFIX):]):
+                    raise FormatError(f"{where}: the openings digest is sha256:<64 lowercase hex digits>")
+                openings = digest
+                continue
+            if kind in ("tally-channel", "ballots", "invalid") and fields[1] not in CHANNELS:
                 raise FormatError(f"{where}: unknown channel {fields[1]!r}; channels are {', '.join(CHANNELS)}")
             for i, ident in enumerate(fields[1:-1], 1):
-                if kind == "ballots" or (kind == "tally-channel" and i == 1):
+                if kind in ("ballots", "invalid") or (kind == "tally-channel" and i == 1):
                     continue
                 try:
                     check_id(ident, "contest or option id")
@@ -181,6 +207,10 @@ class Tally:
                 if key3 in per_channel:
                     raise FormatError(f"{where}: repeats channel {key3[0]} contest {key3[1]} option {key3[2]}")
                 per_channel[key3] = value
+            elif kind == "invalid":
+                if fields[1] in invalid:
+                    raise FormatError(f"{where}: repeats the invalid count of channel {fields[1]}")
+                invalid[fields[1]] = value
             else:
                 if fields[1] in ballots:
                     raise FormatError(f"{where}: repeats the ballot count of channel {fields[1]}")
@@ -215,8 +245,18 @@ class Tally:
                         f"non-blank ballots of contest {contest_id}")
                 options.append(option)
             contests.append(ContestCount(contest_id, tuple(options), blank[contest_id]))
+        if (openings is None) != (not invalid):
+            raise FormatError("a sealed election's tally has both 'invalid <channel> <count>' lines and an "
+                              "'openings sha256:<hex>' line; an earlier election's has neither")
+        for channel in CHANNELS if openings is not None else ():
+            if channel not in invalid:
+                raise FormatError(f"the tally has no 'invalid {channel} <count>' line")
+            if invalid[channel] > ballots[channel]:
+                raise FormatError(f"'invalid {channel} {invalid[channel]}' exceeds the {ballots[channel]} {channel} ballots")
         tally = cls(election=election, origin=checkpoint.origin, size=checkpoint.size, root_hash=checkpoint.root_hash,
-                    definition=definition, contests=tuple(contests), ballots_online=ballots[ONLINE_CHANNEL], ballots_postal=ballots[POSTAL_CHANNEL])
+                    definition=definition, contests=tuple(contests), ballots_online=ballots[ONLINE_CHANNEL],
+                    ballots_postal=ballots[POSTAL_CHANNEL], invalid_online=invalid.get(ONLINE_CHANNEL, 0),
+                    invalid_postal=invalid.get(POSTAL_CHANNEL, 0), openings=openings)
         if tally.ballots_online + tally.ballots_postal != checkpoint.size:
             raise FormatError(
                 f"the ballot counts (online {tally.ballots_online} + postal {tally.ballots_postal}) do not add up to "
@@ -275,6 +315,9 @@ def format_tally(tally: Tally, election: Election | None = None) -> list[str]:
         titles |= {f"{c.id}/{o.id}": o.title for c in election.contests for o in c.options}
     width = max([len(o.id) for c in tally.contests for o in c.options] + [len("blank")])
     lines = [f"ballots: {tally.size} (online {tally.ballots_online}, postal {tally.ballots_postal})"]
+    if tally.openings is not None:
+        lines.append(f"invalid: {tally.invalid} (online {tally.invalid_online}, postal {tally.invalid_postal}); "
+                     f"openings {tally.openings}")
     for contest in tally.contests:
         title = titles.get(contest.id)
         lines.append(f"{contest.id}" + (f" ({title})" if title else "") + ":")

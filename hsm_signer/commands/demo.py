@@ -39,15 +39,19 @@ def register(subparsers) -> None:
 
 
 def _config_text(state: Path, module: str, token_label: str, share_files: list[Path], bundle_dir: Path,
-                 port: int, origin_prefix: str) -> str:
+                 port: int, origin_prefix: str, sealing_token: str, trustee_files: list[Path]) -> str:
     return config_mod.config_text(
         header="Written by `hsm-signer demo`. Rehearsal material: never for a real election.\n"
-               "The PIN: two of the three rehearsal share files rebuild the token's user PIN (2-of-3).",
+               "The PIN: two of the three rehearsal share files rebuild the token's user PIN (2-of-3).\n"
+               "[tally.sealing]: two of the three tally trustees' rehearsal share files open the sealing token;\n"
+               "only `hsm-signer tally` reads it (serve and the sequencer never do).",
         module=module, token_label=token_label, softhsm_conf="softhsm/softhsm2.conf",
         pin={"source": "shares", "share_files": [os.path.relpath(p, state) for p in share_files]},
         bundle=os.path.relpath(bundle_dir, state),
         server={"host": "127.0.0.1", "port": port, "secret_key_file": "web-secret.key"},
-        origin_prefix=origin_prefix)
+        origin_prefix=origin_prefix,
+        sealing={"token_label": sealing_token,
+                 "pin": {"source": "shares", "share_files": [os.path.relpath(p, state) for p in trustee_files]}})
 
 
 def bootstrap(state: Path, port: int, codes: int = DEMO_CODES) -> Path:
@@ -68,6 +72,7 @@ def bootstrap(state: Path, port: int, codes: int = DEMO_CODES) -> Path:
     print(f"[1/4] rehearsal key ceremony on a new SoftHSM token {label!r} (transcript below)", flush=True)
     ceremony = load_rehearsal({"ceremony.id": "demo-ceremony", "hsm.token_label": label,
                                "hsm.softhsm_conf": str(conf)}, cwd=state)
+    assert ceremony.sealing is not None  # the rehearsal config has a [sealing] table
     result = run_ceremony(ceremony, NonInteractiveIO(), state / "keys" / "demo-ceremony",
                           shares_dir=state / "rehearsal-shares" / "demo-ceremony")
 
@@ -80,7 +85,8 @@ def bootstrap(state: Path, port: int, codes: int = DEMO_CODES) -> Path:
     # A name of its own for this demo's logs, unlike any other demo's: .invalid never resolves.
     origin_prefix = f"demo.hsm-signer.invalid/{secrets.token_hex(4)}"
     tmp.write_text(_config_text(state, module, label, list(result.share_files[:ceremony.threshold]),
-                                result.bundle_dir, port, origin_prefix), encoding="utf-8")
+                                result.bundle_dir, port, origin_prefix, ceremony.sealing.token_label,
+                                list(result.trustee_share_files[:ceremony.sealing.threshold])), encoding="utf-8")
     cfg = config_mod.parse(config_mod.load_toml(tmp), config_path)
 
     print(f"[2/4] demo election and {codes} voting codes", flush=True)

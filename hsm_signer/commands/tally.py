@@ -1,32 +1,69 @@
-"""``hsm-signer tally ELECTION``: count the closed election's final log and have the HSM sign the tally."""
+"""``hsm-signer tally ELECTION``: open the sealed ballots of a closed election (with the tally
+trustees' shares), count the final log and have the HSM sign the tally."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..lifecycle import tally_election
 from ..tally import format_tally, tally_summary
 from ._common import progress_printer
 from ._service import open_service
 
+if TYPE_CHECKING:
+    from ..service import Service
+    from ..unsealing import SealingAccess
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "tally", help="count a closed election and sign the tally with the HSM tally key",
-        description="Count every entry of the final signed tree of a closed election (online and postal "
-                    "separately and in total) and sign the counts with the tally key. Tallying again prints "
-                    "the stored tally when the result is the same and refuses a different result.")
+        "tally", help="open the sealed ballots of a closed election, count them and sign the tally",
+        description="Open every sealed ballot of the closed election through the sealing token, which m of the "
+                    "tally trustees activate (their share files in [tally.sealing.pin], or typed), count the final "
+                    "signed tree (online and postal separately and in total; ballots that do not open to a valid "
+                    "vote as invalid) and sign the counts with the tally key. The openings are stored as they are "
+                    "made: an interrupted run carries on where it stopped. Tallying again prints the stored tally "
+                    "when the result is the same and refuses a different result.")
     parser.add_argument("election")
     parser.add_argument("--json", action="store_true", help="print the tally as JSON (with the signed note)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes opening ballots in parallel (default [tally.sealing] workers, else one per CPU)")
     parser.set_defaults(func=run)
+
+
+def sealing_access(service: "Service") -> Callable[[], "SealingAccess"] | None:
+    """How to reach the sealing key, from ``[tally.sealing]``; the trustees are asked only when called."""
+    settings = service.config.sealing
+    if settings is None:
+        return None
+
+    def build() -> "SealingAccess":
+        from ..bundle import SEALING
+        from ..hsm.shares import SharePin
+        from ..unsealing import SealingAccess
+        key = service.bundle.key(SEALING)
+        if not settings.pin.share_files:
+            print("The tally trustees type their shares of the sealing token's PIN.", file=sys.stderr)
+        pin = SharePin(share_files=settings.pin.share_files).get_pin()
+        conf = service.config.hsm.softhsm_conf
+        return SealingAccess(module=settings.module or service.config.hsm.module, token_label=settings.token_label,
+                             key_label=key.label, public_point=key.sealing_point, pin=pin,
+                             softhsm_conf=str(conf) if conf else os.environ.get("SOFTHSM2_CONF"))
+    return build
 
 
 def run(args) -> int:
     service = open_service(args)
     try:
-        counting = progress_printer("counting entries", stream=sys.stderr)
-        signed = tally_election(service, args.election, progress=counting)
+        settings = service.config.sealing
+        workers = args.workers or (settings.worker_count if settings else 1)
+        signed = tally_election(service, args.election, progress=progress_printer("counting entries", stream=sys.stderr),
+                                sealing=sealing_access(service), workers=workers,
+                                opening_progress=progress_printer("opening sealed ballots", stream=sys.stderr))
         election = service.storage.get_election(args.election).election
         summary = tally_summary(signed.note, service.bundle, election)
     finally:

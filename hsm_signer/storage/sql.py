@@ -341,6 +341,27 @@ class SqlStorage:
         return row[0] if row else None
 
 
+    def store_openings(self, election_id: str, first_index: int, lines: Sequence[bytes]) -> None:
+        """Store the openings of entries ``first_index ..`` in one transaction, only right after
+        the ones already stored (so what is stored is always a prefix of the log)."""
+        with self._write() as db:
+            row = db.execute("SELECT COUNT(*) FROM openings WHERE election = ?", (election_id,)).fetchone()
+            if int(row[0]) != first_index:
+                raise StorageError(f"openings of {election_id!r} end at {row[0]}, not {first_index}: "
+                                   "another tally is opening this election at the same time")
+            for offset, line in enumerate(lines):
+                db.execute("INSERT INTO openings VALUES (?, ?, ?)", (election_id, first_index + offset, line))
+
+    def openings_count(self, election_id: str) -> int:
+        row = self._one("SELECT COUNT(*) FROM openings WHERE election = ?", (election_id,))
+        return int(row[0]) if row else 0
+
+    def openings(self, election_id: str, start: int, end: int) -> list[bytes]:
+        return [bytes(r[0]) for r in self._query(
+            "SELECT line FROM openings WHERE election = ? AND idx >= ? AND idx < ? ORDER BY idx",
+            (election_id, start, end))]
+
+
 def _entry(row: tuple) -> Entry:
     seq, election, ballot_id, leaf, leaf_index = row
     return Entry(seq, election, ballot_id, bytes(leaf), leaf_index)
@@ -387,6 +408,11 @@ def schema(blob: str, serial: str) -> list[str]:
             note TEXT NOT NULL,
             created_at TEXT NOT NULL,
             PRIMARY KEY (election, size))""",
+        f"""CREATE TABLE IF NOT EXISTS openings (
+            election TEXT NOT NULL,
+            idx BIGINT NOT NULL,
+            line {blob} NOT NULL,
+            PRIMARY KEY (election, idx))""",
         """CREATE TABLE IF NOT EXISTS tallies (
             election TEXT PRIMARY KEY,
             note TEXT NOT NULL,
