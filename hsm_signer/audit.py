@@ -10,14 +10,17 @@ file, line or entry:
 3. every checkpoint is signed by the bundle's checkpoint key, is for this election's log
    and has the size its file name says;
 4. every entry parses strictly, belongs to this election, fits its contests, and no ballot
-   id appears twice;
+   id appears twice; in a sealed election (leaf v2), every entry has its line in
+   ``openings.jsonl`` (same index and ballot id), and re-opening the sealed ballot with the
+   published secret gives exactly the published status and selections (or reason);
 5. there are exactly as many entries as the final checkpoint covers, and they hash to its
    root (on a mismatch, the signed checkpoints locate the first bad stretch of entries);
 6. every checkpoint is consistent with the final one (RFC 9162 consistency proofs computed
    from an in-memory tree of the entries): the log only ever grew;
 7. the tally is signed by the bundle's tally key and covers exactly the final tree
    (same size, same root) and this election definition;
-8. the recount of the entries gives exactly the signed tally lines;
+8. the recount of the entries (of their openings, when sealed) gives exactly the signed
+   tally lines, and a sealed election's tally binds the SHA-256 of ``openings.jsonl``;
 9. each given receipt is for this election, verifies, its ballot is the entry at its index,
    and its checkpoint is consistent with the final tree (checked against the signed tally).
 
@@ -33,7 +36,7 @@ import hashlib
 import json
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -44,7 +47,9 @@ from .errors import ConfigError, FormatError, HsmSignerError, VerificationError
 from .log.checkpoint import Checkpoint, open_checkpoint
 from .log.merkle import leaf_hash, verify_consistency
 from .log.note import NoteVerifier, b64encode
+from .log.leaf import SEALED_LEAF_VERSION
 from .log.receipt import Receipt
+from .openings import DIGEST_PREFIX, Opening
 from .tally import Tally, definition_digest, open_tally
 from .log.tree import LevelTree, MerkleTree
 from .record import (
@@ -57,9 +62,10 @@ from .record import (
     MANIFEST_FIELDS,
     MANIFEST_FILE,
     RECORD_VERSION,
+    OPENINGS_FILE,
     TALLY_FILE,
 )
-from .recount import Recount
+from .recount import Recount, SealedRecount
 from .signer import fingerprint
 from .verify import verify_receipt
 
@@ -257,9 +263,22 @@ def _load_checkpoints(root: Path, bundle: KeyBundle, election: Election, *, work
     return found
 
 
+def _is_sealed_record(root: Path) -> bool:
+    """Does the record's first entry claim leaf v2 (a sealed election)?"""
+    try:
+        with open(root / ENTRIES_FILE, "rb") as handle:
+            first = handle.readline()
+    except OSError:
+        return False
+    return first.rstrip(b"\n").endswith(b'"version":"' + SEALED_LEAF_VERSION.encode() + b'"}')
+
+
 def _read_entries(root: Path, election: Election, expected: int,
-                  progress: Progress | None) -> tuple[Recount, LevelTree]:
-    recount = Recount(election)
+                  progress: Progress | None) -> tuple[Recount, LevelTree, str | None]:
+    sealed = _is_sealed_record(root)
+    recount: Recount = SealedRecount(election, reopen=True) if sealed else Recount(election)
+    openings_hash = hashlib.sha256()
+    openings = _opening_lines(root) if sealed else None
     levels, hashes = LevelTree(), bytearray()
     path = root / ENTRIES_FILE
     try:
@@ -274,9 +293,19 @@ def _read_entries(root: Path, election: Election, expected: int,
                             "the file is truncated")
             leaf = line[:-1]
             try:
-                recount.add(leaf)
+                if openings is None:
+                    recount.add(leaf)
+                else:
+                    opening_line = next(openings, None)
+                    if opening_line is None:
+                        raise _fail(f"{OPENINGS_FILE} ends after {index} lines, but {ENTRIES_FILE} has more entries: "
+                                    f"entry {index} has no opening")
+                    openings_hash.update(opening_line)
+                    opening = Opening.from_line(opening_line, f"{OPENINGS_FILE} line {index + 1}")
+                    assert isinstance(recount, SealedRecount)
+                    recount.add_sealed(leaf, opening)
             except VerificationError as exc:
-                raise type(exc)(f"{ENTRIES_FILE} line {index + 1}: {exc}") from None
+                raise type(exc)(f"{ENTRIES_FILE} line {index + 1}: {exc}", exc.code) from None
             hashes += leaf_hash(leaf)
             if not recount.size % _PROGRESS_EVERY:
                 levels.extend(hashes)
@@ -286,7 +315,23 @@ def _read_entries(root: Path, election: Election, expected: int,
     levels.extend(hashes)
     if progress:
         progress("reading entries", recount.size, expected)
-    return recount, levels
+    if openings is not None and next(openings, None) is not None:
+        raise _fail(f"{OPENINGS_FILE} has more lines than the {recount.size} entries of {ENTRIES_FILE}: "
+                    "an opening was added")
+    return recount, levels, (DIGEST_PREFIX + openings_hash.hexdigest()) if openings is not None else None
+
+
+def _opening_lines(root: Path) -> Iterator[bytes]:
+    try:
+        handle = open(root / OPENINGS_FILE, "rb")
+    except OSError as exc:
+        raise _fail(f"the entries are sealed ballots (leaf v2), so the record must have {OPENINGS_FILE}: "
+                    f"{exc.strerror}") from None
+    with handle:
+        for number, line in enumerate(handle, 1):
+            if not line.endswith(b"\n"):
+                raise _fail(f"{OPENINGS_FILE} line {number} does not end with a newline: the file is truncated")
+            yield line
 
 
 def _locate(tree: MerkleTree, checkpoints: list[SignedCheckpoint], entries: int) -> str:
@@ -366,8 +411,12 @@ def audit_record(record_dir: str | os.PathLike, *, receipts: Iterable[str | os.P
     say(f"OK   checkpoints: {len(checkpoints):,} signed by {checkpoint_key.note_key_name}, sizes "
         f"{checkpoints[0].checkpoint.size} to {final.size}; final: {final_signed.path}")
 
-    recount, levels = _read_entries(root, election, final.size, progress)
-    say(f"OK   entries: {recount.size:,} leaves parse, belong to {election.id}, fit its contests, unique ballot ids")
+    recount, levels, openings_digest = _read_entries(root, election, final.size, progress)
+    if openings_digest is None:
+        say(f"OK   entries: {recount.size:,} leaves parse, belong to {election.id}, fit its contests, unique ballot ids")
+    else:
+        say(f"OK   entries: {recount.size:,} sealed ballots parse, belong to {election.id}, unique ballot ids; "
+            f"every one re-opened with its published secret to exactly its published opening ({OPENINGS_FILE})")
 
     tree = levels.tree()
     if recount.size != final.size:
@@ -416,7 +465,14 @@ def audit_record(record_dir: str | os.PathLike, *, receipts: Iterable[str | os.P
                     f"{ELECTION_FILE} hashes to {definition_digest(election)}: the definition was changed")
     say(f"OK   tally: signed by {key_name}, bound to the final tree ({final.size:,} entries, same root) and definition")
 
-    recounted = recount.tally(root_hash)
+    if openings_digest is not None and signed_tally.openings != openings_digest:
+        raise _fail(f"{TALLY_FILE} binds openings {signed_tally.openings}, but {OPENINGS_FILE} hashes to "
+                    f"{openings_digest}: the openings were changed after the tally was signed")
+    if openings_digest is None and signed_tally.openings is not None:
+        raise _fail(f"{TALLY_FILE} binds openings {signed_tally.openings}, but the entries are not sealed ballots")
+    if openings_digest is not None:
+        say(f"OK   openings: {OPENINGS_FILE} is the file the signed tally binds ({openings_digest})")
+    recounted = recount.tally(root_hash, openings_digest)
     signed_lines, recounted_lines = signed_tally.extension_lines(), recounted.extension_lines()
     for number, (signed_line, counted_line) in enumerate(zip(signed_lines, recounted_lines), 4):
         if signed_line != counted_line:

@@ -30,7 +30,6 @@ from .tally import Tally, open_tally
 from .record import READ_CHUNK
 from .recount import count_leaves, count_sealed
 from .openings import DIGEST_PREFIX, Opening
-from .unsealing import SealingAccess, open_box
 from .log.leaf import SealedLeaf, parse_leaf
 from .sequencer import SequencerBusyError
 
@@ -82,13 +81,16 @@ class SignedTally:
 
 def tally_election(service, election_id: str, *,
                    progress: Callable[[int, int], None] | None = None,
-                   sealing: Callable[[], SealingAccess] | None = None, workers: int = 1,
-                   opening_progress: Callable[[int, int], None] | None = None) -> SignedTally:
+                   open_box: Callable[[Election, int], None] | None = None) -> SignedTally:
     """Count the final tree of a closed election and have the HSM tally key sign the result.
 
     Refuses an election that is not closed, a final checkpoint that does not cover every
     stored entry or does not verify, and entries that do not hash to it. Tallying again
     returns the stored tally when the result is the same, and refuses a different one.
+
+    A sealed election's entries without a stored opening are first opened by
+    ``open_box(election, size)`` (the command builds it from the trustees' sealing token:
+    :func:`hsm_signer.unsealing.open_box`); the tally then counts the stored openings.
     """
     storage, bundle = service.storage, service.bundle
     record = storage.get_election(election_id)
@@ -98,11 +100,11 @@ def tally_election(service, election_id: str, *,
     final = _final_checkpoint(storage, bundle, record.election)
     if final.size and isinstance(parse_leaf(storage.entries(election_id, 0, 1)[0]), SealedLeaf):
         if storage.openings_count(election_id) < final.size:
-            if sealing is None:
+            if open_box is None:
                 raise ConfigError(
                     f"election {election_id!r} holds sealed ballots: opening them needs the sealing token, activated "
                     "by the tally trustees; add [tally.sealing] (token_label, pin) to the officials' configuration")
-            open_box(storage, record.election, final.size, sealing(), workers=workers, progress=opening_progress)
+            open_box(record.election, final.size)  # hsm_signer.unsealing.open_box, through the trustees' token
         tally = _count_sealed_stored(storage, record.election, final.size, progress)
     else:
         tally = _count_stored(storage, record.election, final.size, progress)

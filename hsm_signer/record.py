@@ -10,6 +10,8 @@ the record's own README.md describe it)::
     entries.jsonl          every log leaf in index order: the exact leaf bytes, then one newline
     checkpoints/<size>.note  every checkpoint the log signed, named by tree size (decimal)
     tally.txt              the signed tally (a checkpoint of the final tree, signed by the tally key)
+    openings.jsonl         sealed elections: each entry's opening (HPKE secret, selections or why invalid),
+                           one canonical-JSON line per entry in log order; its SHA-256 is in the tally
 
 A leaf is canonical JSON (RFC 8785), which escapes every control character, so a leaf
 never contains a raw newline byte and "one leaf per line" is binary-exact: line *i*
@@ -53,6 +55,7 @@ KEYS_DIR = "keys"
 ENTRIES_FILE = "entries.jsonl"
 CHECKPOINTS_DIR = "checkpoints"
 TALLY_FILE = "tally.txt"
+OPENINGS_FILE = "openings.jsonl"
 CHECKPOINT_NAME = re.compile(r"(0|[1-9][0-9]*)\.note")
 MANIFEST_FIELDS = ("version", "election", "tree_size", "files")
 FILE_FIELDS = ("path", "sha256", "size")
@@ -162,7 +165,10 @@ def export_record(storage, bundle_dir: str | os.PathLike, election_id: str, out_
         for checkpoint_size, checkpoint_note in checkpoints:
             writer.write(checkpoint_file(checkpoint_size), checkpoint_note.encode("utf-8"))
         writer.write(TALLY_FILE, note.encode("utf-8"))
-        writer.write(README_FILE, record_readme(election_id, record.election.title, size, len(checkpoints)).encode("utf-8"))
+        if tally.openings is not None:
+            _write_openings(writer, storage, election_id, size, tally.openings)
+        writer.write(README_FILE, record_readme(election_id, record.election.title, size, len(checkpoints),
+                                                sealed=tally.openings is not None).encode("utf-8"))
         manifest = {
             "version": RECORD_VERSION,
             "election": election_id,
@@ -205,6 +211,23 @@ def _write_entries(writer: _Writer, storage, election_id: str, size: int,
             out.write(b"\n".join(chunk) + b"\n")
             if progress:
                 progress(end, size)
+
+
+def _write_openings(writer: _Writer, storage, election_id: str, size: int, digest: str) -> None:
+    hashed = hashlib.sha256()
+    with writer.open(OPENINGS_FILE) as out:
+        for start in range(0, size, READ_CHUNK):
+            end = min(start + READ_CHUNK, size)
+            lines = storage.openings(election_id, start, end)
+            if len(lines) != end - start:
+                raise VerificationError(f"storage returned {len(lines)} openings for indexes {start}..{end - 1} of "
+                                        f"{election_id!r}; run `hsm-signer tally {election_id}` to finish opening")
+            data = b"".join(lines)
+            hashed.update(data)
+            out.write(data)
+    if "sha256:" + hashed.hexdigest() != digest:
+        raise VerificationError(f"the stored openings of {election_id!r} are not the ones the signed tally binds "
+                                f"({digest}); the database was altered after the tally")
 
 
 #: Every archive member gets this timestamp, so the same record always zips to the same bytes.
@@ -285,7 +308,11 @@ def publish_record(storage, bundle_dir: str | os.PathLike, election_id: str,
     return archive
 
 
-def record_readme(election_id: str, title: str, size: int, checkpoints: int) -> str:
+OPENINGS_ROW = (f"| `{OPENINGS_FILE}` | the opening of every sealed entry, in log order: its HPKE secret and the "
+                "selections it decrypts to, or why it is invalid; the signed tally binds its SHA-256 |\n")
+
+
+def record_readme(election_id: str, title: str, size: int, checkpoints: int, *, sealed: bool = False) -> str:
     """The README.md placed in every record."""
     return f"""# Election record: {title} (`{election_id}`)
 
@@ -301,7 +328,7 @@ no voting codes and nothing that identifies a voter.
 | `{CHECKPOINTS_DIR}/<size>.note` | every checkpoint the log signed, named by its tree size (signed note, c2sp.org/tlog-checkpoint) |
 | `{TALLY_FILE}` | the signed tally: a checkpoint of the final tree with `tally <contest> <option> <count>` lines, signed by the tally key |
 | `{MANIFEST_FILE}` | the SHA-256 and size of every other file (integrity of the copy, not a signature) |
-
+{OPENINGS_ROW if sealed else ''}
 ## Audit it
 
 With hsm-signer installed (no database and no HSM are needed):

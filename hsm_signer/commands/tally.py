@@ -15,8 +15,8 @@ from ._common import progress_printer
 from ._service import open_service
 
 if TYPE_CHECKING:
+    from ..election import Election
     from ..service import Service
-    from ..unsealing import SealingAccess
 
 
 def register(subparsers) -> None:
@@ -35,35 +35,35 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def sealing_access(service: "Service") -> Callable[[], "SealingAccess"] | None:
-    """How to reach the sealing key, from ``[tally.sealing]``; the trustees are asked only when called."""
+def box_opener(service: "Service", workers: int | None) -> Callable[["Election", int], None] | None:
+    """Opens a sealed election's remaining entries through the sealing token ``[tally.sealing]``
+    names; the trustees' shares are read (or typed) only when there is something to open."""
     settings = service.config.sealing
     if settings is None:
         return None
 
-    def build() -> "SealingAccess":
+    def open_box(election: "Election", size: int) -> None:
         from ..bundle import SEALING
         from ..hsm.shares import SharePin
-        from ..unsealing import SealingAccess
+        from ..unsealing import SealingAccess, open_box as open_entries
         key = service.bundle.key(SEALING)
         if not settings.pin.share_files:
             print("The tally trustees type their shares of the sealing token's PIN.", file=sys.stderr)
         pin = SharePin(share_files=settings.pin.share_files).get_pin()
         conf = service.config.hsm.softhsm_conf
-        return SealingAccess(module=settings.module or service.config.hsm.module, token_label=settings.token_label,
-                             key_label=key.label, public_point=key.sealing_point, pin=pin,
-                             softhsm_conf=str(conf) if conf else os.environ.get("SOFTHSM2_CONF"))
-    return build
+        access = SealingAccess(module=settings.module or service.config.hsm.module, token_label=settings.token_label,
+                               key_label=key.label, public_point=key.sealing_point, pin=pin,
+                               softhsm_conf=str(conf) if conf else os.environ.get("SOFTHSM2_CONF"))
+        open_entries(service.storage, election, size, access, workers=workers or settings.worker_count,
+                     progress=progress_printer("opening sealed ballots", stream=sys.stderr))
+    return open_box
 
 
 def run(args) -> int:
     service = open_service(args)
     try:
-        settings = service.config.sealing
-        workers = args.workers or (settings.worker_count if settings else 1)
         signed = tally_election(service, args.election, progress=progress_printer("counting entries", stream=sys.stderr),
-                                sealing=sealing_access(service), workers=workers,
-                                opening_progress=progress_printer("opening sealed ballots", stream=sys.stderr))
+                                open_box=box_opener(service, args.workers))
         election = service.storage.get_election(args.election).election
         summary = tally_summary(signed.note, service.bundle, election)
     finally:
