@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .election import CLOSED
 from .errors import HsmSignerError, HsmUnavailableError, VerificationError
 from .log.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from .log.merkle import EMPTY_ROOT, leaf_hash, verify_consistency
@@ -256,7 +257,6 @@ class Sequencer:
             os.close(fd)
 
     def _finalise_closed(self) -> None:
-        from .election import CLOSED
         for record in self.storage.list_elections():
             if record.state == CLOSED and not self.storage.pending(record.election.id, 1):
                 latest = self.storage.latest_checkpoint(record.election.id)
