@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,27 @@ class ServerSettings:
     port: int = 8080
     behind_tls: bool = False
     secret_key_file: Path | None = None
+    public_url: str | None = None  # where voters reach the service, e.g. https://vote.example.org
+
+    @property
+    def base_url(self) -> str:
+        """The base of every link the service prints (receipt QR codes, verify links): the
+        configured ``public_url``, else this host and port. Never the request's Host header."""
+        if self.public_url:
+            return self.public_url
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.behind_tls else 'http'}://{host}:{self.port}"
+
+
+def _public_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment \
+            or parts.username or parts.password:
+        raise ConfigError(f"{value!r} is not a base URL; give scheme and host, e.g. \"https://vote.example.org\"",
+                          "server.public_url")
+    return value.rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -220,7 +242,10 @@ def parse(data: dict, path: Path) -> Config:
         port=srv.int("port", 8080, low=0, high=65535),
         behind_tls=srv.bool("behind_tls", False),
         secret_key_file=_path(base, srv.str("secret_key_file", None)),
+        public_url=_public_url(srv.str("public_url", None)),
     )
+    if server.behind_tls and server.public_url and not server.public_url.startswith("https://"):
+        raise ConfigError("behind TLS the public URL must start with https://", "server.public_url")
     srv.done()
     vote = root.table("voting", {})
     assert vote is not None

@@ -88,7 +88,7 @@ def tally_note(election_id: str):
     note = service().storage.get_tally(election_id)
     if note is None:
         raise WebError("tally_not_found")
-    return Response(note, mimetype="text/plain; charset=utf-8",
+    return Response(note, content_type="text/plain; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{election_id}-tally.txt"'})
 
 

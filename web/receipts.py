@@ -67,8 +67,10 @@ class ReceiptView:
 def receipt_view(receipt: Receipt) -> ReceiptView:
     leaf = parse_leaf(receipt.leaf)
     checkpoint = Checkpoint.from_text(parse_note(receipt.checkpoint)[0])
-    verify_url = url_for("verify.page", e=receipt.election, i=receipt.leaf_index, n=checkpoint.size,
-                         r=root_b64url(receipt.checkpoint), _external=True)
+    # From the configured public base URL, never the request's Host header (which a client
+    # chooses) nor its scheme (plain HTTP behind a TLS proxy).
+    verify_url = service().config.server.base_url + url_for(
+        "verify.page", e=receipt.election, i=receipt.leaf_index, n=checkpoint.size, r=root_b64url(receipt.checkpoint))
     qr = segno.make(verify_url, error="m").svg_data_uri(scale=4, border=2)
     return ReceiptView(receipt, leaf.ballot_id, receipt.tracker, isinstance(leaf, SealedLeaf), checkpoint.size,
                        verify_url, qr)

@@ -31,6 +31,7 @@ from typing import Callable
 
 from flask import Flask, current_app, g, request, session
 from flask_limiter import Limiter
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from hsm_signer.ballots import InvalidCodeError
@@ -109,6 +110,18 @@ def _headers(response):
     return response
 
 
+# --- request bodies -----------------------------------------------------------------------
+
+def _bounded_body():
+    """413 for a chunked body over ``MAX_CONTENT_LENGTH`` too (Werkzeug stops reading one at
+    the limit and hands the view a truncated body; a declared Content-Length it refuses itself)."""
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is None and limit and request.environ.get("wsgi.input_terminated"):
+        if len(request.get_data(cache=True)) >= limit:
+            raise RequestEntityTooLarge()
+    return None
+
+
 # --- CSRF ------------------------------------------------------------------------------
 
 def csrf_token() -> str:
@@ -122,6 +135,8 @@ def csrf_token() -> str:
 def _check_csrf():
     if request.method in ("GET", "HEAD", "OPTIONS") or request.path.startswith("/api/"):
         return None
+    if request.routing_exception is not None:
+        return None  # no such route, or not with this method: 404 / 405 with Allow, not csrf_failed
     expected = session.get(CSRF_FIELD)
     sent = request.form.get(CSRF_FIELD, "")
     if not isinstance(expected, str) or not hmac.compare_digest(expected.encode(), sent.encode()):
@@ -187,6 +202,7 @@ def init_app(app: Flask) -> None:
     (settings: :data:`DEFAULTS`, loaded by the app factory before any override)."""
     if app.config["PROXY_FIX_X_FOR"]:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=int(app.config["PROXY_FIX_X_FOR"]))  # type: ignore[method-assign]
+    app.before_request(_bounded_body)
     app.before_request(_check_csrf)
     app.after_request(_headers)
     app.jinja_env.globals["csrf_token"] = csrf_token
