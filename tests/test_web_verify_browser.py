@@ -11,6 +11,8 @@ other origin.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import re
 import shutil
@@ -38,7 +40,12 @@ def live(service: Service):
     """The app on a real socket (Werkzeug's threaded server in a thread of this process)."""
     from werkzeug.serving import make_server
 
-    server = make_server("127.0.0.1", 0, create_app(service=service), threaded=True)
+    server = make_server("127.0.0.1", 0, lambda environ, start_response: [], threaded=True)
+    # The receipt's links come from the configured public URL: here, this very server.
+    public = copy.copy(service)
+    public.config = dataclasses.replace(service.config, server=dataclasses.replace(
+        service.config.server, public_url=f"http://127.0.0.1:{server.server_port}"))
+    server.app = create_app(service=public)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -97,7 +97,9 @@ def test_a_voter_votes_through_the_pages_and_keeps_a_receipt_that_verifies(clien
     assert ballot_id in page.text and "Position in the log" in page.text and "tree size" in page.text
     assert "You chose" not in page.text and "Frank" not in page.text and "Bob" not in page.text
     assert re.search(r'<img src="data:image/svg\+xml[^"]+" alt="QR code', page.text)
-    verify_link = re.search(r'href="(http://localhost/verify\?[^"]+)"', page.text).group(1)
+    # The configured base URL (server.public_url, else host and port), not the request's Host.
+    base = re.escape(service.config.server.base_url)
+    verify_link = re.search(rf'href="({base}/verify\?[^"]+)"', page.text).group(1)
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(verify_link.replace("&amp;", "&")).query)
     assert query["e"] == [ELECTION] and query["i"] == ["0"] and int(query["n"][0]) >= 1
     assert len(query["r"][0]) == 43

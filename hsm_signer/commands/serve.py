@@ -24,6 +24,7 @@ For several worker processes run gunicorn directly with ``hsm_signer.web:create_
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from .. import config as config_mod
@@ -109,6 +110,8 @@ def serve(cfg: config_mod.Config, *, host: str | None = None, port: int | None =
     """
     host = host or cfg.server.host
     port = cfg.server.port if port is None else port
+    # Links the service prints use server.public_url, else the address it really listens on.
+    cfg = dataclasses.replace(cfg, server=dataclasses.replace(cfg.server, host=host, port=port))
     if threads < 1:
         raise ConfigError("--threads must be at least 1")
     if not 0 < read_timeout <= 3600:
