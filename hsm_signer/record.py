@@ -5,7 +5,7 @@ the record's own README.md describe it)::
 
     README.md              what each file is and how to audit the record
     MANIFEST.json          SHA-256 and size of every other file
-    election.json          the election definition (contests, options, titles)
+    election.json          the election definition (contests, options, titles, the log's origin)
     keys/                  a copy of the ceremony's key bundle directory (keys.json, transcript, ...)
     entries.jsonl          every log leaf in index order: the exact leaf bytes, then one newline
     checkpoints/<size>.note  every checkpoint the log signed, named by tree size (decimal)
@@ -322,7 +322,7 @@ no voting codes and nothing that identifies a voter.
 
 | path | contents |
 | --- | --- |
-| `{ELECTION_FILE}` | the election definition: contests, options, titles, choice limits |
+| `{ELECTION_FILE}` | the election definition: contests, options, titles, choice limits, and `origin`, the name of its log in every checkpoint |
 | `{KEYS_DIR}/` | a copy of the key ceremony's bundle: `keys.json` (public keys), transcript, signatures |
 | `{ENTRIES_FILE}` | every log entry in index order; line *i* (from 0) is the exact canonical-JSON leaf *i*, followed by one newline byte (a canonical leaf never contains a raw newline) |
 | `{CHECKPOINTS_DIR}/<size>.note` | every checkpoint the log signed, named by its tree size (signed note, c2sp.org/tlog-checkpoint) |

@@ -32,6 +32,7 @@ from hsm_signer.tally import OptionCount
 from hsm_signer.record import MANIFEST_FILE, export_record
 from hsm_signer.recount import count_leaves
 from hsm_signer.service import Service
+from hsm_signer.throwaway import TEST_ORIGIN_PREFIX
 from hsm_signer.signer import SoftwareSigner
 
 from merkle_reference import root_from_leaf_hashes
@@ -373,6 +374,17 @@ def test_an_election_definition_changed_after_the_tally_is_detected(copy):
     reseal(copy)
     with pytest.raises(VerificationError, match=r"tally.txt was signed for election definition sha256:[0-9a-f]{64}, but "
                                                 r"election.json hashes to sha256:[0-9a-f]{64}: the definition was changed"):
+        audit_record(copy)
+
+
+def test_the_record_names_its_log_and_a_record_claiming_another_deployments_log_is_refused(copy):
+    """election.json carries the log's origin; checkpoints of the same election id under another name do not pass."""
+    definition = json.loads((copy / "election.json").read_text())
+    assert definition["origin"] == f"{TEST_ORIGIN_PREFIX}/{ELECTION}"
+    (copy / "election.json").write_text(json.dumps({**definition, "origin": f"other.example/{ELECTION}"}))
+    reseal(copy)
+    with pytest.raises(VerificationError, match=f"checkpoints/1.note is for log '{TEST_ORIGIN_PREFIX}/{ELECTION}', "
+                                                f"not this election's 'other.example/{ELECTION}'"):
         audit_record(copy)
 
 
