@@ -34,6 +34,7 @@ class DeadlineSocket(socket.socket):
     """A client connection whose reads stop at the current request's deadline."""
 
     read_timeout = DEFAULT_READ_TIMEOUT
+    deadline: float | None = None  # monotonic time the current request must have arrived by
 
     @classmethod
     def adopt(cls, sock: socket.socket) -> "DeadlineSocket":
