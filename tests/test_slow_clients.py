@@ -35,14 +35,16 @@ class Slowloris:
     """``count`` connections, half stuck in their headers and half in their body, each
     trickling a byte a second and reconnecting as soon as the server drops it."""
 
-    def __init__(self, port: int, count: int):
+    def __init__(self, port: int, count: int, connect=None):
         self.port, self.count = port, count
+        # how to open a connection (default: plain TCP to 127.0.0.1:port); e.g. TLS for nginx
+        self.connect = connect or (lambda: socket.create_connection(("127.0.0.1", self.port), timeout=5))
         self.stop = threading.Event()
         self.reconnects = 0
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _open(self, n: int) -> socket.socket:
-        sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        sock = self.connect()
         path = f"/api/v1/elections/{ELECTION}/ballots"
         if n % 2:  # partial headers
             sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n".encode())
