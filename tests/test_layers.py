@@ -1,6 +1,7 @@
 """The layers of DESIGN.md hold: checked by import-linter, and by importing what auditors run.
 
-The contracts are in pyproject.toml (``[tool.importlinter]``); ``.ci/run`` checks them too.
+The contracts are in pyproject.toml (``[tool.importlinter]``); ``.ci/run`` checks them too,
+as it runs ruff and mypy, which the README's test command runs here as well.
 import-linter reads the source, so it cannot see that importing a submodule runs its
 package's ``__init__`` first; the second test imports the pure modules in a fresh
 interpreter and looks at what came along.
@@ -39,3 +40,19 @@ def test_reading_a_config_and_verifying_import_no_service_library():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd="/")
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "", f"imported by reading a config or verifying: {run.stdout.strip()}"
+
+
+def _tool(*command: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *command], capture_output=True, text=True, timeout=600, cwd=REPO)
+
+
+def test_ruff_finds_nothing():
+    require(importlib.util.find_spec("ruff") is not None, "ruff is not installed (pip install -e '.[test]')")
+    run = _tool("-m", "ruff", "check", "--no-cache", ".")
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_mypy_finds_nothing():
+    require(importlib.util.find_spec("mypy") is not None, "mypy is not installed (pip install -e '.[test]')")
+    run = _tool(str(REPO / ".ci" / "as_installed.py"), "mypy")
+    assert run.returncode == 0, run.stdout + run.stderr
