@@ -115,6 +115,15 @@ def run(tokens, tmp_path_factory) -> Run:
                                                checkpoint_name, checkpoint_signer) for n in range(1, len(rewritten) + 1)},
             "tally": sign_checkpoint(count_leaves(election, rewritten).checkpoint(), tally_name, tally_signer),
         }
+        # The same log as an election defined before origins were configured would have it signed.
+        legacy = dataclasses.replace(election, origin=None)
+        original = [leaf_hash(x) for x in leaves]
+        forged["legacy"] = {
+            "election": legacy.to_json(),
+            "checkpoints": {n: sign_checkpoint(Checkpoint(legacy.log_origin, n, root_from_leaf_hashes(original[:n])),
+                                               checkpoint_name, checkpoint_signer) for n in range(1, len(leaves) + 1)},
+            "tally": sign_checkpoint(count_leaves(legacy, leaves).checkpoint(), tally_name, tally_signer),
+        }
         record = base / "record"
         export_record(service.storage, kit.load().key_bundle, ELECTION, record)
     finally:
@@ -386,6 +395,19 @@ def test_the_record_names_its_log_and_a_record_claiming_another_deployments_log_
     with pytest.raises(VerificationError, match=f"checkpoints/1.note is for log '{TEST_ORIGIN_PREFIX}/{ELECTION}', "
                                                 f"not this election's 'other.example/{ELECTION}'"):
         audit_record(copy)
+
+
+def test_a_record_of_an_election_defined_before_origins_were_configured_still_audits(run, copy):
+    """Old records have no origin in election.json and checkpoints of hsm-signer/<election>: they still verify."""
+    legacy = run.forged["legacy"]
+    (copy / "election.json").write_text(legacy["election"])
+    for note in (copy / "checkpoints").iterdir():
+        note.write_text(legacy["checkpoints"][int(note.name.removesuffix(".note"))])
+    (copy / "tally.txt").write_text(legacy["tally"])
+    reseal(copy)
+    assert "origin" not in json.loads((copy / "election.json").read_text())
+    assert (copy / "tally.txt").read_text().startswith(f"hsm-signer/{ELECTION}\n")
+    audit_record(copy)
 
 
 def test_a_receipt_from_another_election_is_refused(run, copy, tmp_path):
