@@ -43,7 +43,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .common import Context, fmt, goal
+from .common import ELECTION_DEFINITION, Context, fmt, goal
 from .stats import median, per_round_ratios
 
 NAME = "cast"
@@ -117,7 +117,7 @@ def _log_counts(kit) -> tuple[int, int]:
     from hsm_signer.storage.sqlite import SQLiteStorage
     storage = SQLiteStorage(kit.directory / "ballots.sqlite3")
     try:
-        return len(storage.checkpoints(kit.election_id)), storage.tree_size(kit.election_id)
+        return len(storage.checkpoints(ELECTION_DEFINITION["id"])), storage.tree_size(ELECTION_DEFINITION["id"])
     finally:
         storage.close()
 
@@ -157,13 +157,13 @@ def _gunicorn_command(app: str, port: int, threads: int | None) -> list[str]:
 def _real_server(directory: Path, conf: Path, label: str, variant: Variant, *, codes_needed: int, serial: int):
     from hsm_signer.service import Service
 
-    from . import servicekit
+    from . import hsmkit
     from .servers import Server, ServerGroup, free_port, python_module
 
-    kit = servicekit.provision(directory, label=label, token_conf=conf)
+    kit = hsmkit.service_kit(directory, label=label, token_conf=conf)
     service = Service.open(kit.load())
     try:
-        codes = servicekit.open_election(service, codes_needed)
+        codes = hsmkit.open_election(service, codes_needed)
     finally:
         service.close()
     port = free_port()
@@ -197,13 +197,13 @@ def _hello_server(directory: Path, hello_kit, serial: int, variant: Variant):
 
 
 def run(ctx: Context) -> dict:
-    from . import hsmkit, servicekit
+    from . import hsmkit
 
     seconds, warmup = ctx.size(12, 2), ctx.size(3, 1)
     connections, rounds = ctx.size(64, 32), ctx.size(3, 1)
     variants = [v for v in VARIANTS if not (ctx.smoke and v.full_only)]
     conf = hsmkit.token_directory(ctx.workdir)
-    hello_kit = servicekit.provision(ctx.workdir / "hello", label="bench-hello", token_conf=conf)
+    hello_kit = hsmkit.service_kit(ctx.workdir / "hello", label="bench-hello", token_conf=conf)
     hello_codes = [f"HELLO-{i:07d}" for i in range(ctx.size(200_000, 20_000))]
     runs: dict[str, list[dict]] = {v.name: [] for v in variants}
     bounds: dict[str, float] = {}
@@ -235,7 +235,7 @@ def run(ctx: Context) -> dict:
                                               codes_needed=warm_n + math.ceil(bound * seconds) + 100)
             files = (_write_codes(directory / "warm.txt", codes[:warm_n]),
                      _write_codes(directory / "codes.txt", codes[warm_n:]))
-            runs[variant.name].append(_measure(ctx, variant.name, server, files, kit.election_id, seconds=seconds,
+            runs[variant.name].append(_measure(ctx, variant.name, server, files, ELECTION_DEFINITION["id"], seconds=seconds,
                                                warmup=warmup, connections=connections, kit=kit))
 
     def rates(name: str) -> list[float]:
@@ -319,7 +319,7 @@ def _profile(ctx: Context, conf: Path, connections: int, bound: float) -> dict:
                                           codes_needed=math.ceil(bound * (seconds + 2)) + 500, serial=99)
         codes_file = _write_codes(directory / "codes.txt", codes)
         with server:
-            load = threading.Thread(target=loadgen.cast_load, args=(server.port, codes_file, kit.election_id),
+            load = threading.Thread(target=loadgen.cast_load, args=(server.port, codes_file, ELECTION_DEFINITION["id"]),
                                     kwargs={"seconds": seconds, "connections": connections})
             load.start()
             time.sleep(1)

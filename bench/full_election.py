@@ -67,10 +67,10 @@ class Election:
     """One election run: the commands, the server, and each phase's time."""
 
     def __init__(self, ctx: Context, directory: Path, conf: Path, label: str, *, limits: dict):
-        from . import servicekit
+        from . import hsmkit
         self.ctx = ctx
         self.directory = directory
-        self.kit = servicekit.provision(directory, label=label, token_conf=conf)
+        self.kit = hsmkit.service_kit(directory, label=label, token_conf=conf)
         self.limits = limits
         self.env = dict(RATE_LIMIT_ENV)  # all load from one address (bench/cast.py says why)
         self.phases: dict[str, dict] = {}
@@ -104,7 +104,7 @@ class Election:
         from . import httpclient
         from .servers import Server, free_port
 
-        eid = self.kit.election_id
+        eid = ELECTION_DEFINITION["id"]
         definition = self.directory / "election.toml"
         definition.write_text(_definition_toml(ELECTION_DEFINITION), encoding="utf-8")
         self.cli(None, "election", "create", str(definition), timeout=60)

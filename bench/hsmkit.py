@@ -1,10 +1,11 @@
-"""SoftHSM tokens, keys and a p11-kit network HSM for benchmarks.
+"""SoftHSM tokens, whole throwaway services and a p11-kit network HSM for benchmarks.
 
 Each benchmark process gets its own SoftHSM token directory under its scratch directory
 (``SOFTHSM2_CONF`` is set before the PKCS#11 module is first loaded: SoftHSM reads it at
 ``C_Initialize``, once per process). Keys are made with the product's own ceremony calls
 (:mod:`hsm_signer.hsm.manage`), so they have the production attributes. The PINs are
-fixed, benchmark-only values on throwaway tokens.
+fixed, benchmark-only values on throwaway tokens. The service directories and the
+p11-kit server are the tests' own helpers (:mod:`hsm_signer.testing`).
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ import os
 from pathlib import Path
 
 from hsm_signer import softhsm
-from hsm_signer.p11kit import P11KIT_SERVER, P11KitServer  # noqa: F401  (re-exported)
-from hsm_signer.p11kit import find_client as find_p11kit_client  # noqa: F401
+from hsm_signer.testing.p11kit import P11KIT_SERVER, P11KitServer  # noqa: F401  (re-exported)
+from hsm_signer.testing.p11kit import find_client as find_p11kit_client  # noqa: F401
+from hsm_signer.testing.service import Kit, provision
+
+from .common import ELECTION_DEFINITION
 
 SO_PIN = "bench-so-pin-1234"
 USER_PIN = "bench-user-pin-5678"
@@ -36,4 +40,20 @@ def open_hsm(token: softhsm.SoftHsmToken, module: str | None = None):
     return Hsm(module or token.module, token_label=token.label, pin_source=FixedPin(token.user_pin)).open()
 
 
+def service_kit(directory: Path, *, label: str = "bench-svc", token_conf: Path | None = None,
+                batch_size: int = 1000, max_wait_ms: int = 20) -> Kit:
+    """A token with checkpoint, tally and code keys; keys.json; a PIN file; config.toml.
 
+    ``token_conf``: the SoftHSM token directory to add the token to (one per process:
+    SoftHSM reads its configuration once); by default a new one in ``directory``.
+    Token labels must be unique within a token directory.
+    """
+    token = new_token(token_conf or token_directory(directory), label)
+    return provision(token, directory, ceremony_id="bench", batch_size=batch_size, max_wait_ms=max_wait_ms,
+                     header="Written by bench/hsmkit.py for one benchmark run (SoftHSM, throwaway keys).")
+
+
+def open_election(service, count: int, *, definition: dict = ELECTION_DEFINITION) -> list[str]:
+    """Create and open the benchmark election with ``count`` codes; return them (display form)."""
+    from hsm_signer.testing.service import open_election as open_throwaway
+    return open_throwaway(service, definition, count)

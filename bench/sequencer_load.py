@@ -42,7 +42,7 @@ def cast_burst(directory, signer, mac, *, ballots: int, clients: int, batch_size
     from hsm_signer.notify import BatchWaiter, Notifier
     from hsm_signer.sequencer import Sequencer, SignerState
     from hsm_signer.storage.sqlite import SQLiteStorage
-    from hsm_signer.throwaway import open_election_on
+    from hsm_signer.testing.service import open_election_on
 
     directory.mkdir(parents=True, exist_ok=True)
     storage = SQLiteStorage(directory / "ballots.sqlite3")
@@ -149,19 +149,21 @@ def anatomy(directory, signer, mac, *, ballots: int, batch: int = 100) -> dict:
     from hsm_signer.ballots import BallotBox, ballot_digest, seal_link
     from hsm_signer.canonical import canonicalize
     from hsm_signer.election import OPEN, Election
+    from hsm_signer.intake import CastIntake
     from hsm_signer.log.leaf import BALLOT, Leaf
     from hsm_signer.sequencer import Sequencer, SignerState
     from hsm_signer.storage.base import ONLINE, CastRequest
     from hsm_signer.storage.sqlite import SQLiteStorage
-    from hsm_signer.throwaway import open_election_on
+    from hsm_signer.testing.service import open_election_on
 
     directory.mkdir(parents=True, exist_ok=True)
     storage = SQLiteStorage(directory / "ballots.sqlite3")
     election = Election.from_dict(ELECTION_DEFINITION)
     issued = open_election_on(storage, mac, ELECTION_DEFINITION, ballots)
-    box = BallotBox(storage, mac, None)
-    box.intake.storage = stored = _TimedStorage(storage)  # the writer thread's transactions, timed
-    sequencer = Sequencer(storage, signer, "bench/checkpoint", SignerState(directory / "signer-state.json"),
+    stored = _TimedStorage(storage)  # the intake writer thread's transactions, timed
+    box = BallotBox(storage, mac, None, intake=CastIntake(stored))
+    timed = _TimedSigner(signer)  # the checkpoint signatures of the drain, timed
+    sequencer = Sequencer(storage, timed, "bench/checkpoint", SignerState(directory / "signer-state.json"),
                           batch_size=batch)
     steps = {name: 0.0 for name in ("code HMAC (HSM)", "seal code-to-ballot link", "leaf (canonical JSON)",
                                     "store through the intake's writer thread",
@@ -190,7 +192,6 @@ def anatomy(directory, signer, mac, *, ballots: int, batch: int = 100) -> dict:
         ids.append(leaf.ballot_id)
     box.close()
     steps["  of which: consume code + ballot (fsynced transaction)"] = stored.seconds
-    sequencer.signer = timed = _TimedSigner(signer)
     t = clock()
     sequencer.drain(election.id)
     steps["sequencer batch, per ballot"] = clock() - t

@@ -13,7 +13,9 @@ Two models of "slow", both measured by the benchmarks:
 * ``SlowSigner.around_hsm(signer)`` — the delay is spent *holding the process's PKCS#11
   lock* (:data:`hsm_signer.hsm.PKCS11_LOCK`), as a device that does one thing at a time
   would: every other PKCS#11 call of that process (the code HMACs, in a process that also
-  serves requests) waits behind the signature.
+  serves requests) waits behind the signature. Across processes the same is done with a
+  :class:`DeviceLock` held by the slow signer and by a :class:`LockedMac`
+  (``bench/slow_server.py``).
 
 This module is never imported by the product; a signer from here must never sign
 anything published by an election.
@@ -67,6 +69,28 @@ class SlowSigner:
 
     def __repr__(self) -> str:
         return f"SlowSigner({self._inner!r}, delay={self.delay})"
+
+
+class LockedMac:
+    """``inner`` (a :class:`~hsm_signer.signer.Mac`) used only while holding ``hold``: with a
+    :class:`DeviceLock`, code HMACs wait behind a slow signature, as on a one-at-a-time device."""
+
+    def __init__(self, inner, hold):
+        self._inner = inner
+        self._hold = hold
+
+    @property
+    def key_id(self) -> str:
+        return self._inner.key_id
+
+    def mac(self, data: bytes) -> bytes:
+        with self._hold:
+            return self._inner.mac(data)
+
+    def mac_many(self, items: list[bytes]) -> list[bytes]:
+        with self._hold:
+            many = getattr(self._inner, "mac_many", None)
+            return many(items) if many else [self._inner.mac(item) for item in items]
 
 
 class DeviceLock:

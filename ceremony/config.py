@@ -19,7 +19,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from hsm_signer import softhsm
 from hsm_signer.bundle import CHECKPOINT, CODE_HMAC, ECDH_P256, HMAC_SHA256, SIGNING_AND_MAC_PURPOSES, TALLY
@@ -256,11 +256,12 @@ def parse_config(data: dict[str, Any], *, cwd: Path | None = None, source: Path 
     )
 
 
-def resolve_module(module: str, path: str = "hsm.module") -> str:
-    """The PKCS#11 library path (``"softhsm"`` means the installed SoftHSM2)."""
+def resolve_module(module: str, path: str = "hsm.module", *,
+                   find_softhsm: Callable[[], str | None] = softhsm.find_module) -> str:
+    """The PKCS#11 library path (``"softhsm"`` means the installed SoftHSM2, as ``find_softhsm`` finds it)."""
     if module != SOFTHSM_MODULE:
         return module
-    found = softhsm.find_module()
+    found = find_softhsm()
     if found is None:
         raise ConfigError(
             "'softhsm' was asked for but SoftHSM2 is not installed; install it "

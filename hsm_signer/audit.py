@@ -72,7 +72,8 @@ from .verify import verify_receipt
 Report = Callable[[str], None]
 Progress = Callable[[str, int, int], None]
 _PROGRESS_EVERY = 1 << 16
-_CHECKPOINT_BATCH = 2000
+CHECKPOINT_BATCH = 2000
+"""Checkpoint files verified per batch (per task, when in worker processes)."""
 #: From this many checkpoints on, their signatures are checked in several processes.
 PARALLEL_CHECKPOINTS = 20_000
 _READ_BLOCK = 1 << 20
@@ -224,7 +225,7 @@ def _open_checkpoint_files(directory: str, names: list[str], verifier: NoteVerif
 
 
 def _load_checkpoints(root: Path, bundle: KeyBundle, election: Election, *, workers: int,
-                      progress: Progress | None) -> list[SignedCheckpoint]:
+                      progress: Progress | None, parallel_from: int, batch_size: int) -> list[SignedCheckpoint]:
     directory = os.path.join(root, CHECKPOINTS_DIR)
     if not os.path.isdir(directory):
         raise _fail(f"the record has no {CHECKPOINTS_DIR}/ directory")
@@ -238,9 +239,9 @@ def _load_checkpoints(root: Path, bundle: KeyBundle, election: Election, *, work
     names = [entry.name for entry in entries]
     if not names:
         raise _fail(f"{CHECKPOINTS_DIR}/ holds no checkpoint: there is no signed final tree to check against")
-    batches = [names[i:i + _CHECKPOINT_BATCH] for i in range(0, len(names), _CHECKPOINT_BATCH)]
+    batches = [names[i:i + batch_size] for i in range(0, len(names), batch_size)]
     found: list[SignedCheckpoint] = []
-    if workers > 1 and len(names) >= PARALLEL_CHECKPOINTS:
+    if workers > 1 and len(names) >= parallel_from:
         # One signature check per checkpoint dominates a log with a checkpoint per ballot;
         # spread the batches over processes and take results back in file order, so the
         # first failure reported is the same as in a serial run.
@@ -257,7 +258,7 @@ def _load_checkpoints(root: Path, bundle: KeyBundle, election: Election, *, work
     else:
         for batch in batches:
             found += _open_checkpoint_files(directory, batch, verifier, origin)
-            if progress and len(names) > _CHECKPOINT_BATCH:
+            if progress and len(names) > batch_size:
                 progress("verifying checkpoints", len(found), len(names))
     found.sort(key=lambda c: c.checkpoint.size)
     return found
@@ -379,13 +380,15 @@ def _check_receipt(path: Path, entries_name: str, election: Election, bundle: Ke
 
 def audit_record(record_dir: str | os.PathLike, *, receipts: Iterable[str | os.PathLike] = (),
                  trusted_bundle: KeyBundle | None = None, report: Report | None = None,
-                 progress: Progress | None = None, workers: int | None = None) -> AuditResult:
+                 progress: Progress | None = None, workers: int | None = None,
+                 parallel_from: int = PARALLEL_CHECKPOINTS, checkpoint_batch: int = CHECKPOINT_BATCH) -> AuditResult:
     """Audit the record in ``record_dir``; raise VerificationError at the first failure.
 
     ``report`` receives one line per passed check; ``progress(stage, done, total)`` is
     called while reading large files. ``receipts`` are receipt JSON files to check too.
     ``workers`` processes check checkpoint signatures when there are very many
-    (default: one per CPU; 1 keeps everything in this process).
+    (default: one per CPU; 1 keeps everything in this process) from ``parallel_from``
+    checkpoints on, ``checkpoint_batch`` files per task.
     """
     root = Path(record_dir)
     say = report or (lambda line: None)
@@ -405,6 +408,7 @@ def audit_record(record_dir: str | os.PathLike, *, receipts: Iterable[str | os.P
         f"definition {definition_digest(election)}")
 
     checkpoints = _load_checkpoints(root, bundle, election, workers=workers or os.cpu_count() or 1,
+                                    parallel_from=parallel_from, batch_size=checkpoint_batch,
                                     progress=progress)
     final_signed = checkpoints[-1]
     final = final_signed.checkpoint

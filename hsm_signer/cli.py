@@ -15,6 +15,7 @@ import sys
 
 from . import __version__
 from .commands import MODULES
+from .commands._common import DEFAULT_PROGRAM, Program
 from .errors import HsmSignerError, VerificationError
 
 #: Import names only the ``service`` extra installs (pyproject.toml). The commands that need
@@ -37,9 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, program: Program = DEFAULT_PROGRAM) -> int:
+    """Run one command. ``program`` says how to start child processes and where services get
+    their keys (the defaults for the console script; see :class:`Program`)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.program = program
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from hsm_signer import softhsm
-from hsm_signer.p11kit import P11KIT_SERVER, P11KitServer  # noqa: F401  (re-exported)
-from hsm_signer.p11kit import find_client as find_p11kit_client  # noqa: F401
+from hsm_signer.testing.p11kit import P11KIT_SERVER, P11KitServer  # noqa: F401  (re-exported)
+from hsm_signer.testing.p11kit import find_client as find_p11kit_client  # noqa: F401
 
 # The console script installed beside the interpreter running the tests (the venv's bin/),
 # never whatever happens to be on PATH: a fresh machine has nothing there.

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hsm_signer.ceremony.config import (
-    EXAMPLES, REHEARSAL_EXAMPLE, load_config, load_rehearsal, parse_config,
+    EXAMPLES, REHEARSAL_EXAMPLE, load_config, load_rehearsal, parse_config, resolve_module,
 )
 from hsm_signer.ceremony.retire_config import load_retire_config, parse_retire_config
 from hsm_signer import softhsm
@@ -236,10 +236,11 @@ def test_config_error(name):
         parse(mutated(change))
 
 
-def test_softhsm_module_when_softhsm_is_missing(monkeypatch):
-    monkeypatch.setattr(softhsm, "find_module", lambda: None)
+def test_softhsm_module_when_softhsm_is_missing():
+    assert resolve_module("softhsm", find_softhsm=lambda: "/found/libsofthsm2.so") == "/found/libsofthsm2.so"
+    assert resolve_module("/opt/hsm/lib.so", find_softhsm=lambda: None) == "/opt/hsm/lib.so"
     with pytest.raises(ConfigError, match=r"^hsm.module: 'softhsm' was asked for but SoftHSM2 is not installed"):
-        parse(copy.deepcopy(BASE))
+        resolve_module("softhsm", find_softhsm=lambda: None)
 
 
 def test_keys_default_algorithms():

@@ -536,15 +536,12 @@ def test_an_election_without_ballots_closes_tallies_exports_and_audits(tokens, t
     assert (result.tree_size, result.checkpoints) == (0, 1)
 
 
-def test_checkpoints_checked_in_worker_processes_give_the_same_result_and_first_failure(run, copy, monkeypatch):
-    import hsm_signer.audit as audit_mod
-
-    monkeypatch.setattr(audit_mod, "PARALLEL_CHECKPOINTS", 2)
-    monkeypatch.setattr(audit_mod, "_CHECKPOINT_BATCH", 3)
-    assert audit_record(run.record, workers=2).checkpoints == 8
+def test_checkpoints_checked_in_worker_processes_give_the_same_result_and_first_failure(run, copy):
+    in_workers = {"workers": 2, "parallel_from": 2, "checkpoint_batch": 3}  # 8 checkpoints: 3 batches, 2 processes
+    assert audit_record(run.record, **in_workers).checkpoints == 8
     for size in (3, 7):
         path = copy / "checkpoints" / f"{size}.note"
         path.write_text(path.read_text().replace(f"\n{size}\n", f"\n{size + 100}\n"))
     reseal(copy)
     with pytest.raises(VerificationError, match=r"^checkpoints/3.note: signature by test/checkpoint"):
-        audit_record(copy, workers=2)
+        audit_record(copy, **in_workers)

@@ -23,7 +23,7 @@ from hsm_signer.log.merkle import leaf_hash
 from hsm_signer.tally import Tally, definition_digest, format_tally, open_tally, tally_summary
 from hsm_signer.recount import Recount, count_leaves
 from hsm_signer.service import Service
-from hsm_signer.throwaway import TEST_ORIGIN_PREFIX
+from hsm_signer.testing.service import TEST_ORIGIN_PREFIX
 
 from merkle_reference import root_from_leaf_hashes
 from servicekit import DEMO_ELECTION, open_election, provision

@@ -396,10 +396,32 @@ def test_voting_codes_never_reach_a_log_line(client, service, codes, caplog):
         assert code.replace("-", "") not in logged
 
 
-def test_a_poll_closing_during_the_request_refuses_the_ballot(client, service, codes, monkeypatch):
-    import hsm_signer.web.api
-    monkeypatch.setattr(hsm_signer.web.api, "open_election", lambda election_id: None)  # the check passed just before ...
-    service.storage.set_state(ELECTION, "closed")                            # ... the official closed the poll
-    response = client.post(BALLOTS, json={"code": codes[0], "selections": VOTE})
-    assert response.status_code == 409 and response.get_json()["error"] == "poll_not_open"
-    assert service.storage.count_codes(ELECTION)["unused"] == 10
+class _PollClosesBeforeTheTransaction:
+    """The service's storage, but the official closes the poll just before a ballot's
+    transaction: after the view and the ballot box saw it open."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def cast_many(self, requests):
+        self._inner.set_state(ELECTION, "closed")
+        return self._inner.cast_many(requests)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+def test_a_poll_closing_during_the_request_refuses_the_ballot(kit):
+    from hsm_signer.storage import open_storage
+    cfg = kit.load()
+    racing = _PollClosesBeforeTheTransaction(open_storage(cfg.storage_url))
+    service = Service.open(cfg, with_sequencer=True, storage=racing).start()
+    try:
+        codes = open_election(service, 10)
+        client = create_app(service=service, test_config={"TESTING": True}).test_client()
+        response = client.post(BALLOTS, json={"code": codes[0], "selections": VOTE})
+        assert response.status_code == 409 and response.get_json()["error"] == "poll_not_open"
+        assert service.storage.count_codes(ELECTION) == {"unused": 10, "online": 0, "postal": 0}
+        assert service.storage.get_election(ELECTION).state == "closed"
+    finally:
+        service.close()

@@ -10,10 +10,35 @@ import shlex
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from .. import config as config_mod
+
+
+@dataclass(frozen=True)
+class Program:
+    """What the command line runs with, passed in by whoever starts it (:func:`hsm_signer.cli.main`).
+
+    ``module``: what ``python -m`` runs to start this program again in a child process
+    (``serve``'s sequencer and web server). ``keys``: how services get their signers and
+    code MAC from the HSM and the key bundle (None: the HSM's own keys,
+    :func:`hsm_signer.service.hsm_keys`). The console script uses the defaults; a benchmark
+    passes a slow signer here (``bench/slow_server.py``) instead of patching anything.
+    """
+
+    module: str = "hsm_signer"
+    keys: Callable[[Any, Any], Any] | None = None
+
+
+#: The console script's program: ``python -m hsm_signer`` children, the HSM's own keys.
+DEFAULT_PROGRAM = Program()
+
+
+def program_of(args) -> Program:
+    """The :class:`Program` the command line was started with (the defaults if none was given)."""
+    return getattr(args, "program", None) or DEFAULT_PROGRAM
 
 
 def load_config(args) -> config_mod.Config:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from ._common import load_config
+from ._common import load_config, program_of
 
 if TYPE_CHECKING:
     from ..service import Service
@@ -22,4 +22,4 @@ def open_service(args: argparse.Namespace, *, with_sequencer: bool = False,
     """The service of the config in ``args`` (see :meth:`Service.open <hsm_signer.service.Service.open>`)."""
     from ..service import Service
     return Service.open(load_config(args), with_sequencer=with_sequencer, follow_commits=follow_commits,
-                        hsm_may_be_away=hsm_may_be_away)
+                        hsm_may_be_away=hsm_may_be_away, keys=program_of(args).keys)

@@ -22,7 +22,7 @@ from .. import config as config_mod
 from .. import softhsm
 from ..election import Election
 from ..errors import ConfigError
-from ._common import command_hint
+from ._common import command_hint, program_of
 
 DEMO_DEFINITION = Path(__file__).resolve().parent.parent / "data" / "demo-election.toml"
 DEMO_CODES = 300
@@ -134,4 +134,4 @@ def run(args) -> int:
     if args.no_serve:
         return 0
     from .serve import serve
-    return serve(cfg, host="127.0.0.1", port=port)
+    return serve(cfg, host="127.0.0.1", port=port, program=program_of(args))

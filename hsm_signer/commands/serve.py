@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import Any, Callable
 
 from .. import config as config_mod
 from ..errors import ConfigError, HsmSignerError
+from ._common import DEFAULT_PROGRAM, Program, program_of
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +56,8 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _gunicorn_app(cfg: config_mod.Config, bind: str, threads: int, sequencer: str, read_timeout: float):
-    from gunicorn.app.base import BaseApplication
-
+def _gunicorn_app(cfg: config_mod.Config, bind: str, threads: int, sequencer: str, read_timeout: float,
+                 program: Program):
     state: dict = {}
 
     def open_app():
@@ -66,7 +67,8 @@ def _gunicorn_app(cfg: config_mod.Config, bind: str, threads: int, sequencer: st
         from ..service import Service
         try:
             # The board, the verify page and health need no HSM: start even while it is away.
-            service = Service.open(cfg, with_sequencer=sequencer != "none", follow_commits=True, hsm_may_be_away=True)
+            service = Service.open(cfg, with_sequencer=sequencer != "none", follow_commits=True, hsm_may_be_away=True,
+                                   keys=program.keys)
             state["service"] = service
             service.start()  # with another sequencer already signing, this server follows its batches
             return create_app(service=service)
@@ -74,20 +76,34 @@ def _gunicorn_app(cfg: config_mod.Config, bind: str, threads: int, sequencer: st
             log.error("cannot start: %s", exc)
             raise SystemExit(3) from None  # gunicorn: worker failed to boot, stop
 
+    def close_service(server, worker) -> None:
+        if "service" in state:
+            state.pop("service").close()
+
+    return gunicorn_app(bind, threads, open_app, read_timeout=read_timeout, on_worker_exit=close_service)
+
+
+def gunicorn_app(bind: str, threads: int, load: Callable[[], Any], *, read_timeout: float = DEFAULT_READ_TIMEOUT,
+                 on_worker_exit: Callable[[Any, Any], None] | None = None):
+    """The gunicorn application ``serve`` runs: one hardened thread worker with ``threads``
+    threads, dying with its master; ``load()`` builds the WSGI app in the worker (the
+    benchmarks' hello-world server passes its own, to be served exactly alike)."""
+    from gunicorn.app.base import BaseApplication
+
     def worker_dies_with_master(server, worker) -> None:
         from .supervise import die_with_parent
         die_with_parent()
 
-    def close_service(server, worker) -> None:
-        if "service" in state:
-            state.pop("service").close()
+    def worker_exit(server, worker) -> None:
+        if on_worker_exit is not None:
+            on_worker_exit(server, worker)
 
     class ServeApplication(BaseApplication):
         def load_config(self) -> None:
             from .gunicorn_worker import DeadlineSocket, HardenedThreadWorker
             DeadlineSocket.read_timeout = read_timeout  # inherited by the worker gunicorn forks
             settings = {"bind": [bind], "workers": 1, "worker_class": HardenedThreadWorker, "threads": threads,
-                        "accesslog": "-", "graceful_timeout": 15, "worker_exit": close_service,
+                        "accesslog": "-", "graceful_timeout": 15, "worker_exit": worker_exit,
                         "post_fork": worker_dies_with_master,
                         "proc_name": "hsm-signer-serve"}
             if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 25: no ~/.gunicorn socket
@@ -96,14 +112,14 @@ def _gunicorn_app(cfg: config_mod.Config, bind: str, threads: int, sequencer: st
                 self.cfg.set(key, value)
 
         def load(self):
-            return open_app()
+            return load()
 
     return ServeApplication(prog="hsm-signer serve")
 
 
 def serve(cfg: config_mod.Config, *, host: str | None = None, port: int | None = None,
           threads: int = DEFAULT_THREADS, sequencer: str = "process",
-          read_timeout: float = DEFAULT_READ_TIMEOUT) -> int:
+          read_timeout: float = DEFAULT_READ_TIMEOUT, program: Program = DEFAULT_PROGRAM) -> int:
     """Serve until SIGTERM or Ctrl-C (``hsm-signer serve`` and ``hsm-signer demo``).
 
     Host and port default to the config's ``[server]`` table.
@@ -126,16 +142,16 @@ def serve(cfg: config_mod.Config, *, host: str | None = None, port: int | None =
         from .supervise import Supervisor, child_command
         web = child_command(cfg.path, "serve", "--host", host, "--port", str(port), "--threads", str(threads),
                             "--read-timeout", str(read_timeout),
-                            "--sequencer", "none")
-        return Supervisor(web, child_command(cfg.path, "sequencer")).run()
+                            "--sequencer", "none", module=program.module)
+        return Supervisor(web, child_command(cfg.path, "sequencer", module=program.module)).run()
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     log.info("serving http://%s/ (%d threads); the sequencer %s", bind, threads,
              "runs in this process" if sequencer == "thread" else "runs in another process")
-    _gunicorn_app(cfg, bind, threads, sequencer, read_timeout).run()  # gunicorn exits the process when it stops
+    _gunicorn_app(cfg, bind, threads, sequencer, read_timeout, program).run()  # gunicorn exits the process when it stops
     return 0
 
 
 def run(args) -> int:
     cfg = config_mod.load(args.config)  # validated here, before any process starts
     return serve(cfg, host=args.host, port=args.port, threads=args.threads, sequencer=args.sequencer,
-                 read_timeout=args.read_timeout)
+                 read_timeout=args.read_timeout, program=program_of(args))

@@ -43,8 +43,6 @@ log = logging.getLogger(__name__)
 FIRST_PAUSE, LONGEST_PAUSE = 1.0, 30.0
 STEADY = 60.0
 """A sequencer that ran this long before dying counts as a fresh start (the pause resets)."""
-CHILD_MODULE = "hsm_signer"
-"""What ``python -m`` runs in the children (the benchmarks' slow-HSM wrapper replaces it)."""
 GRACE = 20.0  # more than gunicorn's graceful_timeout (15 s)
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
@@ -87,8 +85,10 @@ class _Restart:
         self.began, self.at = time.monotonic(), None
 
 
-def child_command(config_path: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", CHILD_MODULE, "--config", str(Path(config_path).resolve()), *args]
+def child_command(config_path: Path, *args: str, module: str = "hsm_signer") -> list[str]:
+    """``python -m MODULE --config CFG ARGS``: a child running this program (``module``: see
+    :class:`~hsm_signer.commands._common.Program`)."""
+    return [sys.executable, "-m", module, "--config", str(Path(config_path).resolve()), *args]
 
 
 class Supervisor:

@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .softhsm import SoftHsmToken
+from ..softhsm import SoftHsmToken
 
 P11KIT_SERVER = "/usr/libexec/p11-kit/p11-kit-server"
 P11KIT_CLIENT_CANDIDATES = (

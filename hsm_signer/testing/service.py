@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
-from . import codes as codes_mod
-from . import config as config_mod
-from .bundle import KeyBundle, KeyEntry
-from .election import OPEN, Election
-from .hsm import FixedPin, Hsm
-from .hsm.manage import generate_mac_key, generate_signing_key
-from .softhsm import SoftHsmToken
+from .. import codes as codes_mod
+from .. import config as config_mod
+from ..bundle import KeyBundle, KeyEntry
+from ..election import OPEN, Election
+from ..hsm import FixedPin, Hsm
+from ..hsm.manage import generate_mac_key, generate_signing_key
+from ..softhsm import SoftHsmToken
 
 TEST_ORIGIN_PREFIX = "test.hsm-signer.invalid"
 """The log origin prefix of throw-away services (``.invalid``: a name no real deployment has)."""
@@ -53,6 +54,26 @@ def write_service_dir(token: SoftHsmToken, directory: Path, *, ceremony_id: str,
         pin={"source": "file", "path": "user-pin.txt"}, bundle="keys", batch_size=batch_size,
         max_wait_ms=max_wait_ms, origin_prefix=TEST_ORIGIN_PREFIX), encoding="utf-8")
     return config_path
+
+
+@dataclass(frozen=True)
+class Kit:
+    """A throwaway service directory: its config file, the directory, the token its keys are on."""
+
+    config_path: Path
+    directory: Path
+    token: SoftHsmToken
+
+    def load(self) -> config_mod.Config:
+        return config_mod.load(self.config_path)
+
+
+def provision(token: SoftHsmToken, directory: Path, *, ceremony_id: str, tally_algorithm: str = "ecdsa-p256",
+              module: str | None = None, batch_size: int = 1000, max_wait_ms: int = 20, header: str = "") -> Kit:
+    """A service directory for ``token`` (see :func:`write_service_dir`), as a :class:`Kit`."""
+    config_path = write_service_dir(token, directory, ceremony_id=ceremony_id, tally_algorithm=tally_algorithm,
+                                    module=module, batch_size=batch_size, max_wait_ms=max_wait_ms, header=header)
+    return Kit(config_path=config_path, directory=Path(directory), token=token)
 
 
 def open_election_on(storage, code_mac, definition: dict, count: int,
