@@ -162,6 +162,7 @@ def test_a_receipt_from_a_live_run_verifies_step_by_step(browser, live_url, rece
     assert statuses(result) == {**OFFLINE_STEPS, "later-checkpoint": "ok", "consistency": "ok", "tally": "pending"}
     steps = result["steps"]
     assert "signed by the election's checkpoint key (test/checkpoint)" in steps["checkpoint"]["text"]
+    assert f"the log of election {ELECTION} (test.hsm-signer.invalid/{ELECTION}) then had" in steps["checkpoint"]["text"]
     assert "Your ballot is in the log at position 1 (of" in steps["inclusion"]["text"]
     assert "The log has only grown since your receipt: the log of 5 entries extends" in steps["consistency"]["text"]
     assert "The poll is still open: the tally is signed and published after it closes" in steps["tally"]["text"]
@@ -170,6 +171,21 @@ def test_a_receipt_from_a_live_run_verifies_step_by_step(browser, live_url, rece
     assert ballot_id in result["ballot"] and "Bob" in result["ballot"] and "Dan, Erin" in result["ballot"]
     assert result["ballot"].index("Leader") < result["ballot"].index("Board")  # the election's order, with titles
     assert "published by this server" in result["keysSource"]
+
+
+def test_a_server_that_publishes_another_log_name_for_the_election_fails_the_online_check(browser, live_url, receipts):
+    """The origin the server publishes for the election must be the one the receipt's checkpoint carries."""
+    def other_origin(route):
+        response = route.fetch()
+        body = response.json()
+        route.fulfill(response=response, json={**body, "origin": f"other.example/{ELECTION}"})
+
+    with visit(browser, live_url) as v:
+        v.page.route(re.compile(rf".*/api/v1/elections/{re.escape(ELECTION)}$"), other_origin)
+        result = v.paste(receipts[1].to_json())
+    assert result["verdict"] == "fail"
+    assert result["steps"]["checkpoint"]["status"] == "fail"
+    assert f"is log \"other.example/{ELECTION}\"" in result["steps"]["checkpoint"]["text"]
 
 
 def test_the_qr_code_link_on_the_receipt_page_checks_the_same_ballot(browser, live_url, receipts):
