@@ -16,8 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
+from harness import require
 from test_web_live import DEFINITION, ServeProcess, cli, http
 
 from servicekit import DEMO_ELECTION, provision
@@ -42,8 +41,7 @@ def _facts(server: ServeProcess, codes: list[str]) -> dict:
 
 
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(tokens, tmp_path):
-    if not ST.exists():
-        pytest.skip("schemathesis is not installed (pip install -e '.[test]')")
+    require(ST.exists(), "schemathesis is not installed (pip install -e '.[test]')")
     kit = provision(tokens, tmp_path)
     (tmp_path / "election.toml").write_text(DEFINITION)
     cli(kit.config_path, "election", "create", str(tmp_path / "election.toml"))

@@ -18,7 +18,7 @@ from pathlib import Path
 from harness import P11KitServer
 from hsm_signer.service import Service
 from servicekit import DEMO_ELECTION, open_election, provision
-from test_serve_supervisor import _tree
+from test_serve_supervisor import _serve, _tree
 from test_web_live import ServeProcess, http
 
 ELECTION = DEMO_ELECTION["id"]
@@ -104,18 +104,8 @@ def test_serve_starts_without_its_hsm_and_signs_within_2_s_of_its_arrival(
         hsm_server.stop()
 
 
-def _served(tokens, tmp_path) -> tuple[ServeProcess, list[str]]:
-    kit = provision(tokens, tmp_path)
-    service = Service.open(kit.load())
-    try:
-        codes = open_election(service, 6)
-    finally:
-        service.close()
-    return ServeProcess(kit.config_path, tmp_path / "serve.log").start(), codes
-
-
 def test_kill_9_of_the_supervisor_leaves_no_process_and_serve_starts_again(tokens, tmp_path):
-    server, codes = _served(tokens, tmp_path)
+    server, codes = _serve(tokens, tmp_path)
     assert _cast(server, codes[0])[0] == 201
     sid = server.process.pid
     assert len(_session_processes(sid)) >= 4  # supervisor, sequencer, gunicorn master and worker
@@ -138,7 +128,7 @@ def test_kill_9_of_the_supervisor_leaves_no_process_and_serve_starts_again(token
 
 
 def test_kill_9_of_the_web_server_or_its_worker_is_healed(tokens, tmp_path):
-    server, codes = _served(tokens, tmp_path)
+    server, codes = _serve(tokens, tmp_path)
     try:
         children = _tree(server.process.pid)
         masters = [pid for pid, command in children.items() if "--sequencer none" in command]
