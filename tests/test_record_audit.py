@@ -32,7 +32,7 @@ from hsm_signer.tally import OptionCount
 from hsm_signer.record import MANIFEST_FILE, export_record
 from hsm_signer.recount import count_leaves
 from hsm_signer.service import Service
-from hsm_signer.throwaway import TEST_ORIGIN_PREFIX
+from hsm_signer.testing.service import TEST_ORIGIN_PREFIX
 from hsm_signer.signer import SoftwareSigner
 
 from merkle_reference import root_from_leaf_hashes
