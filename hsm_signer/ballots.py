@@ -190,6 +190,34 @@ class BallotBox:
             raise InvalidCodeError(malformed=True) from None
         return code, self.code_mac.mac(codes_mod.code_message(election_id, code))
 
+    def _codes(self, election_id: str, typed: Sequence[str]) -> list[tuple[str, bytes] | InvalidCodeError]:
+        """:meth:`_code` for many codes, hashed in one trip through the HSM's lock."""
+        normalised: list[str | InvalidCodeError] = []
+        for text in typed:
+            try:
+                normalised.append(codes_mod.normalise(text))
+            except codes_mod.MalformedCodeError:
+                normalised.append(InvalidCodeError(malformed=True))
+        good = [code for code in normalised if isinstance(code, str)]
+        many = getattr(self.code_mac, "mac_many", None)
+        messages = [codes_mod.code_message(election_id, code) for code in good]
+        hashes = iter(many(messages) if many else [self.code_mac.mac(m) for m in messages])
+        return [code if isinstance(code, InvalidCodeError) else (code, next(hashes)) for code in normalised]
+
+    def lookup_codes(self, election_id: str, typed: Sequence[str]) -> list[CodeStatus | InvalidCodeError]:
+        """The status of each code (unused, online, postal), or InvalidCodeError: reads only
+        (a postal batch is checked whole before anything is recorded)."""
+        results: list[CodeStatus | InvalidCodeError] = []
+        for item in self._codes(election_id, typed):
+            if isinstance(item, InvalidCodeError):
+                results.append(item)
+                continue
+            try:
+                results.append(CodeStatus(self.storage.code_status(election_id, item[1])[0]))
+            except UnknownCodeError:
+                results.append(InvalidCodeError())
+        return results
+
     def code_status(self, election_id: str, typed: str) -> CodeStatus:
         _code, digest = self._code(election_id, typed)
         try:
@@ -229,9 +257,10 @@ class BallotBox:
                                 f"{'it has not opened yet' if record.state == 'draft' else 'it has closed'}")
         results: list[Submission | ElectionError | None] = [None] * len(ballots)
         prepared: list[tuple[int, _Prepared]] = []
-        for i, (typed, selections) in enumerate(ballots):
+        hashed = self._codes(election_id, [typed for typed, _ in ballots])  # one HSM trip for the call
+        for i, ((_, selections), code) in enumerate(zip(ballots, hashed)):
             try:
-                prepared.append((i, self._prepare(record.election, typed, selections, channel)))
+                prepared.append((i, self._prepare(record.election, code, selections, channel)))
             except ElectionError as exc:
                 results[i] = exc
         outcomes = self.intake.cast_many([item.request for _, item in prepared]) if prepared else []
@@ -256,7 +285,7 @@ class BallotBox:
             raise failure  # what was stored stays stored: submitting again is idempotent
         return results  # type: ignore[return-value]
 
-    def _prepare(self, election: Election, typed: str, ballot: object, channel: str) -> "_Prepared":
+    def _prepare(self, election: Election, hashed: "tuple[str, bytes] | InvalidCodeError", ballot: object, channel: str) -> "_Prepared":
         kind = BALLOT if channel == ONLINE else POSTAL_LEAF
         if isinstance(ballot, SealedBallot):
             leaf_bytes = self._client_sealed(election, ballot, kind)
@@ -270,7 +299,9 @@ class BallotBox:
                 box = sealed_mod.seal_ballot(self.sealing_key, election.id, channel, ballot_id, clean,
                                              self.padded_size(election))
                 leaf_bytes = SealedLeaf(election.id, kind, ballot_id, box).to_bytes()
-        code, code_hash = self._code(election.id, typed)
+        if isinstance(hashed, InvalidCodeError):
+            raise hashed  # after the selections: their errors come first, as they always did
+        code, code_hash = hashed
         digest = ballot_digest(code, election.id, submitted)
         request = CastRequest(election.id, code_hash, channel, ballot_id, leaf_bytes,
                               seal_link(code, election.id, ballot_id, digest), require_state=OPEN,

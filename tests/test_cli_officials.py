@@ -45,14 +45,19 @@ def test_an_election_run_by_officials_from_the_command_line(officials, tmp_path)
     postal.write_text(f"code,chair\n{codes[0]},ann\n{codes[1][:-1]}X,ben\n")
     out, _ = officials("postal", "record", "club-2026", "--csv", str(postal), "--receipts", str(tmp_path / "receipts"),
                        expect=3)
-    assert "1 recorded, 0 rejected as duplicates (code already used), 1 invalid" in out
-    assert "line 3: invalid" in out and codes[1] not in out
+    assert "2 rows: 1 not recorded (other rows are wrong), 1 invalid" in out
+    assert "row 3: invalid: code: this code has a typo" in out and codes[1] not in out
+    out, _ = officials("postal", "record", "club-2026", "--csv", str(postal), "--receipts", str(tmp_path / "receipts"),
+                       "--record-good-rows", expect=3)
+    assert "2 rows: 1 recorded, 1 invalid" in out
     (receipt_file,) = (tmp_path / "receipts").iterdir()
 
-    # The same ballot again is idempotent; the same code with another choice is a duplicate.
+    # The same ballot again is idempotent; the same code with another choice is a duplicate within the batch.
     postal.write_text(f"code,chair\n{codes[0]},ann\n{codes[0]},ben\n")
-    out, _ = officials("postal", "record", "club-2026", "--csv", str(postal), "--receipts", str(tmp_path / "again"))
-    assert "1 recorded, 1 rejected as duplicates" in out
+    out, _ = officials("postal", "record", "club-2026", "--csv", str(postal), "--receipts", str(tmp_path / "again"),
+                       "--record-good-rows", expect=3)
+    assert "2 rows: 1 already recorded by an earlier run, 1 duplicate within the batch" in out
+    assert "row 3: duplicate within the batch: the code of row 2 again, with different choices" in out
 
     out, _ = officials("verify", str(receipt_file), "--keys", str(officials.kit.directory / "keys"))
     assert out.startswith("OK: election club-2026:") and "leaf 0 of log test.hsm-signer.invalid/club-2026 of 1 entries" in out
@@ -90,8 +95,8 @@ def test_a_large_postal_batch_is_stored_in_groups_with_progress(officials, tmp_p
     postal = tmp_path / "postal.csv"
     postal.write_text("code,chair\n" + "".join(f"{code},{'ann' if i % 3 else 'ben'}\n" for i, code in enumerate(codes)))
     out, err = officials("postal", "record", "club-2026", "--csv", str(postal))
-    assert "postal ballots: 2500 recorded, 0 rejected as duplicates" in out
-    assert "stored 1,000 of 2,500 rows" in err and "stored 2,500 of 2,500 rows" in err
+    assert "postal ballots: 2500 rows: 2500 recorded" in out
+    assert "stored: 1,000/2,500 (40%)" in err and "stored: 2,500/2,500 (100%)" in err
     out, _ = officials("election", "list")
     assert "club-2026\topen\t2500 entries\tcodes: 0 unused, 0 online, 2500 postal" in out
 

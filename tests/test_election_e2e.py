@@ -81,7 +81,8 @@ def test_an_election_from_codes_to_an_independent_audit(officials, tmp_path):
     postal = tmp_path / "postal.csv"
     postal.write_text(f"code,leader,board\n{codes[5]},sunak,ann cat\n{codes[6]},truss,\n{codes[0]},sunak,\n")
     out, _ = officials("postal", "record", "leader-2026", "--csv", str(postal), "--receipts", str(receipts))
-    assert "2 recorded, 1 rejected as duplicates" in out
+    assert "3 rows: 2 recorded, 1 duplicate of an online vote" in out
+    assert "row 4: duplicate of an online vote: the code was already used online" in out
 
     _, err = officials("tally", "leader-2026", expect=2)
     assert "is open: close the poll first" in err

@@ -161,9 +161,9 @@ def test_the_whole_story_against_a_live_server(tokens, tmp_path):
         postal.write_text(f"code,leader,board\n{codes[1]},alice,dan frank\n{codes[0]},bob,\n")
         recorded = cli(config, "postal", "record", ELECTION, "--csv", str(postal),
                        "--report", str(tmp_path / "report.json"))
-        assert "1 recorded, 1 rejected as duplicates" in recorded.stdout
+        assert "2 rows: 1 recorded, 1 duplicate of an online vote" in recorded.stdout
         report = json.loads((tmp_path / "report.json").read_text())
-        assert [d["line"] for d in report["duplicates"]] == [3]
+        assert [(r["row"], r["outcome"]) for r in report["rows"]] == [(2, "recorded"), (3, "duplicate_online")]
 
         def code_status(code):
             status, _, body = http("POST", api + "/code-status", {"code": code})
