@@ -116,8 +116,12 @@ def network_hsm(network_token, p11kit_client_module, p11kit_socket):
     """``(server, hsm)``: the token through p11-kit server + client; stop/start the server."""
     server = P11KitServer(served_by_softhsm(network_token), p11kit_socket)
     server.start()
-    h = Hsm(p11kit_client_module, token_label=network_token.label,
-            pin_source=FixedPin(network_token.user_pin)).open()
+    try:
+        h = Hsm(p11kit_client_module, token_label=network_token.label,
+                pin_source=FixedPin(network_token.user_pin)).open()
+    except BaseException:
+        server.stop()  # no teardown runs for a fixture that failed: never leave the server behind
+        raise
     yield server, h
     server.stop()
     h.close()
