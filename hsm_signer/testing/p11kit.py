@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -49,13 +50,25 @@ class P11KitServer:
             env={**os.environ, **self.token.env()}, start_new_session=True,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout
-        while not self.socket_path.exists():
+        # The socket file appears at bind(), before listen(): wait until a connection is
+        # accepted, or a client that comes in between finds no server (and no token).
+        while not self._accepts():
             if self.process.poll() is not None:
                 raise RuntimeError(f"p11-kit server exited: {self.process.communicate()[1].decode()}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"p11-kit server did not create its socket within {timeout:.0f} s")
+                raise RuntimeError(f"p11-kit server did not accept connections within {timeout:.0f} s")
             time.sleep(0.02)
         return self
+
+    def _accepts(self) -> bool:
+        if not self.socket_path.exists():
+            return False
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(self.socket_path))
+            except OSError:
+                return False
+        return True
 
     def stop(self) -> None:
         """The outage: kill the server and every child serving a connection."""
