@@ -27,6 +27,9 @@ from hsm_signer.log.tree import LevelTree
 from hsm_signer.service import Service
 from hsm_signer.verify import verify_receipt
 
+# HSM-facing: .ci/run runs the whole election again through p11-kit-proxy (docs/HSM.md).
+pytestmark = pytest.mark.hsm
+
 AUDIT_MD = Path(__file__).resolve().parent.parent / "docs" / "AUDIT.md"
 DEFINITION = """
 id = "leader-2026"
