@@ -255,6 +255,9 @@ class BallotBox:
         if record.state != OPEN:
             raise PollNotOpenError(f"the poll for election {election_id!r} is {record.state}: "
                                 f"{'it has not opened yet' if record.state == 'draft' else 'it has closed'}")
+        refusal = record.election.schedule_refusal(self.clock())  # opens_at / closes_at, whatever the state
+        if refusal is not None:
+            raise PollNotOpenError(refusal)
         results: list[Submission | ElectionError | None] = [None] * len(ballots)
         prepared: list[tuple[int, _Prepared]] = []
         hashed = self._codes(election_id, [typed for typed, _ in ballots])  # one HSM trip for the call

@@ -5,8 +5,8 @@ An election is defined in a TOML file (strictly parsed)::
     id = "leader-2026"
     title = "Party leadership election 2026"
     origin = "vote.example.org/leader-2026"   # optional: else <config log.origin_prefix>/<id>
-    opens_at = 2026-08-01T09:00:00Z      # optional; informational for voters
-    closes_at = 2026-09-02T17:00:00Z     # optional
+    opens_at = 2026-08-01T09:00:00Z      # optional: no ballot is accepted before it
+    closes_at = 2026-09-02T17:00:00Z     # optional: none after it; the sequencer closes the poll then
 
     [[contests]]
     id = "leader"
@@ -87,6 +87,21 @@ class Election:
             return self
         return replace(self, origin=check_origin(f"{prefix}/{self.id}", self.id))
 
+    def schedule_refusal(self, now: float) -> str | None:
+        """Why the schedule refuses a ballot at ``now`` (Unix seconds), or None: before
+        ``opens_at`` and from ``closes_at`` on, whatever state the poll is in."""
+        if self.closes_at is not None and now >= instant(self.closes_at):
+            return (f"the poll for election {self.id!r} closed at {human_time(self.closes_at)}; "
+                    "no ballot is accepted after its closing time")
+        if self.opens_at is not None and now < instant(self.opens_at):
+            return (f"the poll for election {self.id!r} opens at {human_time(self.opens_at)}; "
+                    "no ballot is accepted before its opening time")
+        return None
+
+    def closes_by(self, now: float) -> bool:
+        """Whether ``now`` (Unix seconds) is at or past ``closes_at``."""
+        return self.closes_at is not None and now >= instant(self.closes_at)
+
     def contest(self, contest_id: str) -> Contest:
         for contest in self.contests:
             if contest.id == contest_id:
@@ -150,6 +165,16 @@ class Election:
     @classmethod
     def load(cls, path: str | Path) -> "Election":
         return _parse(Table(load_toml(path, "election definition")))
+
+
+def instant(text: str) -> float:
+    """Unix seconds of a stored ``opens_at`` / ``closes_at`` (ISO 8601, UTC)."""
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def human_time(text: str) -> str:
+    """A stored time as people read it: ``2026-09-02 17:00 UTC``."""
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _time(table: Table, key: str) -> str | None:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from .bundle import CHECKPOINT, TALLY, KeyBundle
-from .election import CLOSED, OPEN, Election, check_transition
+from .election import CLOSED, OPEN, Election, check_transition, human_time
 from .errors import ConfigError, ElectionError, VerificationError
 from .log.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from .tally import Tally, open_tally
@@ -34,9 +34,16 @@ from .log.leaf import SealedLeaf, parse_leaf
 from .sequencer import SequencerBusyError
 
 
-def open_poll(storage, election_id: str) -> None:
+def open_poll(storage, election_id: str, *, now: float | None = None) -> None:
+    """Open the poll; refused when its ``closes_at`` has passed (it would accept no ballot).
+    Before ``opens_at`` the poll opens, and ballots are accepted from ``opens_at``."""
     record = storage.get_election(election_id)
     check_transition(record.state, OPEN, election_id)
+    if record.election.closes_by(time.time() if now is None else now):
+        raise ElectionError(
+            f"election {election_id!r} has closes_at {human_time(record.election.closes_at or '')}, which has passed: "
+            "open, it would accept no ballot. Correct closes_at in the definition and create the election under "
+            "a new id (`hsm-signer election create`); see docs/ELECTIONS.md")
     storage.set_state(election_id, OPEN)
 
 

@@ -26,10 +26,11 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .election import CLOSED
+from .election import CLOSED, OPEN
 from .errors import HsmSignerError, HsmUnavailableError, VerificationError
 from .log.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from .log.merkle import EMPTY_ROOT, leaf_hash, verify_consistency
@@ -121,7 +122,8 @@ class SignerState:
 
 class Sequencer:
     def __init__(self, storage: Storage, signer: Signer, key_name: str, state: SignerState, *,
-                 batch_size: int = 1000, max_wait: float = 0.02, notifier: Notifier | None = None):
+                 batch_size: int = 1000, max_wait: float = 0.02, notifier: Notifier | None = None,
+                 clock: Callable[[], float] = time.time):
         self.storage = storage
         self.signer = signer
         self.key_name = key_name
@@ -137,6 +139,7 @@ class Sequencer:
         self.last_error: str | None = None
         self.healthy = True
         self._origins: dict[str, str] = {}
+        self.clock = clock  # Unix seconds: when a poll's closes_at has come (tests pass their own)
 
     def _origin(self, election_id: str) -> str:
         """The origin line of an election's checkpoints, as its stored definition records it."""
@@ -256,6 +259,19 @@ class Sequencer:
         finally:
             os.close(fd)
 
+    def _close_on_schedule(self) -> None:
+        """Close every open poll whose ``closes_at`` has come, as ``election close`` does:
+        state closed (intake stops), resubmission links destroyed; the pending ballots are
+        then signed and the final checkpoint follows (:meth:`_finalise_closed`)."""
+        now = self.clock()
+        for record in self.storage.list_elections():
+            if record.state == OPEN and record.election.closes_by(now):
+                self.storage.set_state(record.election.id, CLOSED)
+                self.storage.forget_links(record.election.id)
+                log.info("closed the poll of election %r at its closes_at (%s)", record.election.id,
+                         record.election.closes_at)
+                self.drain(record.election.id)
+
     def _finalise_closed(self) -> None:
         for record in self.storage.list_elections():
             if record.state == CLOSED and not self.storage.pending(record.election.id, 1):
@@ -308,6 +324,7 @@ class Sequencer:
             try:
                 done = self.run_pending()
                 if periodic:
+                    self._close_on_schedule()
                     self._finalise_closed()
                 if time.monotonic() >= next_purge:  # resubmission windows that ended: destroy their links
                     self.storage.purge_links(int(time.time()))

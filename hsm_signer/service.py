@@ -14,6 +14,7 @@ none), and how they learn that the signer is failing (:class:`~hsm_signer.watch.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -85,11 +86,13 @@ class Service:
     health: SignerHealth
     sequencer: Sequencer | None = None
     watcher: CommitWatcher | None = None
+    clock: Callable[[], float] = time.time
 
     @classmethod
     def open(cls, cfg: config_mod.Config, *, with_sequencer: bool = False,
              follow_commits: bool = False, hsm_may_be_away: bool = False,
-             keys: KeyFactory | None = None, storage: Storage | None = None) -> "Service":
+             keys: KeyFactory | None = None, storage: Storage | None = None,
+             clock: Callable[[], float] = time.time) -> "Service":
         """Open the parts named by ``cfg``; :meth:`start` sets them running.
 
         ``with_sequencer``: this process signs batches (a sequencer thread, from :meth:`start`).
@@ -101,7 +104,8 @@ class Service:
         and until then casting answers 503 and nothing is signed.
         ``keys``: makes the signers and the code MAC from the HSM and the bundle (default:
         the HSM's own keys). ``storage``: the database to use instead of ``cfg``'s
-        (it is closed with the service).
+        (it is closed with the service). ``clock`` (Unix seconds) decides when a poll's
+        ``opens_at`` and ``closes_at`` have come (tests pass their own).
         """
         bundle = KeyBundle.load(cfg.key_bundle)
         hsm = open_hsm(cfg.hsm, may_be_away=hsm_may_be_away)
@@ -118,20 +122,21 @@ class Service:
             hsm.close()
             raise
         notifier = Notifier()
-        sequencer = _sequencer(cfg, storage, bundle, service_keys.checkpoint, notifier) if with_sequencer else None
+        sequencer = _sequencer(cfg, storage, bundle, service_keys.checkpoint, notifier, clock) \
+            if with_sequencer else None
         health = SignerHealth(storage, sequencer)
         batches_announced = with_sequencer or follow_commits
         waiter = BatchWaiter(notifier) if batches_announced else PollingWaiter()
         ballots = BallotBox(storage, service_keys.code_mac, notifier, waiter=waiter, signer_healthy=health.healthy,
-                            resubmit_window=cfg.voting.resubmit_window_minutes * 60.0,
+                            resubmit_window=cfg.voting.resubmit_window_minutes * 60.0, clock=clock,
                             sealing_key=bundle.sealing_point() if bundle.has_sealing_key else None)
         watcher = CommitWatcher(storage, notifier) if follow_commits else None
         return cls(config=cfg, storage=storage, bundle=bundle, hsm=hsm, keys=service_keys, ballots=ballots,
-                   notifier=notifier, health=health, sequencer=sequencer, watcher=watcher)
+                   notifier=notifier, health=health, sequencer=sequencer, watcher=watcher, clock=clock)
 
     def make_sequencer(self) -> Sequencer:
         """A new sequencer over this service's log (closing the poll drains with one)."""
-        return _sequencer(self.config, self.storage, self.bundle, self.keys.checkpoint, self.notifier)
+        return _sequencer(self.config, self.storage, self.bundle, self.keys.checkpoint, self.notifier, self.clock)
 
     def signer_status(self) -> dict:
         """How the sequencer is doing: this process's own, or the heartbeat of another's."""
@@ -170,7 +175,7 @@ class Service:
 
 
 def _sequencer(cfg: config_mod.Config, storage: Storage, bundle: KeyBundle, signer: Signer,
-               notifier: Notifier) -> Sequencer:
+               notifier: Notifier, clock: Callable[[], float] = time.time) -> Sequencer:
     return Sequencer(storage, signer, bundle.key("checkpoint").verifier().name, SignerState(cfg.sequencer.state_file),
                      batch_size=cfg.sequencer.batch_size, max_wait=cfg.sequencer.max_wait_ms / 1000,
-                     notifier=notifier)
+                     notifier=notifier, clock=clock)
