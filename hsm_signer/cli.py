@@ -1,9 +1,12 @@
 """The ``hsm-signer`` console script: parse arguments, run one command, report errors.
 
 Errors the project raises on purpose (:class:`HsmSignerError`) become one line on stderr
-and exit status 2 (1 is reserved for "verification failed"); so does a command that needs
+and exit status 2 (1 is reserved for "verification failed"); so do a file the operating
+system refuses (``OSError``: a missing folder, no permission) and a command that needs
 what only the ``service`` extra installs, where only ``cryptography`` is. Anything else is a
-bug and keeps its traceback.
+bug and keeps its traceback. Exit statuses: 0 done; 1 verification failed; 2 the command
+could not run (a mistake in what was asked, named on stderr); 3 ``postal record``: rows
+of the batch are wrong (each named in the report).
 """
 
 from __future__ import annotations
@@ -62,6 +65,12 @@ def main(argv: list[str] | None = None, *, program: Program = DEFAULT_PROGRAM) -
             raise
         print(f"hsm-signer: error: `hsm-signer {args.command}` needs {exc.name}, which this installation lacks; "
               "install the service extra: pip install 'hsm-signer[service]'", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        # A path the operating system refuses (missing folder, no permission, disk full):
+        # the user's to fix, so one line, never a traceback.
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"hsm-signer: error: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("hsm-signer: interrupted", file=sys.stderr)

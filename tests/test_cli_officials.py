@@ -83,6 +83,9 @@ def test_verify_reports_a_tampered_receipt_with_exit_status_1(officials, tmp_pat
     path.write_text(json.dumps(receipt))
     _, err = officials("verify", str(path), "--keys", str(officials.kit.directory / "keys"), expect=1)
     assert err.startswith("hsm-signer: FAILED: receipt leaf index 1 is not covered by its checkpoint")
+    out, _ = officials("verify", str(path), "--keys", str(officials.kit.directory / "keys"), "--json", expect=1)
+    failed = json.loads(out)
+    assert failed["result"] == "fail" and failed["message"].startswith("receipt leaf index 1 is not covered")
 
 
 def test_a_large_postal_batch_is_stored_in_groups_with_progress(officials, tmp_path):

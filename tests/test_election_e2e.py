@@ -110,6 +110,16 @@ def test_an_election_from_codes_to_an_independent_audit(officials, tmp_path):
     assert len(list(receipts.glob("*.json"))) == 7
     out, _ = officials("audit", str(record), "--keys", str(bundle_dir), "--receipts", str(receipts))
     assert "PASS: election leader-2026: 7 entries" in out and "7 receipts" in out
+    # -q stands alone: the fingerprints to compare are in the note itself, not "above".
+    out, err = officials("audit", str(record), "-q")
+    assert out.startswith("PASS: election leader-2026: 7 entries") and "above" not in err
+    assert re.search(r"the keys were taken from the record itself \(checkpoint key sha256:[0-9a-f]+, "
+                     r"tally key sha256:[0-9a-f]+\); compare these fingerprints", err)
+    audited = json.loads(officials("audit", str(record), "--json", "--keys", str(bundle_dir))[0])
+    assert (audited["result"], audited["election"], audited["entries"], audited["keys_from"]) == \
+        ("pass", "leader-2026", 7, "--keys")
+    listed = json.loads(officials("election", "list", "--json")[0])
+    assert [(e["id"], e["state"], e["entries"], e["codes"]["postal"]) for e in listed] == [("leader-2026", "closed", 7, 2)]
 
     # Every receipt verifies against the signed tally: consistency from its checkpoint to the final tree.
     bundle = KeyBundle.load(bundle_dir)
@@ -130,6 +140,8 @@ def test_an_election_from_codes_to_an_independent_audit(officials, tmp_path):
     out, _ = officials("verify", str(receipts / "online-0.json"), "--keys", str(bundle_dir),
                        "--checkpoint", str(record / "tally.txt"), "--proof", str(tmp_path / "proof.json"))
     assert "the log of 7 entries signed by test/tally contains it" in out
+    verified = json.loads(officials("verify", str(receipts / "online-0.json"), "--keys", str(bundle_dir), "--json")[0])
+    assert (verified["result"], verified["election"], verified["leaf_index"]) == ("pass", "leader-2026", first.leaf_index)
 
     # A checkpoint an observer saved during the poll is a prefix of the final tree.
     observed = Checkpoint.from_text(parse_note(observed_during_poll)[0])

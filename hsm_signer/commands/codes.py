@@ -59,6 +59,9 @@ def issue_cmd(args) -> int:
     out = Path(args.out)
     if out.exists():
         raise ConfigError(f"{out} already exists; a codes file is never overwritten: choose a new name")
+    if not out.resolve().parent.is_dir() or not os.access(out.resolve().parent, os.W_OK):
+        raise ConfigError(f"--out {out}: the folder {out.resolve().parent} does not exist or is not writable; "
+                          "no code was issued")
     service = open_service(args)
     try:
         record = service.storage.get_election(args.election)

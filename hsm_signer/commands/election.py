@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from ..election import Election
+import json
+import time
+
+from ..election import Election, human_time, instant
 from ..errors import ConfigError
 from ..lifecycle import close_poll, open_poll
 from ..storage import open_storage
@@ -25,6 +28,7 @@ def register(subparsers) -> None:
                         help="seconds to wait for a running sequencer to sign the last ballots")
     closer.set_defaults(func=close_cmd)
     lister = sub.add_parser("list", help="list elections and their states")
+    lister.add_argument("--json", action="store_true", help="print the list as JSON (fields in docs/ELECTIONS.md)")
     lister.set_defaults(func=list_cmd)
 
 
@@ -44,8 +48,14 @@ def create_cmd(args) -> int:
 
 
 def open_cmd(args) -> int:
-    open_poll(open_storage(load_config(args).storage_url), args.election)
+    storage = open_storage(load_config(args).storage_url)
+    open_poll(storage, args.election)
+    election = storage.get_election(args.election).election
     print(f"election {args.election!r} is open")
+    if election.opens_at is not None and time.time() < instant(election.opens_at):
+        print(f"ballots are accepted from its opens_at, {human_time(election.opens_at)}")
+    if election.closes_at is not None:
+        print(f"the running sequencer (`hsm-signer serve`) closes it at its closes_at, {human_time(election.closes_at)}")
     return 0
 
 
@@ -63,8 +73,17 @@ def close_cmd(args) -> int:
 
 def list_cmd(args) -> int:
     storage = open_storage(load_config(args).storage_url)
+    rows = []
     for record in storage.list_elections():
-        counts = storage.count_codes(record.election.id)
-        print(f"{record.election.id}\t{record.state}\t{storage.tree_size(record.election.id)} entries\t"
+        e = record.election
+        rows.append({"id": e.id, "title": e.title, "state": record.state, "origin": e.log_origin,
+                     "opens_at": e.opens_at, "closes_at": e.closes_at, "entries": storage.tree_size(e.id),
+                     "codes": storage.count_codes(e.id)})
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    for row in rows:
+        counts = row["codes"]
+        print(f"{row['id']}\t{row['state']}\t{row['entries']} entries\t"
               f"codes: {counts['unused']} unused, {counts['online']} online, {counts['postal']} postal")
     return 0

@@ -9,6 +9,7 @@ the log has only grown since the receipt was issued. ``--origin`` (or the electi
 
 from __future__ import annotations
 
+import json
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -35,6 +36,7 @@ def register(subparsers) -> None:
     parser.add_argument("--server", help="service base URL: fetch its latest checkpoint and a consistency proof")
     parser.add_argument("--origin", help="the election's log origin as published (e.g. vote.example.org/leader-2026); "
                                          "by default any <prefix>/<election> origin the receipt's checkpoint names")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON (fields in docs/AUDIT.md)")
     parser.set_defaults(func=run)
 
 
@@ -111,5 +113,19 @@ def run(args) -> int:
             raise VerificationError(f"the server publishes election {receipt.election!r} as log {served!r}, not {origin!r}",
                                     "checkpoint.origin")
         origin = origin or served
-    print(summary_line(verify_receipt(receipt, bundle, later, proof, origin=origin)))
+    try:
+        verified = verify_receipt(receipt, bundle, later, proof, origin=origin)
+    except VerificationError as exc:
+        if args.json:
+            print(json.dumps({"result": "fail", "receipt": args.receipt, "error": exc.code, "step": exc.step,
+                              "message": str(exc)}, indent=2))
+        raise
+    if args.json:
+        print(json.dumps({"result": "pass", "receipt": args.receipt, "election": verified.election,
+                          "origin": verified.origin, "leaf_index": verified.leaf_index,
+                          "tree_size": verified.tree_size, "key_name": verified.key_name,
+                          "tracker": verified.tracker, "later_tree_size": verified.later_tree_size,
+                          "later_key_name": verified.later_key_name}, indent=2))
+        return 0
+    print(summary_line(verified))
     return 0
