@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 from ..election import Election, human_time, instant
 from ..errors import ConfigError
@@ -73,7 +74,7 @@ def close_cmd(args) -> int:
 
 def list_cmd(args) -> int:
     storage = open_storage(load_config(args).storage_url)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for record in storage.list_elections():
         e = record.election
         rows.append({"id": e.id, "title": e.title, "state": record.state, "origin": e.log_origin,
