@@ -33,6 +33,7 @@ BENCHMARKS = {
     "cast": "bench.cast",
     "election": "bench.full_election",
     "audit": "bench.audit_throughput",
+    "opening": "bench.opening",
 }
 """Name -> module, in report order."""
 

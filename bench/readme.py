@@ -70,6 +70,7 @@ def section(results: dict, base: str = "bench/results") -> str:
         if b.get("election", {}).get("runs") else ())
     add("tree", "Merkle tree scaling", charts=("tree-scaling.png",))
     add("audit", "Audit throughput")
+    add("opening", "Opening the box (sealed ballots)")
     add("signing", "Signing layers", charts=("signing.png",))
     lines.append(f"Reproduce: `{results['command']}` (about 40 minutes; needs `wrk`, SoftHSM2, p11-kit, matplotlib, "
                  "and py-spy for the profiles).")

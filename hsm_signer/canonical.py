@@ -16,6 +16,8 @@ refuses more than 4,300 with a ValueError), nesting at most :data:`MAX_DEPTH` de
 
 from __future__ import annotations
 
+import re
+
 import json
 from typing import Any, Sequence
 
@@ -30,7 +32,14 @@ MAX_DEPTH = 32
 _SHORT_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
 
 
+#: A string with nothing to escape and no surrogate is its own canonical form (the common
+#: case: ids, base64); one regular-expression match instead of a loop over its characters.
+_PLAIN_STRING = re.compile('[^"\\\\\x00-\x1f\ud800-\udfff]*')
+
+
 def _encode_string(s: str, path: str) -> str:
+    if _PLAIN_STRING.fullmatch(s):
+        return '"' + s + '"'
     out = ['"']
     for ch in s:
         if ch in _SHORT_ESCAPES:
