@@ -214,7 +214,7 @@ def parse_config(data: dict[str, Any], *, cwd: Path | None = None, source: Path 
                  source_sha256: str | None = None, overrides: Mapping[str, Any] | None = None) -> CeremonyConfig:
     """Validate parsed TOML ``data`` into a :class:`CeremonyConfig`."""
     base = (cwd or Path.cwd()).resolve()
-    root = Table(data)
+    root = Table(data, "", "the settings in ceremony/CEREMONY.md")
 
     cer = root.table("ceremony")
     assert cer is not None

@@ -81,7 +81,7 @@ def load_retire_config(path: str | Path, overrides: Mapping[str, Any] | None = N
 def parse_retire_config(data: dict[str, Any], *, cwd: Path | None = None, source: Path | None = None,
                         source_sha256: str | None = None, overrides: Mapping[str, Any] | None = None) -> RetireConfig:
     base = (cwd or Path.cwd()).resolve()
-    root = Table(data)
+    root = Table(data, "", "the settings in ceremony/CEREMONY.md")
     ret = root.table("retirement")
     assert ret is not None
     bundle = resolve_path(base, ret.str("bundle"))

@@ -204,7 +204,7 @@ def _storage_url(value: str, base: Path) -> str:
 
 def parse(data: dict, path: Path) -> Config:
     base = path.parent
-    root = Table(data)
+    root = Table(data, "", "the settings in README.md (Configuration)")
     hsm = root.table("hsm")
     assert hsm is not None
     settings = HsmSettings(

@@ -40,6 +40,9 @@ from .log.checkpoint import check_origin, legacy_origin
 from .log.leaf import check_id
 from .strict import Table, load_toml
 
+DOCS = "the election definition format in docs/ELECTIONS.md"
+"""Where an error in a definition points the reader."""
+
 DRAFT, OPEN, CLOSED = "draft", "open", "closed"
 STATES = (DRAFT, OPEN, CLOSED)
 _NEXT = {DRAFT: OPEN, OPEN: CLOSED}
@@ -154,7 +157,7 @@ class Election:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "") -> "Election":
-        return _parse(Table(dict(data), where))
+        return _parse(Table(dict(data), where, DOCS))
 
     @classmethod
     def from_json(cls, text: str) -> "Election":
@@ -164,7 +167,7 @@ class Election:
 
     @classmethod
     def load(cls, path: str | Path) -> "Election":
-        return _parse(Table(load_toml(path, "election definition")))
+        return _parse(Table(load_toml(path, "election definition"), "", DOCS))
 
 
 def instant(text: str) -> float:

@@ -38,13 +38,17 @@ def load_toml(path: Path | str, what: str = "configuration file") -> dict[str, A
 
 
 class Table:
-    """A TOML table being read; remembers which keys were used so leftovers are errors."""
+    """A TOML table being read; remembers which keys were used so leftovers are errors.
 
-    def __init__(self, data: Any, path: str = ""):
+    ``docs`` names where the settings are documented (a leftover key's error points there);
+    the tables read from this one inherit it."""
+
+    def __init__(self, data: Any, path: str = "", docs: str = "the documented settings"):
         if not isinstance(data, dict):
             raise ConfigError(f"expected a table, got {type(data).__name__}", path or None)
         self.data = data
         self.path = path
+        self.docs = docs
         self._used: set[str] = set()
 
     def _name(self, key: str) -> str:
@@ -92,12 +96,12 @@ class Table:
 
     def table(self, key: builtins.str, default: Any = _MISSING) -> "Table | None":
         value = self._get(key, (dict,), "a table", default)
-        return None if value is None else Table(value, self._name(key))
+        return None if value is None else Table(value, self._name(key), self.docs)
 
     def tables(self, key: builtins.str, default: Any = _MISSING) -> builtins.list["Table"]:
         """An array of tables (``[[key]]``)."""
         items = self.list(key, default)
-        return [Table(item, f"{self._name(key)}[{i}]") for i, item in enumerate(items or [])]
+        return [Table(item, f"{self._name(key)}[{i}]", self.docs) for i, item in enumerate(items or [])]
 
     def each(self, key: builtins.str, read: Callable[[Any, builtins.str], T]) -> builtins.list[T]:
         return [read(item, f"{self._name(key)}[{i}]") for i, item in enumerate(self.list(key))]
@@ -108,6 +112,6 @@ class Table:
         if unknown:
             raise ConfigError(
                 f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
-                "check the spelling against the documented settings",
+                f"check the spelling against {self.docs}",
                 self.path or None,
             )
