@@ -17,12 +17,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .bundle import CHECKPOINT, TALLY, KeyBundle
-from .errors import FormatError, VerificationError
+from .election import Election
+from .errors import FormatError, RootMismatchError, VerificationError
 from .log.checkpoint import Checkpoint, check_origin
 from .log.leaf import SealedLeaf, parse_leaf
 from .log.merkle import leaf_hash, verify_consistency, verify_inclusion
-from .log.note import NoteVerifier, open_note
+from .log.note import NoteVerifier, open_note, parse_note
 from .log.receipt import RECEIPT_V2_VERSION, Receipt
+from .log.sealed import padded_size
+from .log.tree import InMemoryNodeStore, MerkleTree
+from .openings import Opening, check_opening, openings_digest
+from .tally import open_tally
 
 
 @dataclass(frozen=True)
@@ -161,6 +166,50 @@ def verify_receipt(
         except VerificationError as exc:
             raise exc.within("later checkpoint is not consistent with the receipt's checkpoint") from None
     return VerifiedReceipt(**{**result.__dict__, "later_tree_size": later.size, "later_key_name": later_key})
+
+
+def verify_opened(receipt: Receipt, bundle: KeyBundle, election: Election, tally_note: str,
+                  entries: Sequence[bytes], openings: bytes) -> Opening:
+    """After close: the opening of the voter's own ballot, checked all the way from the receipt.
+
+    ``entries`` are the election record's log entries in order, ``openings`` the bytes of
+    its ``openings.jsonl``, ``tally_note`` its signed tally. Checks that the tally is signed
+    by the bundle's tally key, that the entries hash to the tally's tree, that the receipt
+    verifies and its checkpoint is a prefix of that tree (so this ballot was counted), that
+    ``openings.jsonl`` is the file the tally binds, and re-opens the ballot with its
+    published secret. Returns the opening (status, and the selections when valid).
+    """
+    tally, _ = open_tally(tally_note, bundle)
+    if tally.election != receipt.election or tally.election != election.id:
+        raise VerificationError(f"the record is of election {tally.election!r}, the receipt of {receipt.election!r}",
+                                "record.election")
+    if tally.openings is None:
+        raise VerificationError("the record's tally binds no openings: the election's ballots were not sealed",
+                                "record.not-sealed")
+    if len(entries) != tally.size:
+        raise VerificationError(f"the record has {len(entries)} entries, the signed tally counts {tally.size}",
+                                "record.size")
+    tree = MerkleTree(InMemoryNodeStore())
+    tree.append([leaf_hash(leaf) for leaf in entries])
+    if tree.root() != tally.root_hash:
+        raise RootMismatchError("the record's entries do not hash to the root the signed tally binds", "record.root")
+    here = Checkpoint.from_text(parse_note(receipt.checkpoint)[0]).size
+    verify_receipt(receipt, bundle, tally_note, tree.consistency_proof(here, tally.size))
+    if receipt.leaf_index >= len(entries) or entries[receipt.leaf_index] != receipt.leaf:
+        raise VerificationError(f"entry {receipt.leaf_index} of the record is not the ballot of this receipt",
+                                "record.entry")
+    digest = openings_digest(openings)
+    if digest != tally.openings:
+        raise VerificationError(f"the record's openings hash to {digest}, but the signed tally binds "
+                                f"{tally.openings}", "record.openings")
+    lines = openings.split(b"\n")
+    if len(lines) != len(entries) + 1 or lines[-1]:
+        raise FormatError("the record's openings do not have one line per entry", "opening.syntax")
+    index = receipt.leaf_index
+    opening = Opening.from_line(lines[index], f"opening {index}")
+    leaf = SealedLeaf.from_bytes(receipt.leaf)
+    check_opening(opening, leaf, election, padded_size(election), index)
+    return opening
 
 
 def summary_line(v: VerifiedReceipt) -> str:

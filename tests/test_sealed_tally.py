@@ -312,3 +312,43 @@ def test_kill_9_while_opening_then_tally_again_finishes_with_the_identical_resul
     openings = [sqlite3.connect(state.parent / f"{name}.sqlite3").execute(
         "SELECT line FROM openings ORDER BY idx").fetchall() for name in ("killed", "whole")]
     assert openings[0] == openings[1] and len(openings[0]) == 3000
+
+
+# --- the voter, after close ---------------------------------------------------------------------
+
+def receipt_from_record(record: Path, index: int, tmp_path: Path) -> Path:
+    """The receipt the voter of entry ``index`` got (rebuilt from the record: leaf, proof, a checkpoint)."""
+    from hsm_signer.log.merkle import leaf_hash
+    from hsm_signer.log.receipt import Receipt
+    from hsm_signer.log.tree import InMemoryNodeStore, MerkleTree
+    leaves = (record / "entries.jsonl").read_bytes().split(b"\n")[:-1]
+    sizes = sorted(int(p.stem) for p in (record / "checkpoints").glob("*.note"))
+    size = next(s for s in sizes if s > index)
+    tree = MerkleTree(InMemoryNodeStore())
+    tree.append([leaf_hash(x) for x in leaves[:size]])
+    receipt = Receipt(ELECTION, index, leaves[index], tuple(tree.inclusion_proof(index, size)),
+                      (record / "checkpoints" / f"{size}.note").read_text())
+    path = tmp_path / f"receipt-{index}.json"
+    path.write_text(receipt.to_json())
+    return path
+
+
+def verify_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*HSM_SIGNER_COMMAND, "verify", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_after_close_the_voter_sees_what_their_own_sealed_ballot_opened_to(tallied, record, tmp_path):
+    index = first(record, "valid")
+    opening = Opening.from_line(lines(record)[index])
+    receipt = receipt_from_record(record, index, tmp_path)
+    run = verify_cli(str(receipt), "--keys", str(record / "keys"), "--record", str(record))
+    assert run.returncode == 0, run.stderr
+    assert f"leader: {opening.selections['leader'][0]}" in run.stdout and "Check that this is what you chose" in run.stdout
+    spoilt = receipt_from_record(record, first(record, "invalid"), tmp_path)
+    run = verify_cli(str(spoilt), "--keys", str(record / "keys"), "--record", str(record), "--json")
+    assert run.returncode == 0 and json.loads(run.stdout)["opening"]["status"] == "invalid"
+    # a record whose opening of this ballot was changed does not show it: the voter is told
+    edit_opening(record, index, selections={**opening.selections, "leader": [
+        next(x for x in ("amara-okafor", "ben-carter", "chloe-davies") if x not in opening.selections["leader"])]})
+    run = verify_cli(str(receipt), "--keys", str(record / "keys"), "--record", str(record))
+    assert run.returncode == 1 and "the record's openings hash to" in run.stderr

@@ -4,7 +4,10 @@ Offline: the receipt and the published key bundle are enough. With ``--checkpoin
 --proof FILE`` (a later signed checkpoint and a consistency proof, e.g. saved from the
 bulletin board) or ``--server URL`` (fetch both from the service), it also checks that
 the log has only grown since the receipt was issued. ``--origin`` (or the election as
-``--server`` publishes it) pins the log's origin line. Imports neither Flask nor pkcs11.
+``--server`` publishes it) pins the log's origin line. After the poll closed, ``--record
+DIR`` (the published election record) shows the voter what their own sealed ballot opened
+to, checked from the receipt through the signed tally to the published opening. Imports
+neither Flask nor pkcs11.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from ..errors import ConfigError, FormatError, VerificationError
 from ..log.checkpoint import Checkpoint
 from ..log.note import b64decode_strict, parse_note
 from ..log.receipt import Receipt
+from ..openings import Opening
 from ..verify import summary_line, verify_receipt
 
 MAX_DOWNLOAD = 1 << 20
@@ -36,6 +40,8 @@ def register(subparsers) -> None:
     parser.add_argument("--server", help="service base URL: fetch its latest checkpoint and a consistency proof")
     parser.add_argument("--origin", help="the election's log origin as published (e.g. vote.example.org/leader-2026); "
                                          "by default any <prefix>/<election> origin the receipt's checkpoint names")
+    parser.add_argument("--record", help="after close: the published election record directory; shows what your "
+                                         "sealed ballot opened to and checks it was counted")
     parser.add_argument("--json", action="store_true", help="print the result as JSON (fields in docs/AUDIT.md)")
     parser.set_defaults(func=run)
 
@@ -120,12 +126,43 @@ def run(args) -> int:
             print(json.dumps({"result": "fail", "receipt": args.receipt, "error": exc.code, "step": exc.step,
                               "message": str(exc)}, indent=2))
         raise
+    opened = _opened(args.record, receipt, bundle) if args.record else None
     if args.json:
         print(json.dumps({"result": "pass", "receipt": args.receipt, "election": verified.election,
+                          **({"opening": opened.to_dict()} if opened else {}),
                           "origin": verified.origin, "leaf_index": verified.leaf_index,
                           "tree_size": verified.tree_size, "key_name": verified.key_name,
                           "tracker": verified.tracker, "later_tree_size": verified.later_tree_size,
                           "later_key_name": verified.later_key_name}, indent=2))
         return 0
     print(summary_line(verified))
+    if opened is not None:
+        print(_opened_text(opened, verified.tracker))
     return 0
+
+
+def _opened(record: str, receipt: Receipt, bundle: KeyBundle) -> "Opening":
+    from ..election import Election
+    from ..verify import verify_opened
+    root = Path(record)
+    try:
+        election = Election.from_json((root / "election.json").read_text(encoding="utf-8"))
+        tally_note = (root / "tally.txt").read_text(encoding="utf-8")
+        entries = (root / "entries.jsonl").read_bytes().split(b"\n")[:-1]
+        openings = (root / "openings.jsonl").read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{record} is not a complete election record: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{record}: {exc}") from None
+    return verify_opened(receipt, bundle, election, tally_note, entries, openings)
+
+
+def _opened_text(opening: "Opening", tracker: str | None) -> str:
+    name = f"ballot {tracker}" if tracker else "your ballot"
+    if opening.status != "valid" or opening.selections is None:
+        return (f"OPENED: {name} was counted as INVALID (like a spoiled paper ballot): {opening.reason}. "
+                "If you cast a valid ballot, report this receipt to the election's officials and observers.")
+    chosen = "; ".join(f"{contest}: {', '.join(options) if options else '(blank)'}"
+                       for contest, options in opening.selections.items())
+    return (f"OPENED: {name} was opened with its published secret and counted as: {chosen}. "
+            "Check that this is what you chose.")
