@@ -41,7 +41,7 @@ def _keeps_the_rules(path: str, query: dict) -> bool:
     if path.endswith("/proof/consistency"):
         first, second = _int(query, "from", -1), _int(query, "to", SIGNED)
         return first is not None and second is not None and first <= second <= SIGNED
-    if path.endswith("/entries"):
+    if path.endswith(("/entries", "/openings")):
         start = _int(query, "start", 0)
         end = _int(query, "end", (start or 0) + 100)
         return start is not None and end is not None and start <= end <= start + MAX_PAGE

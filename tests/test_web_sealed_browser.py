@@ -137,7 +137,8 @@ def test_a_retry_resends_the_same_sealed_ballot_and_gets_the_same_receipt(browse
             voter.context.close()
     casts = [r["body"] for r in voter.requests if r["url"].endswith("/ballots")]
     assert len(casts) == 2 and casts[0] == casts[1] == failed[0][0]  # the very same sealed ballot
-    assert failed[0][1] == 201 and statuses == [200]  # stored the first time; recognised the second
+    # stored the first time (201, or 503 receipt_pending on a slow machine); recognised the second
+    assert failed[0][1] in (201, 503) and statuses == [200], (failed, statuses)
     assert service.storage.tree_size(ELECTION) == 1
 
 
@@ -161,3 +162,58 @@ def test_verify_checks_a_receipt_v2_and_shows_the_tracker_not_a_vote(browser, se
     assert report["steps"]["consistency"]["status"] == "ok"
     assert bad["steps"]["receipt"]["status"] == "fail" and "is not the tracker of its leaf" in bad["steps"]["receipt"]["text"]
     visit.check_clean()
+
+
+def test_sealed_in_the_browser_opened_at_the_close_counted_and_shown_on_verify(browser, tmp_path):
+    """The whole story on a live `hsm-signer serve` of the demo state: the browser seals with
+    the published key, the server never receives the vote, `election close` and `tally` (the
+    trustees' sealing token) open and count it, and /verify shows the voter their opened ballot."""
+    from test_sealed_blackbox import demo_state
+    from test_web_live import ServeProcess, cli, http
+
+    config = demo_state(tmp_path)
+    code = (config.parent / "codes.csv").read_text().splitlines()[1].strip()
+    server = ServeProcess(config, tmp_path / "serve.log").start()
+    try:
+        voter = Voter(browser, server.url)
+        page = voter.page
+        try:
+            page.goto(f"{server.url}/elections/demo-2026/vote")
+            page.get_by_label("Voting code").fill(code)
+            page.keyboard.press("Enter")
+            page.get_by_label("Chloe Davies").check()
+            page.get_by_label("Erin Walsh").check()
+            page.get_by_label("Grace Liu").check()
+            page.get_by_role("button", name="Review my choices").click()
+            page.get_by_role("button", name="Cast my ballot").click()
+            page.locator("#js-done").wait_for(timeout=20_000)
+            receipt_url = server.url + page.locator("#js-download").get_attribute("href")
+        finally:
+            voter.context.close()
+        for request in voter.requests:
+            assert not any(w in request["body"] + request["url"] for w in ("chloe", "erin", "grace", "Chloe", "sel-")), request
+        status, _, receipt_json = http("GET", receipt_url)
+        assert status == 200 and json.loads(receipt_json)["version"] == "hsm-signer/receipt/v2"
+
+        cli(config, "election", "close", "demo-2026")
+        tallied = cli(config, "tally", "demo-2026")
+        assert "chloe-davies" in tallied.stdout or "Chloe" in tallied.stdout, tallied.stdout
+        tally = json.loads(http("GET", f"{server.url}/api/v1/elections/demo-2026/tally")[2])["tally"]
+        assert "tally leader chloe-davies 1" in tally and "tally executive erin-walsh 1" in tally
+
+        visit = Visit(browser, server.url)
+        try:
+            report = visit.paste(receipt_json.decode())
+            opened = visit.page.eval_on_selector("#opened", "box => ({status: box.dataset.status, text: box.innerText})")
+            board = visit.page.goto(f"{server.url}/board/demo-2026") and visit.page.locator("main").inner_text()
+        finally:
+            visit.context.close()
+        assert report["verdict"] == "ok", report
+        assert report["steps"]["tally"]["status"] == "ok"
+        assert opened["status"] == "valid", opened
+        assert "Chloe Davies" in opened["text"] and "Erin Walsh, Grace Liu" in opened["text"]
+        assert "opened your sealed ballot again" in opened["text"]
+        assert "Party leader: Chloe Davies" in board
+        visit.check_clean()
+    finally:
+        assert server.stop() == 0

@@ -211,6 +211,25 @@ def entries(election_id: str):
                     "entries": [b64encode(leaf) for leaf in leaves]})
 
 
+@bp.get("/elections/<election_id>/openings")
+def openings(election_id: str):
+    """The openings of entries start..end-1 (each entry's HPKE secret and what it opened to),
+    published only once the signed tally (which binds their digest) is."""
+    election_record(election_id)
+    store = service().storage
+    if store.get_tally(election_id) is None:
+        raise WebError("openings_not_found")
+    published = store.openings_count(election_id)
+    start = int_arg("start", 0)
+    wanted = int_arg("end", start + DEFAULT_PAGE)
+    if not start <= wanted <= start + MAX_PAGE:
+        raise WebError("invalid_parameter", f"ask for 0 to {MAX_PAGE} openings at a time (start <= end)")
+    end = min(wanted, published)
+    lines = store.openings(election_id, start, end) if start < end else []
+    return jsonify({"start": start, "end": max(start, end), "count": published,
+                    "openings": [loads_strict(line.rstrip(b"\n")) for line in lines]})
+
+
 @bp.get("/elections/<election_id>/tally")
 def tally(election_id: str):
     election_record(election_id)

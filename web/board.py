@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, render_template, request, send_file
 
+from hsm_signer.canonical import loads_strict
 from hsm_signer.errors import FormatError
 from hsm_signer.log.leaf import parse_leaf
 from hsm_signer.log.tracker import normalise_tracker, tracker_of
@@ -55,6 +56,28 @@ def _find_tracker(election_id: str, typed: str) -> tuple[str, int | None, str | 
     return tracker, found[0], None
 
 
+def _opened(election_id: str, election, start: int, end: int) -> dict[int, str]:
+    """After the signed tally: what each entry of the page opened to (openings.jsonl), in words."""
+    store = service().storage
+    if start >= end:
+        return {}
+    titles = {c.id: {o.id: o.title for o in c.options} for c in election.contests}
+    shown = {}
+    for line in store.openings(election_id, start, end):
+        try:
+            opening = loads_strict(bytes(line).rstrip(b"\n"))
+            if opening["status"] == "valid":
+                chosen = opening["selections"]
+                shown[opening["index"]] = "; ".join(
+                    f"{c.title}: " + (", ".join(titles[c.id].get(o, o) for o in chosen.get(c.id, [])) or "no choice")
+                    for c in election.contests)
+            else:
+                shown[opening["index"]] = f"invalid: {opening['reason']}"
+        except (FormatError, KeyError, TypeError, AttributeError):
+            continue  # the audit command reports a malformed opening properly
+    return shown
+
+
 def _page_start(raw: str, size: int) -> int:
     """The first index of the page holding ``start`` (clamped to the signed tree)."""
     start = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else 0
@@ -73,11 +96,12 @@ def election(election_id: str):
     leaves = service().storage.entries(election_id, start, end) if start < end else []
     entries = [(start + i, _entry(raw)) for i, raw in enumerate(leaves)]
     tally_note = service().storage.get_tally(election_id)
+    opened = _opened(election_id, record.election, start, end) if tally_note else {}
     tally = tally_summary(tally_note, service().bundle, record.election) if tally_note else None
     return render_template(
         "board_election.html", record=record, size=size, note=note, entries=entries, start=start, end=end,
         page=PAGE, counts=service().storage.count_codes(election_id), tally=tally,
-        tracker=tracker, found=found, problem=problem,
+        tracker=tracker, found=found, problem=problem, opened=opened,
         previous=start - PAGE if start > 0 else None, following=end if end < size else None)
 
 

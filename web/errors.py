@@ -40,6 +40,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "checkpoint_not_found": (404, "no signed checkpoint of that size exists yet"),
     "receipt_not_found": (404, "there is no ballot with this id in this election"),
     "tally_not_found": (404, "the tally has not been signed yet"),
+    "openings_not_found": (404, "the openings of the sealed ballots are published with the signed tally, after the close"),
     "method_not_allowed": (405, "this method is not allowed here"),
     "code_used": (409, "this voting code has already been used"),
     "poll_not_open": (409, "the poll for this election is not open"),

@@ -116,6 +116,12 @@ SCHEMAS = {
                        "status": {"type": "string", "enum": ["unused", "online", "postal"]}}},
     "Checkpoint": {"type": "object", "properties": {"size": {"type": "integer"}, "checkpoint": {"type": "string"}}},
     "Tally": {"type": "object", "properties": {"tally": {"type": "string", "description": "signed note"}}},
+    "Openings": {"type": "object", "properties": {
+        "start": {"type": "integer"}, "end": {"type": "integer"},
+        "count": {"type": "integer", "description": "openings published (one per log entry)"},
+        "openings": {"type": "array", "description": "openings.jsonl lines (docs/FORMATS.md): index, ballot_id, "
+                     "shared_secret (base64 HPKE secret that opens the entry), status, selections or reason",
+                     "items": {"type": "object"}}}},
     "InclusionProof": {"type": "object", "properties": {
         "index": {"type": "integer"}, "size": {"type": "integer"}, "proof": _B64_LIST}},
     "ConsistencyProof": {"type": "object", "properties": {
@@ -193,6 +199,11 @@ def document() -> dict:
                 _json(_ref("Entries"), "entries"), "election_not_found", "invalid_parameter", operation_id="getEntries",
                 parameters=eid + [_query("start", "first index", False),
                                   _query("end", f"one past the last (start <= end <= start + {MAX_PAGE})", False)]),
+            "/elections/{election_id}/openings": _get(
+                f"Openings of sealed ballots start..end-1 (at most {MAX_PAGE}), published with the signed tally",
+                _json(_ref("Openings"), "openings"), "election_not_found", "openings_not_found", "invalid_parameter",
+                parameters=eid + [_query("start", "first index", False), _query("end", "one past the last", False)],
+                operation_id="getOpenings"),
             "/elections/{election_id}/tally": _get("The signed tally", _json(_ref("Tally"), "tally"),
                                                    "election_not_found", "tally_not_found", parameters=eid,
                                                    operation_id="getTally"),

@@ -13,6 +13,7 @@
 import {
   STEPS, b64decodeStrict, parseCheckpoint, parseNote, tallyCounts, verifyReceipt,
 } from "./verify-core.js";
+import { checkOpening } from "./opening.js";
 
 const root = document.getElementById("verifier");
 const urls = { keys: root.dataset.keysUrl, elections: root.dataset.electionsUrl };
@@ -267,6 +268,49 @@ async function showTally(steps, election) {
   box.hidden = false;
 }
 
+/** After the close: the voter's own ballot as the tally opened it, re-opened in this browser. */
+async function showOpened(result) {
+  const box = $("opened");
+  const facts = $("opened-facts");
+  const note = $("opened-note");
+  facts.replaceChildren();
+  box.hidden = false;
+  box.dataset.status = "running";
+  try {
+    const index = BigInt(result.leafIndex);
+    const [page, info] = await Promise.all([
+      getJson(electionUrl(result.election, `/openings?start=${index}&end=${index + 1n}`), "The openings"),
+      electionInfo(result.election)]);
+    const leaf = { election: result.election, ballotId: result.ballotId, channel: result.channel, sealed: result.sealed };
+    const opened = await checkOpening(page.openings[0], leaf, result.leafIndex, info.padded_size);
+    const titles = await electionTitles(result.election);
+    const add = (term, value) => {
+      const dt = document.createElement("dt");
+      dt.textContent = term;
+      const dd = document.createElement("dd");
+      dd.textContent = value;
+      facts.append(dt, dd);
+    };
+    if (opened.status === "valid") {
+      for (const [contest, known] of titles) {
+        const options = opened.selections[contest] || [];
+        add(known.title, options.length ? options.map((o) => known.options.get(o) || o).join(", ") : "no choice (abstain)");
+      }
+      note.textContent = "This browser opened your sealed ballot again with the secret the tally published, and got " +
+        "exactly this. Check that it is what you chose.";
+    } else {
+      add("Counted as", `invalid: ${opened.reason}`);
+      note.textContent = "The tally could not count your sealed ballot (like a spoiled paper ballot); the reason is above.";
+    }
+    box.dataset.status = opened.status;
+  } catch (exc) {
+    box.dataset.status = "fail";
+    note.textContent = exc instanceof NetworkError
+      ? `${exc.message} Your opened ballot could not be fetched now; check again later.`
+      : `Your opened ballot did NOT check out: ${exc.message}.`;
+  }
+}
+
 // --- the check ----------------------------------------------------------------------------
 
 let running = false;
@@ -280,6 +324,7 @@ async function check(getReceipt) {
   section.hidden = false;
   $("ballot").hidden = true;
   $("tally").hidden = true;
+  $("opened").hidden = true;
   $("keys-source").textContent = "";
   setVerdict("running", "Checking…");
   render([], { keys: { status: "running", message: "" } });
@@ -355,6 +400,7 @@ async function runCheck(getReceipt) {
   const notYet = { status: "pending", message: later.tallyWaiting || "This checkpoint is not the signed tally." };
   render(full.steps, full.ok && !full.result.isTally ? { tally: notYet } : {});
   await showTally(full.steps, offline.result.election);
+  if (full.ok && full.result.isTally && offline.result.sealed) await showOpened(offline.result);
   if (!full.ok) {
     setVerdict(full.failure.kind === "unsupported" ? "unsupported" : "fail",
       full.failure.kind === "unsupported"
