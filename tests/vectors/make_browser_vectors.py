@@ -31,10 +31,13 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from hsm_signer.bundle import KeyBundle, KeyEntry
 from hsm_signer.log.checkpoint import Checkpoint, legacy_origin, origin_for
-from hsm_signer.log.leaf import Leaf
+from hsm_signer.log import hpke
+from hsm_signer.log import sealed as sealed_mod
+from hsm_signer.log.leaf import Leaf, SealedLeaf
 from hsm_signer.log.merkle import leaf_hash
 from hsm_signer.log.note import sign_note, verifier_key
 from hsm_signer.log.receipt import Receipt
+from hsm_signer.log.tracker import tracker_of
 from hsm_signer.signer import ECDSA_P256, ED25519, SoftwareSigner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/, for the naive Merkle reference
@@ -93,6 +96,15 @@ NOTE_CODES = {
 VERIFIER_KEY_CODES = {"name-with-space": "note.key-name", "empty-name": "note.key-name", "unpadded-base64": "base64"}
 CHECKPOINT_CODES = {"root-unpadded": "base64", "root-url-safe-alphabet": "base64"}  # every other one: checkpoint.syntax
 RECEIPT_CODES = {
+    "keys/sealing-point-of-another-key": "bundle.syntax",
+    "v2/receipt/tracker-of-another-entry": "receipt.tracker",
+    "v2/receipt/v1-receipt-carrying-a-sealed-leaf": "receipt.leaf-version",
+    "v2/receipt/v2-receipt-carrying-a-clear-leaf": "receipt.leaf-version",
+    "v2/receipt/missing-tracker": "json.fields",
+    "v2/leaf/not-canonical-json": "leaf.not-canonical",
+    "v2/leaf/sealed-not-base64": "leaf.syntax",
+    "v2/leaf/selections-beside-the-sealed-ballot": "json.fields",
+    "v2/leaf/of-another-election": "leaf.election",
     "keys/fingerprint-mismatch": "bundle.key-mismatch",
     "keys/unknown-field": "bundle.syntax",
     "keys/verifier-key-of-another-key": "bundle.key-mismatch",
@@ -409,6 +421,27 @@ class Log:
         return [f"tally {c} {o} {n}" for (c, o), n in sorted(counts.items())]
 
 
+class SealedLog(Log):
+    """A log of sealed ballots (leaf v2), for receipt v2 vectors. The sealed bytes are real
+    HPKE output to a fixed key with fixed ephemeral keys, so they are reproducible."""
+
+    def __init__(self, election: str, salt: str, count: int):
+        recipient = ec.derive_private_key(int.from_bytes(seed(f"{salt} sealing key"), "big") % (P256_ORDER - 1) + 1,
+                                          ec.SECP256R1())
+        self.sealing_point = hpke.public_key_bytes(recipient.public_key())
+        self.election = election
+        self.leaves = []
+        for i in range(count):
+            ballot_id = hashlib.sha256(f"{salt} ballot {i}".encode()).hexdigest()[:32]
+            channel = "postal" if i == 4 else "online"
+            ephemeral = ec.derive_private_key(int.from_bytes(seed(f"{salt} ephemeral {i}"), "big") % (P256_ORDER - 1) + 1,
+                                              ec.SECP256R1())
+            box = hpke.seal(self.sealing_point, sealed_mod.sealing_info(election, channel, ballot_id),
+                            sealed_mod.encode_plaintext({"leader": ["alice" if i % 3 else "bob"]}, 64), ephemeral=ephemeral)
+            self.leaves.append(SealedLeaf(election, "postal" if i == 4 else "ballot", ballot_id, box).to_bytes())
+        self.hashes = [leaf_hash(x) for x in self.leaves]
+
+
 def bundle_json(checkpoint_signer, tally_signer, ceremony: str) -> str:
     return KeyBundle(
         ceremony_id=ceremony,
@@ -448,6 +481,12 @@ def receipt_vectors() -> dict:
     bundles["a-pem-garbage"] = bundle_variant(
         lambda o: o["keys"][0].update(public_key_pem="-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"))
     assert keys_a["keys"][0]["purpose"] == "checkpoint"
+    sealed_log = SealedLog(ELECTION, "sealed", 11)
+    bundles["a-with-sealing-key"] = bundle_variant(
+        lambda o: o["keys"].append(KeyEntry.for_sealing_key("sealing", "04", sealed_log.sealing_point).to_dict()))
+    bundles["a-sealing-point-of-another-key"] = bundle_variant(lambda o: o["keys"].append(
+        {**KeyEntry.for_sealing_key("sealing", "04", sealed_log.sealing_point).to_dict(),
+         "public_key_point": b64(SealedLog(ELECTION, "another", 1).sealing_point)}))
 
     log = Log(ELECTION, "main", 11)
     other = Log(ELECTION, "rolled back", 11)  # same election, different history
@@ -651,8 +690,54 @@ def receipt_vectors() -> dict:
     case("consistency/proof-for-other-sizes", text_a, False, "consistency", "format", later=later_a,
          proof=[b64(h) for h in consistency_proof(log.hashes, SIZE, FINAL)])
 
+    # receipt v2: a sealed ballot (leaf v2), named by its tracker
+    sealed_note = sealed_log.checkpoint(SIZE, ckpt_a, CHECKPOINT_NAME)
+    receipt_v2 = sealed_log.receipt(INDEX, SIZE, sealed_note)
+    assert receipt_v2.version == "hsm-signer/receipt/v2"
+    text_v2 = receipt_v2.to_json()
+    ok_v2 = dict(leaf_index=INDEX, tree_size=SIZE, ballot_id=SealedLeaf.from_bytes(sealed_log.leaves[INDEX]).ballot_id)
+    sealed_later = sealed_log.checkpoint(LATER, ckpt_a, CHECKPOINT_NAME)
+    sealed_proof = [b64(h) for h in consistency_proof(sealed_log.hashes, SIZE, LATER)]
+
+    def edit_v2(**changes) -> str:
+        return json.dumps({**receipt_v2.to_dict(), **changes}, indent=2, ensure_ascii=False) + "\n"
+
+    case("v2/happy-path", text_v2, True, bundle="a-with-sealing-key", **ok_v2)
+    case("v2/happy-path/later-checkpoint", text_v2, True, bundle="a-with-sealing-key", later=sealed_later,
+         proof=sealed_proof, later_tree_size=LATER, **ok_v2)
+    case("v2/happy-path/bundle-without-sealing-key", text_v2, True, **ok_v2)
+    case("keys/sealing-point-of-another-key", text_v2, False, "keys", "format", bundle="a-sealing-point-of-another-key")
+    case("v2/receipt/tracker-of-another-entry", edit_v2(tracker=tracker_of(sealed_log.leaves[INDEX + 1])), False,
+         "receipt", "format")
+    v1_shape = {k: v for k, v in receipt_v2.to_dict().items() if k != "tracker"}
+    case("v2/receipt/v1-receipt-carrying-a-sealed-leaf",
+         json.dumps({**v1_shape, "version": "hsm-signer/receipt/v1"}, indent=2) + "\n", False, "receipt", "format")
+    case("v2/receipt/v2-receipt-carrying-a-clear-leaf",
+         edit(version="hsm-signer/receipt/v2", tracker=tracker_of(log.leaves[INDEX])), False, "receipt", "format")
+    case("v2/receipt/missing-tracker", json.dumps(v1_shape, indent=2) + "\n", False, "receipt", "format")
+
+    def with_leaf(raw: bytes) -> str:
+        return edit_v2(leaf=b64(raw), tracker=tracker_of(raw))
+    sealed_obj = json.loads(sealed_log.leaves[INDEX])
+    case("v2/leaf/not-canonical-json", with_leaf(sealed_log.leaves[INDEX].replace(b'","', b'", "', 1)), False, "leaf",
+         "format")
+    case("v2/leaf/sealed-not-base64",
+         with_leaf(json.dumps({**sealed_obj, "sealed": "!" + sealed_obj["sealed"][1:]}, sort_keys=True,
+                              separators=(",", ":")).encode()), False, "leaf", "format")
+    case("v2/leaf/selections-beside-the-sealed-ballot",
+         with_leaf(json.dumps({**sealed_obj, "selections": {"leader": ["alice"]}}, sort_keys=True,
+                              separators=(",", ":")).encode()), False, "leaf", "format")
+    case("v2/leaf/of-another-election",
+         with_leaf(json.dumps({**sealed_obj, "election": "another-election"}, sort_keys=True,
+                              separators=(",", ":")).encode()), False, "leaf", "verification")
+    i = sealed_log.leaves[INDEX].index(b'"sealed":"') + 20
+    one_byte = sealed_log.leaves[INDEX][:i] + (b"A" if sealed_log.leaves[INDEX][i:i + 1] != b"A" else b"B") \
+        + sealed_log.leaves[INDEX][i + 1:]
+    case("v2/inclusion/one-changed-character-in-the-sealed-ballot", with_leaf(one_byte), False, "inclusion",
+         "root-mismatch")
+
     return {
-        "description": "Receipt v1 vectors: a receipt (JSON text) checked against a key bundle (keys.json text, "
+        "description": "Receipt v2 (sealed ballot) and v1 vectors: a receipt (JSON text) checked against a key bundle (keys.json text, "
                        "by name in 'bundles'), optionally with a later checkpoint or signed tally and a consistency "
                        "proof (base64 hashes), and, where given, the election's origin as published (expected_origin). "
                        "Steps, in order: keys, receipt, checkpoint, leaf, inclusion, "

@@ -1,7 +1,7 @@
 // leaf.js — the log leaf (hsm_signer.log.leaf): ids, leaf v2 (a sealed ballot) and leaf v1
 // (clear selections, earlier elections), parsed strictly.
 
-import { b64decodeStrict, bytesEqual, quote, typeName, utf8 } from "./bytes.js";
+import { bytesEqual, quote, typeName, utf8 } from "./bytes.js";
 import { FormatError } from "./errors.js";
 import { canonicalize, exactObject, isPlainObject, parseJsonStrict } from "./json.js";
 
@@ -45,12 +45,12 @@ function parseSealedLeaf(obj, bytes) {
   for (const name of SEALED_FIELDS) {
     if (typeof obj[name] !== "string") throw fail(`leaf field ${name} must be a string, got ${typeName(obj[name])}`);
   }
-  let sealed;
-  try {
-    sealed = b64decodeStrict(obj.sealed, "leaf field sealed");
-  } catch {
+  // As Python's b64decode(validate=True): any well-padded base64; a non-canonical spelling
+  // then fails the canonical-form check below, as it does there.
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(obj.sealed) || obj.sealed.length % 4 !== 0) {
     throw fail("leaf field sealed is not valid base64");
   }
+  const sealed = Uint8Array.from(atob(obj.sealed), (c) => c.charCodeAt(0));
   try {
     checkIds(obj);
     if (sealed.length === 0) throw fail("sealed must be the non-empty bytes of a sealed ballot");
