@@ -200,6 +200,17 @@ def test_sealed_in_the_browser_opened_at_the_close_counted_and_shown_on_verify(b
         assert "chloe-davies" in tallied.stdout or "Chloe" in tallied.stdout, tallied.stdout
         tally = json.loads(http("GET", f"{server.url}/api/v1/elections/demo-2026/tally")[2])["tally"]
         assert "tally leader chloe-davies 1" in tally and "tally executive erin-walsh 1" in tally
+        api = f"{server.url}/api/v1/elections/demo-2026"
+        published = json.loads(http("GET", api + "/openings?start=0&end=5")[2])
+        assert (published["start"], published["end"], published["count"]) == (0, 1, 1)
+        (opening,) = published["openings"]
+        receipt_leaf = parse_leaf(base64.b64decode(json.loads(receipt_json)["leaf"]))
+        assert opening["ballot_id"] == receipt_leaf.ballot_id and opening["status"] == "valid"
+        assert opening["selections"] == {"executive": ["erin-walsh", "grace-liu"], "leader": ["chloe-davies"]}
+        padded = json.loads(http("GET", api)[2])["padded_size"]
+        assert sealed.open_sealed(base64.b64decode(opening["shared_secret"]), "demo-2026", "online",
+                                  receipt_leaf.ballot_id, receipt_leaf.sealed, padded) == opening["selections"]
+        assert http("GET", api + "/openings?start=0&end=5000")[0] == 400
 
         visit = Visit(browser, server.url)
         try:
