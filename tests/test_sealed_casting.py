@@ -13,6 +13,7 @@ import base64
 import secrets
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from hsm_signer.ballots import CodeUsedError
 from hsm_signer.log import hpke, sealed
@@ -136,3 +137,13 @@ def test_the_receipt_names_the_sealed_ballot_by_tracker_says_what_it_proves_and_
     for answer in (page, printable, download):
         text = answer.get_data(as_text=True)
         assert not any(word in text for word in ("carol", "Carol", "frank", "Frank")), answer.request.path
+
+
+def test_a_service_without_a_sealing_key_warns_that_ballots_are_stored_in_clear(service, caplog):
+    from hsm_signer.web import create_app
+    create_app(service=service)
+    assert "has no sealing key: ballots are stored as leaf v1, with their selections IN CLEAR" in caplog.text
+    caplog.clear()
+    service.ballots.sealing_key = hpke.public_key_bytes(ec.generate_private_key(ec.SECP256R1()).public_key())
+    create_app(service=service)
+    assert "sealing key" not in caplog.text

@@ -14,6 +14,7 @@ settable as environment variables ``HSM_SIGNER_WEB_<KEY>`` (see docs/WEB.md).
 from __future__ import annotations
 
 import atexit
+import logging
 from pathlib import Path
 
 from flask import Flask
@@ -26,6 +27,7 @@ from . import api, board, check, errors, openapi, security, verify, vote
 from .context import WebContext
 
 ENV_PREFIX = "HSM_SIGNER_WEB"
+log = logging.getLogger(__name__)
 
 
 class _DocumentOrderJSON(DefaultJSONProvider):
@@ -40,6 +42,10 @@ def create_app(config: config_mod.Config | str | Path | None = None, *, service:
         cfg = config if isinstance(config, config_mod.Config) else config_mod.load(config)
         service = Service.open(cfg, follow_commits=True).start()  # the sequencer is another process
     cfg = service.config
+    if service.ballots.sealing_key is None:
+        log.warning("the key bundle %s has no sealing key: ballots are stored as leaf v1, with their selections "
+                    "IN CLEAR; run a key ceremony that creates the sealing key (ceremony/CEREMONY.md) before a "
+                    "real election", cfg.key_bundle)
 
     app = Flask(__name__)
     app.json = _DocumentOrderJSON(app)
