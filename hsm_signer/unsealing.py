@@ -34,6 +34,7 @@ from .log.hpke import shared_secret_from_dh
 from .log.leaf import SealedLeaf
 from .log.sealed import padded_size
 from .openings import judge
+from .recount import parse_sealed_leaf
 
 #: Entries per task handed to a worker (one trip through its PKCS#11 lock) and per stored batch.
 CHUNK = 256
@@ -95,7 +96,7 @@ def open_chunk(deriver: Any, point: bytes, election: Election, size: int,
     leaves = []
     for index, data in chunk:
         try:
-            leaves.append(SealedLeaf.from_bytes(data))
+            leaves.append(parse_sealed_leaf(data))
         except VerificationError as exc:
             raise VerificationError(f"entry {index} is not a sealed ballot (leaf v2): {exc}") from None
     encs = [leaf.sealed[:65] for leaf in leaves]
