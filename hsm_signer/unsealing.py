@@ -31,7 +31,6 @@ from .errors import ConfigError, VerificationError
 from .hsm import Hsm
 from .hsm.deriver import HsmDeriver
 from .log.hpke import shared_secret_from_dh
-from .log.leaf import SealedLeaf
 from .log.sealed import padded_size
 from .openings import judge
 from .recount import parse_sealed_leaf
