@@ -29,6 +29,7 @@ from hsm_signer import codes as codes_mod
 from hsm_signer.log.receipt import Receipt
 from hsm_signer.service import Service
 from hsm_signer.verify import verify_receipt
+from hsm_signer.web.security import HSTS, SECURITY_HEADERS
 
 from servicekit import DEMO_ELECTION, open_election, provision
 from test_slow_clients import HOLD, SLOW, VOTERS, Slowloris
@@ -202,11 +203,29 @@ def test_a_forged_x_forwarded_for_does_not_reach_the_service(stack):
     assert statuses[:10] == [403] * 10 and 429 in statuses[10:]  # one client: 127.0.0.9
 
 
-def test_nginx_refuses_a_body_over_16_kib(stack):
+def test_nginx_refuses_a_body_over_16_kib_with_the_security_headers(stack):
     _, _, nginx, _ = stack
-    status, _, _ = https(nginx.https_port, "POST", f"/api/v1/elections/{ELECTION}/code-status",
-                         raw_body=b'{"code": "' + b"a" * 20000 + b'"}', source="127.0.0.10")
+    status, headers, _ = https(nginx.https_port, "POST", f"/api/v1/elections/{ELECTION}/code-status",
+                               raw_body=b'{"code": "' + b"a" * 20000 + b'"}', source="127.0.0.10")
     assert status == 413
+    for name, value in {**SECURITY_HEADERS, "Strict-Transport-Security": HSTS}.items():
+        assert headers.get(name) == value, name
+
+
+def test_each_security_header_is_sent_once_with_the_services_value(stack):
+    _, _, nginx, _ = stack
+    import http.client
+    connection = http.client.HTTPSConnection("127.0.0.1", nginx.https_port, timeout=30, context=_tls())
+    try:
+        connection.request("GET", "/board/", headers={"Host": NAME})
+        response = connection.getresponse()
+        response.read()
+        sent = response.getheaders()
+    finally:
+        connection.close()
+    assert response.status == 200
+    for name, value in {**SECURITY_HEADERS, "Strict-Transport-Security": HSTS}.items():
+        assert [v for k, v in sent if k.lower() == name.lower()] == [value], name
 
 
 def test_100_slow_tls_connections_held_30_s_through_nginx_do_not_stop_20_voters(stack):
