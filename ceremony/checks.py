@@ -21,7 +21,7 @@ from hsm_signer.errors import FormatError, VerificationError
 from hsm_signer.signer import verify_signature
 
 from . import evidence
-from .transcript import TRANSCRIPT_FILE, Entry
+from .transcript import TRANSCRIPT_FILE, Entry, head_groups
 
 
 @dataclass(frozen=True)
@@ -33,11 +33,16 @@ class Report:
     directory: str
     checks: tuple[str, ...]
     notes: tuple[str, ...] = field(default=())
+    head: str | None = None  # the transcript head witnesses wrote down at the close
+
 
     def text(self) -> str:
         lines = [f"{self.kind} bundle {self.ceremony_id} ({self.directory})"]
         lines += [f"  OK   {c}" for c in self.checks]
         lines += [f"  NOTE {n}" for n in self.notes]
+        if self.head is not None:
+            lines.append("Transcript head (witnesses: compare with the head you wrote down at the close):")
+            lines += [f"  {line}" for line in head_groups(self.head).splitlines()]
         lines.append(f"VERIFIED: every check passed for {self.kind} {self.ceremony_id}")
         return "\n".join(lines)
 
@@ -111,15 +116,19 @@ def check_key_evidence(ceremony_id: str, generated: Entry, attempts: Entry | Non
         raise failure(generated, f"key {key.label!r}: {'; '.join(problems)}")
     if value_of(generated, "attributes", "id") != key.id:
         raise failure(generated, f"key {key.label!r}: CKA_ID read back is not the key id {key.id}")
-    lines = [f"{key.purpose} key {key.label}: token object, private, sensitive, never extractable, "
-             f"always sensitive, locally generated, {'derive' if key.is_sealing_key else 'sign'}-only"]
+    use = "deriving secrets" if key.is_sealing_key else "signing"
+    lines = [f"{key.purpose} key {key.label}: made inside the HSM and kept there, secret from the first moment, "
+             f"can never be exported, used only for {use} (CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE, "
+             f"CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE, CKA_LOCAL true; CKA_EXTRACTABLE false; "
+             f"{'CKA_DERIVE' if key.is_sealing_key else 'CKA_SIGN'} only)"]
     if attempts is not None:
         if value_of(attempts, "label") != key.label:
             raise failure(attempts, f"is about {value_of(attempts, 'label')!r}, expected {key.label!r}")
         problems = evidence.extraction_problems(attempts.data)
         if problems:
             raise failure(attempts, f"key {key.label!r}: {'; '.join(problems)}")
-        lines.append(f"{key.purpose} key {key.label}: reading CKA_VALUE and wrapping it out were refused")
+        lines.append(f"{key.purpose} key {key.label}: the HSM refused to show the secret key and refused to export "
+                     "it wrapped under another key (reading CKA_VALUE, C_WrapKey)")
     if self_test is not None:
         if value_of(self_test, "label") != key.label or value_of(self_test, "purpose") != key.purpose:
             raise failure(self_test, f"is about another key than {key.label!r}")

@@ -66,7 +66,7 @@ from .io import CeremonyIO
 from .output import make_new_dir, next_free_dir, refuse_existing, write_new_files, write_secret_file
 from .signatures import SIGNATURES_FILE, sign_head
 from .summary import SUMMARY_FILE, ceremony_summary
-from .transcript import TRANSCRIPT_FILE, Transcript, utc_now
+from .transcript import TRANSCRIPT_FILE, Transcript, head_groups, utc_now
 
 TOOL = "hsm-signer"
 PACKAGES = ("python-pkcs11", "cryptography", "shamir-mnemonic")
@@ -312,6 +312,9 @@ class _Ceremony:
         if conf is None:
             raise ConfigError("initialise = true needs the SoftHSM configuration: set hsm.softhsm_conf or SOFTHSM2_CONF",
                               "hsm.softhsm_conf")
+        problem = softhsm.conf_problem(conf)
+        if problem is not None:  # found here, before any share is handed out, not at step 6
+            raise HsmConfigError(f"{problem}; create it as ceremony/CEREMONY.md section 7 shows (nothing was changed)")
         return conf
 
     # --- the PIN ------------------------------------------------------------------------------
@@ -601,7 +604,7 @@ class _Ceremony:
                 self.io.say(f"  {key.purpose}: {key.note_verifier_key}\n    fingerprint {key.fingerprint}")
 
     def _attest(self) -> None:
-        self._step("Witness attestation", "Each witness confirms they watched every step and notes the transcript head.")
+        self._step("Witness attestation", "Each witness confirms they watched every step.")
         if not self.io.interactive:
             self._record("witness-attestation", self.admin, {
                 "witnesses": [w.name for w in self.config.witnesses], "acknowledged": False,
@@ -609,9 +612,8 @@ class _Ceremony:
             })
             return
         for witness in self.config.witnesses:
-            head = self.transcript.head
-            self.io.say(f"  Transcript head now: {head}")
-            self.io.acknowledge(witness.name, f"{witness.name}: you watched every step and wrote down the head above.")
+            head = self.transcript.head  # recorded (the verifier checks it); witnesses copy the final head at the close
+            self.io.acknowledge(witness.name, f"{witness.name}: you watched every step.")
             self._record("witness-attestation", witness.name, {
                 "witness": witness.name, "acknowledged": True, "attested_head": head,
             })
@@ -634,7 +636,10 @@ class _Ceremony:
         write_new_files(self.out_dir, {
             KEYS_FILE: keys_json, TRANSCRIPT_FILE: transcript, SIGNATURES_FILE: signatures, SUMMARY_FILE: summary,
         })
-        self.io.say(f"\nCeremony {cfg.ceremony_id} complete. Bundle: {self.out_dir}\nTranscript head: {head}\n"
+        grouped = "\n".join(f"  {line}" for line in head_groups(head).splitlines())
+        self.io.say(f"\nCeremony {cfg.ceremony_id} complete. Bundle: {self.out_dir}\n"
+                    f"Transcript head (witnesses: write it down; `hsm-signer ceremony verify` prints the same):\n"
+                    f"{grouped}\n"
                     f"Publish the bundle; anyone can check it with: hsm-signer ceremony verify {self.out_dir}")
         if self._share_files:
             self.io.say(f"REHEARSAL share files (never use for a real election): {self.shares_dir}")

@@ -140,6 +140,12 @@ def parse_transcript(data: bytes, name: str = TRANSCRIPT_FILE) -> list[Entry]:
     return entries
 
 
+def head_groups(head: str) -> str:
+    """A transcript head as witnesses copy it: 16 groups of 4 hex digits, in two lines of 8."""
+    groups = [head[i:i + 4] for i in range(0, len(head), 4)]
+    return " ".join(groups[:8]) + "\n" + " ".join(groups[8:])
+
+
 def transcript_head(data: bytes) -> str:
     """SHA-256 of the last line (call after :func:`parse_transcript` accepted ``data``)."""
     return line_hash(data[:-1].rsplit(b"\n", 1)[-1] + b"\n")

@@ -137,7 +137,7 @@ def _verify_ceremony(files: dict[str, bytes], where: str) -> Report:
         notes.append("this is a REHEARSAL ceremony: its keys must never be used for a real election")
     if not interactive:
         notes.append("non-interactive: officials and witnesses did not acknowledge on screen")
-    return Report("ceremony", ceremony_id, where, tuple(checks), tuple(notes))
+    return Report("ceremony", ceremony_id, where, tuple(checks), tuple(notes), head)
 
 
 def _check_pin(by_step: dict[str, list[Entry]], holders: list[str], threshold: Any) -> str:

@@ -73,6 +73,28 @@ class SoftHsmToken:
         return {"SOFTHSM2_CONF": str(self.conf)}
 
 
+def conf_problem(conf: Path) -> str | None:
+    """What stops SoftHSM from making a token with ``conf``, or None: a missing file, or a
+    token directory that is missing or not writable (SoftHSM would only fail at ``--init-token``)."""
+    conf = Path(conf)
+    if not conf.is_file():
+        return f"the SoftHSM configuration {conf} does not exist"
+    try:
+        lines = conf.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"the SoftHSM configuration {conf} cannot be read ({exc})"
+    for line in lines:
+        name, sep, value = line.partition("=")
+        if sep and name.strip() == "directories.tokendir":
+            tokens = Path(value.strip())
+            if not tokens.is_dir():
+                return f"the token directory {tokens} named in {conf} does not exist"
+            if not os.access(tokens, os.W_OK):
+                return f"the token directory {tokens} named in {conf} is not writable"
+            return None
+    return f"the SoftHSM configuration {conf} names no directories.tokendir"
+
+
 def token_exists(conf: Path, label: str) -> bool:
     listing = subprocess.run(["softhsm2-util", "--show-slots"], env={**os.environ, "SOFTHSM2_CONF": str(conf)},
                              capture_output=True, text=True, check=False)

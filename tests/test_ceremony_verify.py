@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -18,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hsm_signer.ceremony import evidence
 from hsm_signer.ceremony.retire import run_retirement
 from hsm_signer.ceremony.retire_config import parse_retire_config
+from hsm_signer.ceremony.transcript import head_groups
 from hsm_signer.ceremony.runner import run_ceremony
 from hsm_signer.ceremony.signatures import sign_head
 from hsm_signer.ceremony.summary import ceremony_summary, retirement_summary
@@ -102,14 +104,23 @@ def test_the_genuine_bundle_verifies_with_a_readable_report(ceremony):
     report = verify_bundle_dir(result.bundle_dir)
     text = report.text()
     assert text.splitlines()[0].startswith("ceremony bundle rehearsal")
+    # The one head witnesses copy at the close, in the same short groups the ceremony showed.
+    grouped = head_groups(result.transcript_head)
+    assert re.fullmatch(r"([0-9a-f]{4} ){7}[0-9a-f]{4}\n([0-9a-f]{4} ){7}[0-9a-f]{4}", grouped)
+    assert text.endswith("Transcript head (witnesses: compare with the head you wrote down at the close):\n"
+                         + "\n".join(f"  {line}" for line in grouped.splitlines())
+                         + "\nVERIFIED: every check passed for ceremony rehearsal")
     for expected in ("hash chain intact", "all 31 steps of a complete ceremony",
-                     "sealing key rehearsal-sealing: token object, private, sensitive, never extractable, "
-                     "always sensitive, locally generated, derive-only",
+                     "sealing key rehearsal-sealing: made inside the HSM and kept there, secret from the first "
+                     "moment, can never be exported, used only for deriving secrets (CKA_TOKEN, CKA_PRIVATE, "
+                     "CKA_SENSITIVE, CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE, CKA_LOCAL true; CKA_EXTRACTABLE "
+                     "false; CKA_DERIVE only)",
                      "sealing key rehearsal-sealing: the recorded derive self-test recomputes with the published key",
                      "sealing token sealing-cer-", "PIN split 2-of-3 among the tally trustees (none a share holder); "
                      "2 shares (Tao Trustee, Uma Trustee) activated it",
-                     "checkpoint key rehearsal-checkpoint: token object, private, sensitive, never extractable",
-                     "reading CKA_VALUE and wrapping it out were refused",
+                     "checkpoint key rehearsal-checkpoint: made inside the HSM and kept there",
+                     "the HSM refused to show the secret key and refused to export it wrapped under another key "
+                     "(reading CKA_VALUE, C_WrapKey)",
                      "self-test signature verifies with the published key",
                      "keys.json: exactly the file exported in the ceremony (4 keys)",
                      "user PIN split 2-of-3 (SLIP-39)", "witnesses Wyn Witness attested the transcript head",
