@@ -122,3 +122,33 @@ def test_100_slow_connections_held_30_s_do_not_stop_20_voters(tokens, tmp_path):
 def _bundle(kit):
     from hsm_signer.bundle import KeyBundle
     return KeyBundle.load(kit.directory / "keys")
+
+
+def test_the_read_deadline_never_cuts_off_a_large_answer_to_a_slow_reader():
+    """Only reads have a deadline: a big record.zip to a client that pauses must still arrive."""
+    from hsm_signer.commands.gunicorn_worker import DeadlineSocket
+
+    server_end, client_end = socket.socketpair()
+    server = DeadlineSocket.adopt(server_end)
+    server.read_timeout = 0.5
+    server.setblocking(True)
+    try:
+        client_end.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        assert server.recv(1024).startswith(b"GET /")  # the request, read within its deadline
+        assert server.recv(1024) == b""                # nothing more within it: the client is "gone"
+        answer = b"x" * (16 << 20)
+        received = bytearray()
+
+        def slow_reader():
+            time.sleep(1.5)  # longer than the read deadline, before reading anything
+            while len(received) < len(answer):
+                received.extend(client_end.recv(1 << 20))
+
+        reader = threading.Thread(target=slow_reader)
+        reader.start()
+        server.sendall(answer)  # blocking, as gunicorn wrote it: no timeout on writes
+        reader.join(timeout=60)
+        assert len(received) == len(answer)
+    finally:
+        server.close()
+        client_end.close()

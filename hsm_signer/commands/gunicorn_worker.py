@@ -45,13 +45,6 @@ class DeadlineSocket(socket.socket):
     def start_request(self) -> None:
         self.deadline = None  # starts with the request's first read
 
-    def setblocking(self, flag: bool) -> None:
-        # gunicorn switches to blocking for reading a request: make that a timeout instead.
-        if flag:
-            self.settimeout(self.read_timeout)
-        else:
-            super().setblocking(False)
-
     def recv(self, size: int, flags: int = 0) -> bytes:
         if self.gettimeout() == 0.0:  # non-blocking (gunicorn's poller): as is
             return super().recv(size, flags)
@@ -61,11 +54,15 @@ class DeadlineSocket(socket.socket):
         remaining = self.deadline - now
         if remaining <= 0:
             return self._too_slow()
+        # The deadline bounds this read only: writes stay blocking as gunicorn made them (a
+        # large record.zip to a slow reader must not be cut off by a reading deadline).
         self.settimeout(remaining)
         try:
             return super().recv(size, flags)
         except (TimeoutError, socket.timeout):
             return self._too_slow()
+        finally:
+            self.settimeout(None)
 
     def _too_slow(self) -> bytes:
         log.info("dropped a connection that did not send its request within %.0f s", self.read_timeout)
