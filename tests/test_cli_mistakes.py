@@ -56,6 +56,13 @@ MISTAKES = [
                                       "record"),
     (["verify", "{tmp}/missing.json", "--keys", "{tmp}"], 2, "cannot read receipt {tmp}/missing.json: "
                                                             "No such file or directory"),
+    (["postal", "record", "club-2026", "--csv", "{tmp}"], 2, "cannot read the postal CSV {tmp}: Is a directory"),
+    (["postal", "record", "club-2026", "--csv", "{tmp}/latin1.csv", "--dry-run"], 2,
+     "the postal CSV {tmp}/latin1.csv is not UTF-8 text; save it as CSV UTF-8"),
+    (["election", "create", "{tmp}/typo.toml"], 2,
+     "unknown key 'closes'; check the spelling against the election definition format in docs/ELECTIONS.md"),
+    (["election", "create", "{tmp}/broken.toml"], 2, "election definition {tmp}/broken.toml is not valid TOML"),
+    (["election", "create", "{tmp}"], 2, "cannot read election definition {tmp}"),
 ]
 
 
@@ -63,11 +70,27 @@ MISTAKES = [
                                                                   for i, m in enumerate(MISTAKES)])
 def test_an_officials_mistake_is_one_line_and_its_exit_status(cli, tmp_path, argv, status, message):
     (tmp_path / "postal.csv").write_text("code,chair\n")
+    (tmp_path / "latin1.csv").write_bytes("code,chair\nX,Zoë\n".encode("latin-1"))
+    (tmp_path / "typo.toml").write_text(DEFINITION.replace('title = "Club vote"', 'title = "Club vote"\ncloses = 1'))
+    (tmp_path / "broken.toml").write_text("id = \n")
     result = cli(*[a.format(tmp=tmp_path) for a in argv])
     assert "Traceback" not in result.stderr, result.stderr
     assert result.returncode == status, result.stderr
     assert message.format(tmp=tmp_path) in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("hsm-signer: error: ")
+
+
+def test_a_closed_poll_takes_no_postal_batch_and_no_codes(cli, officials, tmp_path):
+    officials("election", "open", "club-2026")
+    officials("election", "close", "club-2026")
+    (tmp_path / "postal.csv").write_text("code,chair\n")
+    for argv, message in [(["postal", "record", "club-2026", "--csv", str(tmp_path / "postal.csv")],
+                           "the poll for election 'club-2026' is closed: postal ballots are recorded while it is open"),
+                          (["codes", "issue", "club-2026", "--count", "1", "--out", str(tmp_path / "c.csv")],
+                           "election 'club-2026' is closed; no more codes can be issued"),
+                          (["election", "open", "club-2026"], "election 'club-2026' is closed; it cannot become open")]:
+        result = cli(*argv)
+        assert result.returncode == 2 and "Traceback" not in result.stderr and message in result.stderr, result.stderr
 
 
 def test_a_missing_configuration_is_named(cli, tmp_path):
