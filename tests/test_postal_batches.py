@@ -140,7 +140,7 @@ def test_choice_separates_options_as_a_csv_cell_does(officials, tmp_path):
     codes = _election(officials, tmp_path, 3)
     out, _ = officials("postal", "record", "club-2026", "--code", codes[0], "--choice", "chair=ann",
                        "--choice", "board=cat,dev")
-    assert "1 rows: 1 recorded" in out
+    assert "1 row: 1 recorded" in out
     officials("postal", "record", "club-2026", "--code", codes[1], "--choice", "board=cat dev")
     out, _ = officials("postal", "record", "club-2026", "--code", codes[2], "--choice", "board=Cat", expect=3)
     assert "contest 'board': 'Cat' is not an option id; did you mean 'cat'?" in out

@@ -187,7 +187,7 @@ def _report(args, election_id: str, outcomes: list[postal.Outcome], problems: bo
         os.replace(temporary, path)
     head = "postal ballots (dry run: nothing recorded)" if args.dry_run else "postal ballots"
     shown = [f"{counts[kind]} {LABELS[kind]}" for kind in postal.OUTCOMES if counts.get(kind)]
-    print(f"{head}: {len(outcomes)} rows: {', '.join(shown) or 'none'}")
+    print(f"{head}: {len(outcomes)} row{'' if len(outcomes) == 1 else 's'}: {', '.join(shown) or 'none'}")
     for outcome in outcomes:
         if outcome.outcome not in (postal.RECORDED, postal.ALREADY_RECORDED, postal.WOULD_RECORD,
                                    postal.NOT_RECORDED):
