@@ -57,6 +57,7 @@ MISTAKES = [
     (["verify", "{tmp}/missing.json", "--keys", "{tmp}"], 2, "cannot read receipt {tmp}/missing.json: "
                                                             "No such file or directory"),
     (["postal", "record", "club-2026", "--csv", "{tmp}"], 2, "cannot read the postal CSV {tmp}: Is a directory"),
+    (["ceremony", "verify", "{tmp}/no-bundle"], 2, "{tmp}/no-bundle is not a directory; give the bundle directory"),
     (["postal", "record", "club-2026", "--csv", "{tmp}/latin1.csv", "--dry-run"], 2,
      "the postal CSV {tmp}/latin1.csv is not UTF-8 text; save it as CSV UTF-8"),
     (["election", "create", "{tmp}/typo.toml"], 2,

@@ -16,6 +16,7 @@ share screen.
 from __future__ import annotations
 
 import tomllib
+from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
@@ -86,6 +87,9 @@ def run_command(args) -> int:
 def verify_command(args) -> int:
     from hsm_signer.ceremony.verify import verify_bundle_dir
 
+    for given in (args.bundle, args.original):
+        if given is not None and not Path(given).is_dir():  # could not run: status 2, not "failed" (1)
+            raise ConfigError(f"{given} is not a directory; give the bundle directory (e.g. keys/<ceremony-id>)")
     print(verify_bundle_dir(args.bundle, original=args.original).text())
     return 0
 

@@ -193,8 +193,10 @@ def _report(args, election_id: str, outcomes: list[postal.Outcome], problems: bo
                                    postal.NOT_RECORDED):
             print(f"  row {outcome.line}: {LABELS[outcome.outcome]}: {outcome.reason}")
     if problems and not args.record_good_rows and not args.dry_run:
-        print(f"nothing was recorded: correct the rows above and run the same command again, or add "
-              f"--record-good-rows to record the {counts[postal.NOT_RECORDED]} good row(s) now", file=sys.stderr)
+        good = counts[postal.NOT_RECORDED]
+        print("nothing was recorded: correct the rows above and run the same command again"
+              + (f", or add --record-good-rows to record the {good} good row{'' if good == 1 else 's'} now"
+                 if good else ""), file=sys.stderr)
     if counts.get(postal.PENDING):
         raise HsmSignerError("some recorded ballots have no signed receipt yet; is the HSM up? run the same "
                              "command again later to fetch them (recording is idempotent)")
