@@ -174,3 +174,17 @@ def test_the_ballot_page_carries_the_sealing_key_and_its_script_only_when_there_
     sealing = ballot_page(codes[8]).text
     assert f'data-sealing-key="{base64.b64encode(service.ballots.sealing_key).decode()}"' in sealing
     assert 'data-padded-size="64"' in sealing and 'src="/static/js/vote-page.js"' in sealing
+
+
+def test_the_openapi_receipt_schema_describes_receipt_v2_and_v1(client, service, codes):
+    jsonschema_rs = pytest.importorskip("jsonschema_rs")  # schemathesis' validator (the test extra)
+    from hsm_signer.web.openapi import document
+    schema = jsonschema_rs.Draft202012Validator(document()["components"]["schemas"]["Receipt"])
+    v1 = post(client, {"code": codes[0], "selections": VOTE}).get_json()
+    private = ec.generate_private_key(ec.SECP256R1())
+    service.ballots.sealing_key = hpke.public_key_bytes(private.public_key())
+    v2 = post(client, {"code": codes[1], "selections": VOTE}).get_json()
+    assert (v1["version"], v2["version"]) == ("hsm-signer/receipt/v1", "hsm-signer/receipt/v2")
+    assert schema.is_valid(v1) and schema.is_valid(v2)
+    assert not schema.is_valid({k: v for k, v in v2.items() if k != "tracker"})
+    assert not schema.is_valid({**v1, "tracker": v2["tracker"]})

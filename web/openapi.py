@@ -65,14 +65,20 @@ SCHEMAS = {
         "message": {"type": "string", "description": "for people; may change"},
         "ballot_id": {"type": "string", "description": "receipt_pending: the stored ballot"},
         "code_status": {"type": "string", "enum": ["online", "postal"], "description": "code_used: how"}}},
-    "Receipt": {"type": "object", "description": "receipt v1 (docs/FORMATS.md)",
+    "Receipt": {"type": "object", "description": "receipt v2 of a sealed ballot (leaf v2, with its tracker), or "
+                                                "v1 of an election without a sealing key (docs/FORMATS.md)",
                 "required": ["version", "election", "leaf_index", "leaf", "inclusion_proof", "checkpoint"],
                 "additionalProperties": False, "properties": {
-                    "version": {"const": "hsm-signer/receipt/v1"}, "election": {"type": "string"},
+                    "version": {"enum": ["hsm-signer/receipt/v2", "hsm-signer/receipt/v1"]},
+                    "election": {"type": "string"},
                     "leaf_index": {"type": "integer", "minimum": 0},
                     "leaf": {"type": "string", "contentEncoding": "base64"},
+                    "tracker": {"type": "string", "pattern": "^[0-9a-f]{4}(-[0-9a-f]{4}){3}$",
+                                "description": "v2 only: the ballot tracker (grouped 64-bit prefix of the leaf hash)"},
                     "inclusion_proof": _B64_LIST,
-                    "checkpoint": {"type": "string", "description": "signed note (c2sp.org/tlog-checkpoint)"}}},
+                    "checkpoint": {"type": "string", "description": "signed note (c2sp.org/tlog-checkpoint)"}},
+                "if": {"properties": {"version": {"const": "hsm-signer/receipt/v2"}}},
+                "then": {"required": ["tracker"]}, "else": {"not": {"required": ["tracker"]}}},
     "ElectionSummary": {"type": "object", "properties": {
         "id": {"type": "string"}, "title": {"type": "string"},
         "state": {"type": "string", "enum": ["draft", "open", "closed"]},
