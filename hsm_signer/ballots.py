@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from . import codes as codes_mod
 from .election import OPEN, BallotError, Election
-from .errors import ElectionError, FormatError, HsmSignerError, HsmUnavailableError, PollNotOpenError
+from .errors import ConfigError, ElectionError, FormatError, HsmSignerError, HsmUnavailableError, PollNotOpenError
 from .log import sealed as sealed_mod
 from .log.leaf import BALLOT, BALLOT_ID_PATTERN, POSTAL as POSTAL_LEAF, Leaf, SealedLeaf, new_ballot_id
 from .log.receipt import Receipt
@@ -68,6 +68,16 @@ class CodeUsedError(ElectionError):
         self.status = status
         how = "by post" if status == POSTAL else "online for a different ballot"
         super().__init__(f"this voting code has already been used {how}")
+
+
+class ClearBallotsRefusedError(ConfigError):
+    """No sealing key, and the configuration does not allow storing ballots in clear."""
+
+    def __init__(self) -> None:
+        super().__init__("the key bundle has no sealing key, so ballots could only be stored with their selections "
+                         "in clear, which this service refuses: run a key ceremony that creates the sealing key "
+                         "(ceremony/CEREMONY.md), or, only for an election begun before sealed ballots, set "
+                         "allow_clear_ballots = true", "voting.allow_clear_ballots")
 
 
 class ReceiptPendingError(HsmSignerError):
@@ -160,12 +170,15 @@ class BallotBox:
                  waiter: ReceiptWaiter | None = None, receipt_timeout: float = 10.0,
                  signer_healthy: Callable[[], bool] | None = None, unhealthy_grace: float = 1.0,
                  intake: CastIntake | None = None, resubmit_window: float = RESUBMIT_WINDOW,
-                 clock: Callable[[], float] = time.time, sealing_key: bytes | None = None):
+                 clock: Callable[[], float] = time.time, sealing_key: bytes | None = None,
+                 allow_clear_ballots: bool = True):
         self.storage = storage
         # The election's sealing key (uncompressed P-256 point): ballots are sealed to it at
         # once and stored as leaf v2; the clear selections are never kept. Without one (a key
-        # bundle from before sealed ballots) ballots are stored as leaf v1.
+        # bundle from before sealed ballots) ballots are stored as leaf v1 only if
+        # ``allow_clear_ballots`` (the service passes [voting] allow_clear_ballots, default no).
         self.sealing_key = sealing_key
+        self.allow_clear_ballots = allow_clear_ballots
         self._sizes: dict[str, int] = {}
         self.resubmit_window = resubmit_window
         self.clock = clock
@@ -251,6 +264,8 @@ class BallotBox:
         """Store several (code, selections) ballots, in as few transactions as the intake groups
         them; each gets its :class:`Submission` or its own error (invalid code or ballot, code
         used). An election that is not open fails the whole call."""
+        if self.sealing_key is None and not self.allow_clear_ballots:
+            raise ClearBallotsRefusedError()
         record = self.storage.get_election(election_id)
         if record.state != OPEN:
             raise PollNotOpenError(f"the poll for election {election_id!r} is {record.state}: "

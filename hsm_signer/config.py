@@ -32,6 +32,7 @@ moved as a whole. Example (the demo writes one like it)::
 
     [voting]
     resubmit_window_minutes = 30          # the same ballot sent again gets its receipt only this long
+    allow_clear_ballots = false           # true only for a key bundle without a sealing key (tests, old elections)
 
     [tally.sealing]                       # read ONLY by `hsm-signer tally`: never by serve or the sequencer
     token_label = "sealing-election-2026" # the sealing token (its own token, not [hsm]'s)
@@ -139,6 +140,9 @@ def _public_url(value: str | None) -> str | None:
 class VotingSettings:
     # After this, the link from a code to its ballot is destroyed: a resubmission is a conflict.
     resubmit_window_minutes: int = 30
+    # Without a sealing key in the bundle, ballots could only be stored in clear (leaf v1):
+    # refused unless this says so (test kits, an election begun before sealed ballots).
+    allow_clear_ballots: bool = False
 
 
 @dataclass(frozen=True)
@@ -249,7 +253,8 @@ def parse(data: dict, path: Path) -> Config:
     srv.done()
     vote = root.table("voting", {})
     assert vote is not None
-    voting = VotingSettings(resubmit_window_minutes=vote.int("resubmit_window_minutes", 30, low=0, high=24 * 60))
+    voting = VotingSettings(resubmit_window_minutes=vote.int("resubmit_window_minutes", 30, low=0, high=24 * 60),
+                            allow_clear_ballots=vote.bool("allow_clear_ballots", False))
     vote.done()
     log_table = root.table("log", {})
     assert log_table is not None
@@ -319,10 +324,13 @@ def load(path: str | Path | None = None) -> Config:
 def config_text(*, module: str, token_label: str, pin: dict[str, str | list[str]], bundle: str,
                 softhsm_conf: str | None = None, storage_url: str = "sqlite:///ballots.sqlite3",
                 batch_size: int = 1000, max_wait_ms: int = 20, server: dict[str, str | int] | None = None,
-                origin_prefix: str | None = None, header: str = "", sealing: dict | None = None) -> str:
+                origin_prefix: str | None = None, header: str = "", sealing: dict | None = None,
+                allow_clear_ballots: bool = False) -> str:
     """A configuration file's text, for the programs that write one (the demo, test and
     benchmark kits): every value quoted the one way, in the tables :func:`parse` reads."""
     def value(item: str | int | list[str]) -> str:
+        if isinstance(item, bool):
+            return "true" if item else "false"
         if isinstance(item, list):
             return "[" + ", ".join(json.dumps(entry) for entry in item) + "]"
         return str(item) if isinstance(item, int) else json.dumps(item)  # a JSON string is a TOML string
@@ -341,6 +349,8 @@ def config_text(*, module: str, token_label: str, pin: dict[str, str | list[str]
         lines += [""] + table("server", server)
     if origin_prefix:
         lines += [""] + table("log", {"origin_prefix": origin_prefix})
+    if allow_clear_ballots:
+        lines += [""] + table("voting", {"allow_clear_ballots": True})
     if sealing:
         sealing = dict(sealing)
         pin_entries = sealing.pop("pin")

@@ -129,7 +129,8 @@ class Service:
         waiter = BatchWaiter(notifier) if batches_announced else PollingWaiter()
         ballots = BallotBox(storage, service_keys.code_mac, notifier, waiter=waiter, signer_healthy=health.healthy,
                             resubmit_window=cfg.voting.resubmit_window_minutes * 60.0, clock=clock,
-                            sealing_key=bundle.sealing_point() if bundle.has_sealing_key else None)
+                            sealing_key=bundle.sealing_point() if bundle.has_sealing_key else None,
+                            allow_clear_ballots=cfg.voting.allow_clear_ballots)
         watcher = CommitWatcher(storage, notifier) if follow_commits else None
         return cls(config=cfg, storage=storage, bundle=bundle, hsm=hsm, keys=service_keys, ballots=ballots,
                    notifier=notifier, health=health, sequencer=sequencer, watcher=watcher, clock=clock)

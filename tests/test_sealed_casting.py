@@ -188,3 +188,15 @@ def test_the_openapi_receipt_schema_describes_receipt_v2_and_v1(client, service,
     assert schema.is_valid(v1) and schema.is_valid(v2)
     assert not schema.is_valid({k: v for k, v in v2.items() if k != "tracker"})
     assert not schema.is_valid({**v1, "tracker": v2["tracker"]})
+
+
+def test_without_a_sealing_key_ballots_are_refused_unless_the_configuration_allows_them_in_clear(service, codes):
+    from hsm_signer.ballots import ClearBallotsRefusedError
+    from hsm_signer.web import create_app
+    assert service.config.voting.allow_clear_ballots  # the test kit's bundle has no sealing key and says so
+    service.ballots.allow_clear_ballots = False  # as a configuration without the setting
+    with pytest.raises(ClearBallotsRefusedError, match="voting.allow_clear_ballots: the key bundle has no sealing key"):
+        service.ballots.cast(ELECTION, codes[0], VOTE)
+    with pytest.raises(ClearBallotsRefusedError):
+        create_app(service=service)
+    assert service.storage.count_codes(ELECTION)["unused"] == 10

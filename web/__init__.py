@@ -21,6 +21,7 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
 from hsm_signer import config as config_mod
+from hsm_signer.ballots import ClearBallotsRefusedError
 from hsm_signer.service import Service
 
 from . import api, board, check, errors, openapi, security, verify, vote
@@ -42,6 +43,10 @@ def create_app(config: config_mod.Config | str | Path | None = None, *, service:
         cfg = config if isinstance(config, config_mod.Config) else config_mod.load(config)
         service = Service.open(cfg, follow_commits=True).start()  # the sequencer is another process
     cfg = service.config
+    if service.ballots.sealing_key is None and not service.ballots.allow_clear_ballots:
+        if owns_service:
+            service.close()
+        raise ClearBallotsRefusedError()
     if service.ballots.sealing_key is None:
         log.warning("the key bundle %s has no sealing key: ballots are stored as leaf v1, with their selections "
                     "IN CLEAR; run a key ceremony that creates the sealing key (ceremony/CEREMONY.md) before a "

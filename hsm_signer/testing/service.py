@@ -52,7 +52,8 @@ def write_service_dir(token: SoftHsmToken, directory: Path, *, ceremony_id: str,
     config_path.write_text(config_mod.config_text(
         header=header, module=module or token.module, token_label=token.label, softhsm_conf=str(token.conf),
         pin={"source": "file", "path": "user-pin.txt"}, bundle="keys", batch_size=batch_size,
-        max_wait_ms=max_wait_ms, origin_prefix=TEST_ORIGIN_PREFIX), encoding="utf-8")
+        max_wait_ms=max_wait_ms, origin_prefix=TEST_ORIGIN_PREFIX,
+        allow_clear_ballots=True), encoding="utf-8")  # the kit's bundle has no sealing key
     return config_path
 
 
