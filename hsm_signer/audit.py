@@ -41,7 +41,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from .bundle import CHECKPOINT, TALLY, KeyBundle
+from .bundle import CHECKPOINT, SEALING, TALLY, KeyBundle
 from .election import Election
 from .errors import ConfigError, FormatError, HsmSignerError, VerificationError
 from .log.checkpoint import Checkpoint, open_checkpoint
@@ -404,6 +404,8 @@ def audit_record(record_dir: str | os.PathLike, *, receipts: Iterable[str | os.P
     say(f"OK   keys: ceremony {bundle.ceremony_id}, trusted from {trusted_from}")
     say(f"       checkpoint key {checkpoint_key.note_key_name} sha256:{checkpoint_key.fingerprint}")
     say(f"       tally key      {tally_key.note_key_name} sha256:{tally_key.fingerprint}")
+    if bundle.has_sealing_key:
+        say(f"       sealing key    {bundle.key(SEALING).label} sha256:{bundle.key(SEALING).fingerprint}")
     say(f"OK   election: {election.id} ({election.title}), {len(election.contests)} contest(s), "
         f"definition {definition_digest(election)}")
 

@@ -187,6 +187,7 @@ def test_the_record_holds_the_openings_and_passes_the_audit(tallied):
     result = audit_record(record, report=said.append)
     assert result.tally.invalid == 6 and result.tally.openings is not None
     assert any("re-opened with its published secret" in line for line in said)
+    assert any(line.strip().startswith("sealing key    rehearsal-sealing sha256:") for line in said), said
     assert sum(1 for line in lines(record) if b'"status":"invalid"' in line) == 6
     assert "openings.jsonl" in (record / "README.md").read_text()
 

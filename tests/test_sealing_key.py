@@ -142,3 +142,22 @@ def test_the_deriver_refuses_points_off_the_curve_and_leaves_nothing_on_the_toke
         assert pykcs11(token, "objects") == before  # the derived secrets were session objects, destroyed
     finally:
         hsm.close()
+
+
+def test_the_service_refuses_to_start_on_a_token_that_holds_the_sealing_key(kit):
+    """A ceremony that put the sealing key on the service's own token would let the running
+    service open ballots: ``Service.open`` (serve, the sequencer, every official command) refuses."""
+    from hsm_signer.bundle import KeyEntry
+    from hsm_signer.errors import ConfigError
+    from hsm_signer.service import Service
+
+    with Hsm(kit.token.module, token_label=kit.token.label, pin_source=FixedPin(kit.token.user_pin)) as hsm:
+        point = generate_sealing_key(hsm, "misplaced-sealing", b"\x09").public_key
+    bundle_dir = kit.directory / "keys"
+    bundle = KeyBundle.load(bundle_dir)
+    with_sealing = KeyBundle(bundle.ceremony_id, bundle.created,
+                             (*bundle.keys, KeyEntry.for_sealing_key("misplaced-sealing", "09", point)))
+    (bundle_dir / "keys.json").write_text(with_sealing.to_json())
+    with pytest.raises(ConfigError, match=r"the service's HSM token holds the sealing key 'misplaced-sealing': the "
+                                          r"running service must never be able to open ballots"):
+        Service.open(kit.load())
