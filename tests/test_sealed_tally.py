@@ -353,3 +353,28 @@ def test_after_close_the_voter_sees_what_their_own_sealed_ballot_opened_to(talli
         next(x for x in ("amara-okafor", "ben-carter", "chloe-davies") if x not in opening.selections["leader"])]})
     run = verify_cli(str(receipt), "--keys", str(record / "keys"), "--record", str(record))
     assert run.returncode == 1 and "the record's openings hash to" in run.stderr
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_trustees_can_type_their_shares_at_the_tally(election, tallied, tmp_path):
+    pexpect = pytest.importorskip("pexpect")
+    from hsm_signer.hsm.shares import read_share_file
+    state, _, trustees, _ = election
+    config = with_trustees(state / "config.toml", [], tmp_path / "typed.toml")
+    text = config.read_text()
+    config.write_text(text[:text.index("[tally.sealing.pin]")] + '[tally.sealing.pin]\nsource = "prompt"\n')
+    env = {**os.environ, "HSM_SIGNER_CONFIG": str(config)}
+    env.pop("SOFTHSM2_CONF", None)
+    command, *prefix = HSM_SIGNER_COMMAND
+    child = pexpect.spawn(command, [*prefix, "tally", ELECTION, "--workers", "1"], env=env, timeout=120)
+    for number, trustee in enumerate((trustees[2], trustees[1]), 1):
+        child.expect(rf"Share {number}.*not echoed")
+        child.sendline(read_share_file(trustee)[0])
+    child.expect(pexpect.EOF)
+    child.close()
+    output = child.before.decode()
+    assert child.exitstatus == 0, output[-2000:]
+    assert "opening sealed ballots: 46/46 (100%)" in output
+    assert tallied[1].stdout.split("\n\n", 1)[1].strip() in output.replace("\r\n", "\n")
+    for share in (read_share_file(trustees[2])[0], read_share_file(trustees[1])[0]):
+        assert share not in output  # typed shares are not echoed
