@@ -50,15 +50,27 @@ RESUBMIT_WINDOW = 30 * 60.0
 
 
 class InvalidCodeError(ElectionError):
-    """Unknown or malformed code, or wrong election: always the same answer.
+    """A code this election does not know, or text that cannot be a code at all.
 
-    ``malformed``: the text cannot be a code at all (checked before any HSM call), which
-    rate limits need not count; the message is the same either way.
+    ``malformed``: the text cannot be a code (checked before any HSM call), which rate
+    limits need not count. Its ``kind`` ("length", "symbol", "typo": see
+    :class:`~hsm_signer.codes.MalformedCodeError`) picks a message that helps the voter fix
+    it; that is computed from the text alone, so it tells nothing about which codes exist.
+    Every well-formed code that is not this election's gets the one same answer.
     """
 
-    def __init__(self, *, malformed: bool = False) -> None:
+    MESSAGES = {
+        None: "this voting code is not valid for this election; check it and try again",
+        "length": "a voting code has 17 letters and digits; check that you typed all of it",
+        "symbol": "a voting code has only digits and the letters A to Z (but no U); check for a mistyped character",
+        "typo": "this code has a typo: one of its characters does not match the others; "
+                "check each character against your voting form",
+    }
+
+    def __init__(self, *, malformed: bool = False, kind: str | None = None) -> None:
         self.malformed = malformed
-        super().__init__("this voting code is not valid for this election; check it and try again")
+        self.kind = kind if malformed else None
+        super().__init__(self.MESSAGES.get(self.kind, self.MESSAGES[None]))
 
 
 class CodeUsedError(ElectionError):
@@ -199,8 +211,8 @@ class BallotBox:
     def _code(self, election_id: str, typed: str) -> tuple[str, bytes]:
         try:
             code = codes_mod.normalise(typed)
-        except codes_mod.MalformedCodeError:
-            raise InvalidCodeError(malformed=True) from None
+        except codes_mod.MalformedCodeError as exc:
+            raise InvalidCodeError(malformed=True, kind=exc.kind) from None
         return code, self.code_mac.mac(codes_mod.code_message(election_id, code))
 
     def _codes(self, election_id: str, typed: Sequence[str]) -> list[tuple[str, bytes] | InvalidCodeError]:
@@ -209,8 +221,8 @@ class BallotBox:
         for text in typed:
             try:
                 normalised.append(codes_mod.normalise(text))
-            except codes_mod.MalformedCodeError:
-                normalised.append(InvalidCodeError(malformed=True))
+            except codes_mod.MalformedCodeError as exc:
+                normalised.append(InvalidCodeError(malformed=True, kind=exc.kind))
         good = [code for code in normalised if isinstance(code, str)]
         many = getattr(self.code_mac, "mac_many", None)
         messages = [codes_mod.code_message(election_id, code) for code in good]

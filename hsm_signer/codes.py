@@ -25,7 +25,16 @@ _VALUE.update({"O": 0, "I": 1, "L": 1})
 
 
 class MalformedCodeError(ElectionError):
-    """The text cannot be a voting code (wrong length, symbol or check symbol)."""
+    """The text cannot be a voting code (wrong length, symbol or check symbol).
+
+    ``kind`` says which, so a voter can be told "a typo" rather than "unknown code":
+    ``"length"``, ``"symbol"`` or ``"typo"`` (the check symbol does not match). Telling
+    these apart reveals nothing: anyone can compute them from the text alone.
+    """
+
+    def __init__(self, message: str, kind: str = "length") -> None:
+        self.kind = kind
+        super().__init__(message)
 
 
 def _times_x(value: int) -> int:
@@ -70,10 +79,10 @@ def normalise(text: str) -> str:
     if len(cleaned) != DATA_SYMBOLS + 1:
         raise MalformedCodeError("a voting code has 17 letters and digits; check you typed all of it")
     if any(c not in _VALUE for c in cleaned):
-        raise MalformedCodeError("a voting code uses only digits and the letters A-Z except U")
+        raise MalformedCodeError("a voting code uses only digits and the letters A-Z except U", "symbol")
     canonical = "".join(ALPHABET[_VALUE[c]] for c in cleaned)
     if _damm(canonical) != 0:
-        raise MalformedCodeError("this code has a typo (its check symbol does not match); please check it")
+        raise MalformedCodeError("this code has a typo (its check symbol does not match); please check it", "typo")
     return canonical
 
 

@@ -7,6 +7,8 @@ An election is defined in a TOML file (strictly parsed)::
     origin = "vote.example.org/leader-2026"   # optional: else <config log.origin_prefix>/<id>
     opens_at = 2026-08-01T09:00:00Z      # optional: no ballot is accepted before it
     closes_at = 2026-09-02T17:00:00Z     # optional: none after it; the sequencer closes the poll then
+    timezone = "Europe/London"           # optional: voters' pages show times in it (else UTC)
+    contact = "Call 0300 123 4567 (9am-5pm) or email votes@example.org"  # optional: help for voters
 
     [[contests]]
     id = "leader"
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import zoneinfo
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -78,6 +81,8 @@ class Election:
     opens_at: str | None = None
     closes_at: str | None = None
     origin: str | None = None
+    timezone: str | None = None  # IANA name; only how times are shown to voters
+    contact: str | None = None   # who voters ask for help, shown on their pages
 
     @property
     def log_origin(self) -> str:
@@ -144,9 +149,11 @@ class Election:
     def to_dict(self) -> dict[str, Any]:
         # No "origin" key for a definition without one, so its digest (bound into the signed
         # tally) is what it was before origins existed.
+        # The same for the optional display fields: a definition without them keeps its digest.
         origin = {} if self.origin is None else {"origin": self.origin}
+        shown = {k: v for k, v in (("timezone", self.timezone), ("contact", self.contact)) if v is not None}
         return {
-            "id": self.id, "title": self.title, **origin, "opens_at": self.opens_at, "closes_at": self.closes_at,
+            "id": self.id, "title": self.title, **origin, **shown, "opens_at": self.opens_at, "closes_at": self.closes_at,
             "contests": [{"id": c.id, "title": c.title, "max_choices": c.max_choices,
                           "options": [{"id": o.id, "title": o.title} for o in c.options]}
                          for c in self.contests],
@@ -220,6 +227,10 @@ def _parse(root: Table) -> Election:
         except FormatError as exc:
             raise ConfigError(f"{exc}; write it as <a domain you control>[/path]/{election_id}", "origin") from None
     opens_at, closes_at = _time(root, "opens_at"), _time(root, "closes_at")
+    timezone = _timezone(root)
+    contact = root.str("contact", None)
+    if contact is not None and not 1 <= len(contact.strip()) <= 500:
+        raise ConfigError("contact must be 1-500 characters of text for voters", "contact")
     contests = []
     for table in root.tables("contests"):
         options = []
@@ -245,7 +256,19 @@ def _parse(root: Table) -> Election:
     if opens_at and closes_at and closes_at <= opens_at:
         raise ConfigError("closes_at must be after opens_at", "closes_at")
     return Election(id=election_id, title=title, contests=tuple(contests), opens_at=opens_at, closes_at=closes_at,
-                    origin=origin)
+                    origin=origin, timezone=timezone, contact=contact)
+
+
+def _timezone(table: Table) -> str | None:
+    name = table.str("timezone", None)
+    if name is None:
+        return None
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{name!r} is not a time zone this machine knows; use an IANA name such as "
+                          "'Europe/London'", "timezone") from None
+    return name
 
 
 def check_transition(current: str, wanted: str, election_id: str) -> None:

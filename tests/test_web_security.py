@@ -64,18 +64,33 @@ def typo(code: str) -> str:
 
 # --- the same generic answer for every code that is not valid here --------------------------
 
-def test_unknown_malformed_mistyped_and_other_election_codes_get_one_identical_answer(service, codes):
+def test_unknown_and_other_election_codes_get_one_identical_answer_and_typos_one_per_kind(service, codes):
+    """Which codes exist is never told: every well-formed code that is not this election's
+    gets one answer. A text that cannot be a code at all (wrong length, a symbol codes never
+    use, a check symbol that does not match) is told so, to help the voter (issue 16): that
+    answer depends on the text alone, so it reveals nothing about the codes issued."""
     client = make_client(service, CODE_FAILURES_FREE=100)
     other_codes = add_election(service, "other-election", "open")
-    answers = []
-    for code in (unknown_code(), "nonsense", typo(codes[0]), other_codes[0], "", "x" * 64):
-        for path in (BALLOTS, f"{API}/elections/{ELECTION}/code-status"):
-            body = {"code": code, "selections": VOTE} if path == BALLOTS else {"code": code}
-            response = client.post(path, json=body)
-            answers.append((response.status_code, response.get_data()))
-    assert len(set(answers)) == 1
+
+    def answers_for(*texts):
+        answers = []
+        for code in texts:
+            for path in (BALLOTS, f"{API}/elections/{ELECTION}/code-status"):
+                body = {"code": code, "selections": VOTE} if path == BALLOTS else {"code": code}
+                response = client.post(path, json=body)
+                answers.append((response.status_code, response.get_data()))
+        return set(answers)
+
+    well_formed = answers_for(unknown_code(), other_codes[0])
+    assert len(well_formed) == 1
+    assert answers_for(typo(codes[0]), typo(unknown_code())) == {
+        (403, b'{"error":"invalid_code","message":"this code has a typo: one of its characters does not match the '
+              b'others; check each character against your voting form"}\n')}
+    assert len(answers_for("nonsense", "", "x" * 64)) == 1  # the wrong length
+    assert len(answers_for("U" * 17)) == 1 and answers_for("U" * 17) != answers_for("nonsense")
+    answers = sorted(well_formed)
     status, body = answers[0]
-    assert status == 403 and b'"error":"invalid_code"' in body
+    assert status == 403 and b'"error":"invalid_code"' in body and b"not valid for this election" in body
     assert service.storage.count_codes(ELECTION)["unused"] == 10
     # ... and this election's code is just as invalid in the other one.
     response = client.post(f"{API}/elections/other-election/ballots", json={"code": codes[0], "selections": VOTE})

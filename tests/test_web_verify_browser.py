@@ -233,12 +233,15 @@ def _change_root_character(text: str) -> str:
     return text.replace(root, ("A" if root[0] != "A" else "B") + root[1:], 1)
 
 
-@pytest.mark.parametrize("change, step, reason", [
-    (_change_leaf_index, "inclusion", "This receipt does not prove that the ballot is in the log"),
+@pytest.mark.parametrize("change, step, reason, plain", [
+    (_change_leaf_index, "inclusion", "This receipt does not prove that the ballot is in the log",
+     "Your ballot is not in the election's log at the place this receipt gives."),
     (_change_root_character, "checkpoint",
-     r"Reason: receipt checkpoint: signature by test/checkpoint \(key ID [0-9a-f]{8}\) does not verify over the note text"),
+     r"Reason: receipt checkpoint: signature by test/checkpoint \(key ID [0-9a-f]{8}\) does not verify over the note text",
+     "The receipt was not signed by this election's key."),
 ], ids=["leaf-index", "checkpoint-root"])
-def test_a_receipt_with_one_changed_character_fails_at_the_right_step(browser, live_url, receipts, change, step, reason):
+def test_a_receipt_with_one_changed_character_fails_at_the_right_step(browser, live_url, receipts, change, step, reason,
+                                                                      plain):
     original = receipts[0].to_json()
     changed = change(original)
     assert sum(a != b for a, b in zip(original, changed)) == 1 and len(original) == len(changed)
@@ -250,7 +253,9 @@ def test_a_receipt_with_one_changed_character_fails_at_the_right_step(browser, l
     assert result["steps"][step]["status"] == "fail"
     assert all(result["steps"][s]["status"] == "skipped" for s in order[failed_at + 1:])
     assert re.search(reason, result["steps"][step]["text"])
-    assert result["verdict"] == "fail" and "did NOT verify" in result["verdictText"]
+    # The verdict says it in plain words, not "<step title> failed".
+    assert result["verdict"] == "fail" and result["verdictText"].startswith("This receipt did not pass the check. ")
+    assert plain in result["verdictText"] and "failed" not in result["verdictText"]
 
 
 def test_a_receipt_checked_against_a_rolled_back_log_fails_the_consistency_step(browser, kit, receipts, tmp_path):

@@ -151,14 +151,14 @@ def test_wrong_or_used_codes_and_bad_choices_are_explained_on_the_page(client, s
     start = client.get(f"/elections/{ELECTION}/vote")
     token = token_of(start.text)
     wrong = client.post(f"/elections/{ELECTION}/vote/ballot", data={"code": "ABCD", "csrf_token": token})
-    assert wrong.status_code == 403 and "not valid for this election" in wrong.text
+    assert wrong.status_code == 403 and "A voting code has 17 letters and digits" in wrong.text
     assert 'aria-invalid="true"' in wrong.text and 'role="alert"' in wrong.text
 
     ballot = client.post(f"/elections/{ELECTION}/vote/ballot", data={"code": codes[3], "csrf_token": token})
     too_many = client.post(f"/elections/{ELECTION}/vote/confirm",
                            data=MultiDict([*hidden(ballot.text, "/vote/confirm"),
                                            ("sel-leader", "alice"), ("sel-leader", "bob")]))
-    assert too_many.status_code == 422 and "at most 1 choice" in too_many.text
+    assert too_many.status_code == 422 and "you can choose at most 1 option" in too_many.text
 
     vote(client, codes[4], [("sel-leader", "alice")])
     used = client.post(f"/elections/{ELECTION}/vote/ballot", data={"code": codes[4], "csrf_token": token})
@@ -189,7 +189,7 @@ def test_check_my_code_shows_unused_online_or_postal_and_never_the_ballot(client
     service.ballots.cast(ELECTION, codes[6], {"leader": [], "board": []}, channel="postal")
     assert "used by post" in check(codes[6]).text
     wrong = check("ABCD-EFGH")
-    assert wrong.status_code == 403 and "not valid for this election" in wrong.text
+    assert wrong.status_code == 403 and "A voting code has 17 letters and digits" in wrong.text
 
 
 def test_the_code_never_leaves_the_post_bodies(service, codes):

@@ -24,7 +24,7 @@ from hsm_signer import config as config_mod
 from hsm_signer.ballots import ClearBallotsRefusedError
 from hsm_signer.service import Service
 
-from . import api, board, check, errors, openapi, security, verify, vote
+from . import api, board, check, errors, openapi, security, verify, vote, wording
 from .context import WebContext
 
 ENV_PREFIX = "HSM_SIGNER_WEB"
@@ -67,6 +67,7 @@ def create_app(config: config_mod.Config | str | Path | None = None, *, service:
     for blueprint in (vote.bp, check.bp, board.bp, verify.bp, api.bp, openapi.bp):
         app.register_blueprint(blueprint)
     errors.register(app)
+    wording.init_app(app)
     security.init_app(app)  # after the blueprints: it wraps the code-checking views in rate limits
     if owns_service:
         atexit.register(service.close)

@@ -35,6 +35,7 @@ def result():
         status = service().ballots.code_status(election_id, request.form.get("code", "")[:64])
     except (InvalidCodeError, HsmError) as exc:
         error = expected_error(exc)
-        return (render_template("check.html", elections=elections, selected=election_id, error=error),
+        return (render_template("check.html", elections=elections, selected=election_id, error=error,
+                                typed=request.form.get("code", "")[:64]),
                 error.status, error.headers)
     return render_template("check_result.html", election=record.election, status=status)

@@ -100,7 +100,7 @@ def from_exception(exc: Exception) -> WebError | None:
     if isinstance(exc, InvalidCodeError):
         if not exc.malformed:  # a malformed code cost no HSM call: it costs no budget either
             g.code_attempt_failed = True  # counted by the wrong-code budget (security.py)
-        return WebError("invalid_code")
+        return WebError("invalid_code", str(exc))
     if isinstance(exc, CodeUsedError):
         return WebError("code_used", str(exc), code_status=exc.status)
     if isinstance(exc, BallotError):

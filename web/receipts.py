@@ -62,6 +62,7 @@ class ReceiptView:
     tree_size: int
     verify_url: str
     qr_data_uri: str
+    election_title: str
 
 
 def receipt_view(receipt: Receipt) -> ReceiptView:
@@ -72,8 +73,9 @@ def receipt_view(receipt: Receipt) -> ReceiptView:
     verify_url = service().config.server.base_url + url_for(
         "verify.page", e=receipt.election, i=receipt.leaf_index, n=checkpoint.size, r=root_b64url(receipt.checkpoint))
     qr = segno.make(verify_url, error="m").svg_data_uri(scale=4, border=2)
+    title = service().storage.get_election(receipt.election).election.title
     return ReceiptView(receipt, leaf.ballot_id, receipt.tracker, isinstance(leaf, SealedLeaf), checkpoint.size,
-                       verify_url, qr)
+                       verify_url, qr, title)
 
 
 def chosen_view(election, chosen: dict[str, list[str]]) -> list[tuple[str, list[str]]]:

@@ -28,7 +28,34 @@ def _form_code() -> str:
 
 
 def _form_selections(election: Election) -> dict[str, list[str]]:
-    return {c.id: request.form.getlist(f"sel-{c.id}") for c in election.contests}
+    """The options ticked per contest; the "No choice" box (an empty value) is not an option."""
+    return {c.id: [v for v in request.form.getlist(f"sel-{c.id}") if v] for c in election.contests}
+
+
+def _said_no_choice(election: Election) -> set[str]:
+    """Contests whose "No choice" box was ticked."""
+    return {c.id for c in election.contests if "" in request.form.getlist(f"sel-{c.id}")}
+
+
+def contest_problems(election: Election, chosen: dict[str, list[str]], none: set[str]) -> dict[str, str]:
+    """What is wrong in each contest, in words for the voter (empty when the ballot fits)."""
+    problems = {}
+    for contest in election.contests:
+        picked = chosen.get(contest.id, [])
+        if contest.id in none and picked:
+            problems[contest.id] = (f"You ticked \u201cNo choice\u201d and also chose {len(picked)} in "
+                                    f"\u201c{contest.title}\u201d. Untick one of them.")
+        elif len(picked) > contest.max_choices:
+            most = "1 option" if contest.max_choices == 1 else f"{contest.max_choices} options"
+            problems[contest.id] = (f"You chose {len(picked)} in \u201c{contest.title}\u201d, but you can choose "
+                                    f"at most {most}. Untick {len(picked) - contest.max_choices}.")
+    return problems
+
+
+def _sealing_for(election: Election) -> dict | None:
+    """What the page's script needs to seal a ballot in the browser (None without a sealing key)."""
+    box = service().ballots
+    return {"key": b64encode(box.sealing_key), "size": box.padded_size(election)} if box.sealing_key else None
 
 
 def _page(template: str, error: WebError, **context):
@@ -43,8 +70,8 @@ def index():
 
 @bp.get("/elections/<election_id>/vote")
 def enter_code(election_id: str):
-    record = open_election(election_id)
-    return render_template("vote_code.html", election=record.election)
+    election = open_election(election_id).election
+    return render_template("vote_code.html", election=election, sealing=_sealing_for(election), chosen={}, no_choice=set())
 
 
 @bp.post("/elections/<election_id>/vote/ballot")
@@ -56,29 +83,37 @@ def ballot(election_id: str):
     try:
         status = service().ballots.code_status(election_id, code)
     except (InvalidCodeError, HsmError) as exc:
-        return _page("vote_code.html", expected_error(exc), election=election)
+        # The page keeps what the voter typed, so a typo is corrected, not retyped.
+        return _page("vote_code.html", expected_error(exc), election=election, typed=code, sealing=None)
     if status.status != "unused":
         how = "by post" if status.status == "postal" else "online"
         error = WebError("code_used", f"this voting code has already been used {how}")
-        return _page("vote_code.html", error, election=election, used=True)
-    chosen = _form_selections(election) if "change" in request.form else {}
-    box = service().ballots
+        return _page("vote_code.html", error, election=election, used=True, typed=code, sealing=None)
+    changing = "change" in request.form
+    chosen = _form_selections(election) if changing else {}
+    none = _said_no_choice(election) if changing else set()
     # With a sealing key, the page's script validates and seals the ballot in the browser
     # (the server never sees the vote); without JavaScript the form below still works.
-    sealing = {"key": b64encode(box.sealing_key), "size": box.padded_size(election)} if box.sealing_key else None
-    return render_template("vote_ballot.html", election=election, code=code, chosen=chosen, sealing=sealing)
+    return render_template("vote_ballot.html", election=election, code=code, chosen=chosen, no_choice=none,
+                           sealing=_sealing_for(election))
 
 
 @bp.post("/elections/<election_id>/vote/confirm")
 def confirm(election_id: str):
     """Show the choices back before they count; nothing is stored yet."""
     election = open_election(election_id).election
-    code, chosen = _form_code(), _form_selections(election)
+    code, chosen, none = _form_code(), _form_selections(election), _said_no_choice(election)
+    problems = contest_problems(election, chosen, none)
     try:
+        if problems:
+            raise WebError("invalid_ballot", "please correct the choices marked below")
         clean = election.validate_selections(chosen)
-    except BallotError as exc:
-        return _page("vote_ballot.html", expected_error(exc), election=election, code=code, chosen=chosen)
-    return render_template("vote_confirm.html", election=election, code=code, chosen=clean)
+    except (BallotError, WebError) as exc:
+        return _page("vote_ballot.html", expected_error(exc), election=election, code=code, chosen=chosen,
+                     no_choice=none, problems=problems, sealing=None)
+    blank = [c.title for c in election.contests if not clean.get(c.id)]
+    return render_template("vote_confirm.html", election=election, code=code, chosen=clean, blank=blank,
+                           no_choice=none)
 
 
 @bp.post("/elections/<election_id>/vote/cast")

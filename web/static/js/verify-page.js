@@ -21,6 +21,23 @@ const $ = (id) => document.getElementById(id);
 
 class NetworkError extends Error {}
 
+// What a failed step means, in words for a voter (the step's own message, with the
+// technical reason, stays in the list of steps below the verdict).
+const FAILED = {
+  keys: "The election's keys could not be read, so nothing could be checked. Ask the election officials for help.",
+  receipt: "This is not a receipt this page can read. Check that you pasted or opened the whole receipt file.",
+  checkpoint: "The receipt was not signed by this election's key. It may have been changed, or it may be from another election.",
+  leaf: "The ballot in this receipt is not one this page can read. The receipt may have been changed.",
+  inclusion: "Your ballot is not in the election's log at the place this receipt gives. The receipt may have been changed.",
+  "later-checkpoint": "The election's latest signed log could not be checked.",
+  consistency: "The election's log has changed in a way it never should (it may only grow). Tell the election officials.",
+  tally: "Your ballot could not be found in the signed count. Tell the election officials.",
+};
+
+function failedVerdict(failure) {
+  return `This receipt did not pass the check. ${FAILED[failure.step] || "One of the checks below failed."}`;
+}
+
 const STATUS_LABEL = { ok: "Passed", fail: "Failed", pending: "Not yet", skipped: "Not checked", running: "Checking…" };
 
 // --- fetching -------------------------------------------------------------------------------
@@ -243,7 +260,7 @@ async function showBallot(result) {
     const options = selections[contest];
     const known = titles.get(contest);
     const names = options.map((o) => (known && known.options.get(o)) || o);
-    add(known ? known.title : contest, names.length ? names.join(", ") : "no choice (abstain)");
+    add(known ? known.title : contest, names.length ? names.join(", ") : "No choice");
   }
   box.hidden = false;
 }
@@ -294,7 +311,7 @@ async function showOpened(result) {
     if (opened.status === "valid") {
       for (const [contest, known] of titles) {
         const options = opened.selections[contest] || [];
-        add(known.title, options.length ? options.map((o) => known.options.get(o) || o).join(", ") : "no choice (abstain)");
+        add(known.title, options.length ? options.map((o) => known.options.get(o) || o).join(", ") : "No choice");
       }
       note.textContent = "This browser opened your sealed ballot again with the secret the tally published, and got " +
         "exactly this. Check that it is what you chose.";
@@ -307,7 +324,7 @@ async function showOpened(result) {
     box.dataset.status = "fail";
     note.textContent = exc instanceof NetworkError
       ? `${exc.message} Your opened ballot could not be fetched now; check again later.`
-      : `Your opened ballot did NOT check out: ${exc.message}.`;
+      : `Your opened ballot did not pass the check (${exc.message}).`;
   }
 }
 
@@ -364,7 +381,7 @@ async function runCheck(getReceipt) {
     render(report.steps.filter((s) => s.step === "keys"), {
       receipt: { status: "fail", message: `The receipt from your QR code does not match. Reason: ${receipt.mismatch}.` },
     });
-    setVerdict("fail", "This receipt did NOT verify: the server's log does not match your QR code.");
+    setVerdict("fail", "This receipt did not pass the check. The election's log on this server does not match your QR code.");
     return;
   }
 
@@ -377,7 +394,7 @@ async function runCheck(getReceipt) {
     setVerdict(offline.failure.kind === "unsupported" ? "unsupported" : "fail",
       offline.failure.kind === "unsupported"
         ? "This browser could not finish the check."
-        : `This receipt did NOT verify: ${offline.failure.title.toLowerCase()} failed.`);
+        : failedVerdict(offline.failure));
     return;
   }
   setVerdict("partial", "Your ballot is in the log the election's key signed. Now checking the log since then…");
@@ -405,7 +422,7 @@ async function runCheck(getReceipt) {
     setVerdict(full.failure.kind === "unsupported" ? "unsupported" : "fail",
       full.failure.kind === "unsupported"
         ? "This browser could not finish the check."
-        : `This receipt did NOT verify: ${full.failure.title.toLowerCase()} failed.`);
+        : failedVerdict(full.failure));
   } else if (full.result.isTally) {
     setVerdict("ok", "Verified: your ballot is in the log, the log has only grown since, and it is counted in the signed tally.");
   } else {

@@ -8,6 +8,11 @@
 // not signed yet) sends the very same sealed ballot, which the server recognises as the
 // identical resubmission. The selections never leave this page, and are never put in a URL.
 // Without JavaScript the form posts to the server, which seals at once.
+//
+// On the code page (vote_code.html) the ballot is part of the page: the code is checked
+// with the API and the ballot shown without a page load, so the whole vote is one GET page
+// and Back or Reload never resubmits a form. A contest's "No choice" box (data-none, an
+// empty value) is not an option: it leaves the contest blank, and the review says so.
 
 import { newBallotId, sealBallot } from "./sealed.js";
 
@@ -31,19 +36,39 @@ function showError(message) {
   if (message) box.scrollIntoView({ block: "nearest" });
 }
 
+/** A core message ("this code ...") as a sentence ("This code ..."). */
+function sentence(text) {
+  const trimmed = String(text || "").trim();
+  if (!trimmed) return trimmed;
+  const capital = trimmed[0].toUpperCase() + trimmed.slice(1);
+  return /[.!?]$/.test(capital) ? capital : `${capital}.`;
+}
+
 /** {contest: [option ids]} as chosen, with contest and option titles for the review. */
 function readBallot() {
-  const selections = {}, review = [], problems = [];
+  const selections = {}, review = [], problems = [], blank = [];
   for (const fieldset of form.querySelectorAll("fieldset[data-contest]")) {
     const contest = fieldset.dataset.contest;
     const max = Number(fieldset.dataset.max);
-    const chosen = [...fieldset.querySelectorAll("input:checked")];
+    const chosen = [...fieldset.querySelectorAll("input:checked:not([data-none])")];
+    const none = fieldset.querySelector("input[data-none]:checked");
     const title = fieldset.querySelector(".contest-title").textContent.trim();
     if (chosen.length > max) problems.push(`${title}: choose at most ${max} (you chose ${chosen.length})`);
+    if (none && chosen.length) problems.push(`${title}: you ticked "No choice" and also chose ${chosen.length}`);
+    if (!chosen.length) blank.push(title);
     selections[contest] = chosen.map((input) => input.value);
     review.push([title, chosen.map((input) => form.querySelector(`label[for="${input.id}"]`).textContent.trim())]);
   }
-  return { selections, review, problems };
+  return { selections, review, problems, blank };
+}
+
+function showBlank(blank) {
+  const box = $("js-blank");
+  box.hidden = !blank.length;
+  box.textContent = blank.length
+    ? `You have left ${blank.length === 1 ? "1 contest" : `${blank.length} contests`} blank: ${blank.join(", ")}. ` +
+      'Your ballot will say "No choice" there. If that is not what you want, choose "Change my choices".'
+    : "";
 }
 
 function showReview(review) {
@@ -54,7 +79,7 @@ function showReview(review) {
     dt.textContent = title;
     const dd = document.createElement("dd");
     if (options.length) dd.textContent = options.join(", ");
-    else dd.append(Object.assign(document.createElement("em"), { textContent: "no choice (abstain)" }));
+    else dd.append(Object.assign(document.createElement("em"), { textContent: "No choice" }));
     list.append(dt, dd);
   }
 }
@@ -114,12 +139,13 @@ function done(receipt) {
 if (form && form.dataset.sealingKey && window.crypto && crypto.subtle) {
   form.addEventListener("submit", (event) => {
     event.preventDefault();
-    const { selections, review, problems } = readBallot();
+    const { selections, review, problems, blank } = readBallot();
     if (problems.length) return showError(problems.join("; "));
     showError("");
     pendingSelections = selections;
     sealedBallot = null;
     showReview(review);
+    showBlank(blank);
     form.hidden = true;
     $("js-review").hidden = false;
     $("js-cast").focus();
@@ -130,4 +156,60 @@ if (form && form.dataset.sealingKey && window.crypto && crypto.subtle) {
     pendingSelections = sealedBallot = null;
   });
   $("js-cast").addEventListener("click", cast);
+  // "No choice" and the options of a choose-up-to contest exclude each other.
+  form.addEventListener("change", (event) => {
+    const input = event.target;
+    if (input.type !== "checkbox" || !input.checked) return;
+    const fieldset = input.closest("fieldset[data-contest]");
+    const others = input.hasAttribute("data-none")
+      ? fieldset.querySelectorAll("input:not([data-none])") : fieldset.querySelectorAll("input[data-none]");
+    for (const other of others) other.checked = false;
+  });
+  startOnThisPage();
+}
+
+/** The code step on the same page: check the code with the API, then show the ballot. */
+function startOnThisPage() {
+  const codeForm = document.getElementById("code-form");
+  if (!codeForm || !codeForm.dataset.statusUrl) return;
+  const field = codeForm.elements.code;
+  const fieldError = (message) => {
+    let box = $("code-error");
+    if (!box) {
+      box = Object.assign(document.createElement("p"), { id: "code-error", className: "field-error" });
+      box.setAttribute("role", "alert");
+      field.before(box);
+    }
+    box.replaceChildren(Object.assign(document.createElement("strong"), { textContent: message }));
+    field.setAttribute("aria-invalid", "true");
+    field.setAttribute("aria-describedby", "code-hint code-error");
+    field.focus();
+  };
+  codeForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const button = codeForm.querySelector("button[type=submit]");
+    button.disabled = true;
+    try {
+      const response = await fetch(codeForm.dataset.statusUrl, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "application/json" },
+        body: JSON.stringify({ code: field.value }),
+        credentials: "omit",
+        cache: "no-store",
+      });
+      const answer = await response.json().catch(() => ({}));
+      if (!response.ok) return fieldError(sentence(answer.message || `The code could not be checked (HTTP ${response.status}).`));
+      if (answer.status !== "unused") {
+        return fieldError(`This voting code has already been used ${answer.status === "postal" ? "by post" : "online"}.`);
+      }
+      form.elements.code.value = field.value;
+      $("code-step").hidden = true;
+      $("js-ballot").hidden = false;
+      form.querySelector("fieldset input").focus();
+    } catch (exc) {
+      fieldError(`Your code could not be checked (${exc.message}). Check your connection and try again.`);
+    } finally {
+      button.disabled = false;
+    }
+  });
 }
