@@ -13,10 +13,8 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from werkzeug.datastructures import MultiDict
 
 from hsm_signer import codes as codes_mod
-from hsm_signer.log.leaf import parse_leaf
 
 from js.browser import chromium
 from servicekit import DEMO_ELECTION, open_election

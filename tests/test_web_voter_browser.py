@@ -99,3 +99,32 @@ def test_a_voter_fixes_a_typo_leaves_a_contest_blank_casts_and_goes_back(browser
     # The explicit "No choice" is a blank contest, not an option.
     assert sealed.decode_plaintext(hpke.open_with_private_key(sealing_key, info, leaf.sealed), 64) == {
         "board": [], "leader": ["carol"]}
+
+
+def test_a_voter_switches_to_welsh_and_votes(browser, service, sealing_key):
+    code = open_election(service, 2)[0]
+    with live(service) as base:
+        context = browser.new_context(viewport=VIEWPORTS["phone"], locale="en-GB")
+        page = context.new_page()
+        try:
+            page.goto(f"{base}/elections/{ELECTION}/vote")
+            assert page.locator("html").get_attribute("lang") == "en"
+            page.get_by_role("link", name="Cymraeg").click()
+            assert page.locator("html").get_attribute("lang") == "cy"
+            page.get_by_label("Eich cod pleidleisio").fill(code)
+            page.get_by_role("button", name="Parhau").click()
+            page.get_by_label("Alice").check()
+            page.locator('fieldset[data-contest="board"]').get_by_label("Dim dewis").check()
+            page.get_by_role("button", name="Adolygu fy newisiadau").click()
+            page.get_by_role("button", name="Bwrw fy mhleidlais").click()
+            page.locator("#js-done").wait_for(timeout=20_000)
+            page.get_by_role("link", name="Agor fy nerbynneb").click()
+            page.get_by_role("heading", name="Mae eich pleidlais wedi'i chofnodi").wait_for()
+            assert page.locator("html").get_attribute("lang") == "cy"  # the switch is remembered
+        finally:
+            context.close()
+    (stored,) = service.storage.entries(ELECTION, 0, 1)
+    leaf = parse_leaf(stored)
+    info = sealed.sealing_info(ELECTION, "online", leaf.ballot_id)
+    assert sealed.decode_plaintext(hpke.open_with_private_key(sealing_key, info, leaf.sealed), 64) == {
+        "board": [], "leader": ["alice"]}

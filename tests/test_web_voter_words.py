@@ -81,7 +81,7 @@ def test_no_choice_is_explicit_and_a_blank_contest_is_named_before_casting(clien
     confirm = client.post(f"/elections/{ELECTION}/vote/confirm", data=MultiDict([
         *hidden(ballot.text, "/vote/confirm"), ("sel-leader", ""), ("sel-board", "dan")]))
     assert confirm.status_code == 200
-    assert "You have left 1 contest blank:\n  Leader." in confirm.text
+    assert "You have left 1 contest blank: Leader." in confirm.text
     # "Change my choices" brings the explicit "No choice" back ticked.
     change = client.post(f"/elections/{ELECTION}/vote/ballot", data=MultiDict(hidden(confirm.text, "/vote/ballot")))
     assert re.search(r'id="sel-leader--none"[^>]*value="" data-none\s+checked', change.text)

@@ -24,7 +24,7 @@ from hsm_signer import config as config_mod
 from hsm_signer.ballots import ClearBallotsRefusedError
 from hsm_signer.service import Service
 
-from . import api, board, check, errors, openapi, security, verify, vote, wording
+from . import api, board, check, errors, i18n, openapi, security, verify, vote, wording
 from .context import WebContext
 
 ENV_PREFIX = "HSM_SIGNER_WEB"
@@ -68,6 +68,7 @@ def create_app(config: config_mod.Config | str | Path | None = None, *, service:
         app.register_blueprint(blueprint)
     errors.register(app)
     wording.init_app(app)
+    i18n.init_app(app)
     security.init_app(app)  # after the blueprints: it wraps the code-checking views in rate limits
     if owns_service:
         atexit.register(service.close)

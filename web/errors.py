@@ -18,6 +18,7 @@ import math
 import time
 
 from flask import Flask, current_app, g, jsonify, render_template, request
+from flask_babel import gettext
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from hsm_signer.ballots import CodeUsedError, InvalidCodeError, ReceiptPendingError
@@ -134,7 +135,7 @@ def wants_json() -> bool:
 def render(error: WebError):
     """The response for ``error``: JSON under /api/, an HTML page elsewhere."""
     if wants_json():
-        response = jsonify({"error": error.code, "message": error.message, **error.extra})
+        response = jsonify({"error": error.code, "message": gettext(error.message), **error.extra})
     else:
         response = current_app.make_response(
             render_template("error.html", error=error, ballot_id=error.extra.get("ballot_id")))

@@ -9,6 +9,8 @@ public bulletin board does not already show.
 from __future__ import annotations
 
 from flask import Blueprint, Response, render_template, request
+from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from hsm_signer.ballots import CodeUsedError, InvalidCodeError, ReceiptPendingError
 from hsm_signer.election import BallotError, Election
@@ -43,12 +45,13 @@ def contest_problems(election: Election, chosen: dict[str, list[str]], none: set
     for contest in election.contests:
         picked = chosen.get(contest.id, [])
         if contest.id in none and picked:
-            problems[contest.id] = (f"You ticked \u201cNo choice\u201d and also chose {len(picked)} in "
-                                    f"\u201c{contest.title}\u201d. Untick one of them.")
+            problems[contest.id] = _("You ticked \u201cNo choice\u201d and also chose %(num)d in \u201c%(contest)s\u201d. "
+                                     "Untick one of them.", num=len(picked), contest=contest.title)
         elif len(picked) > contest.max_choices:
-            most = "1 option" if contest.max_choices == 1 else f"{contest.max_choices} options"
-            problems[contest.id] = (f"You chose {len(picked)} in \u201c{contest.title}\u201d, but you can choose "
-                                    f"at most {most}. Untick {len(picked) - contest.max_choices}.")
+            problems[contest.id] = ngettext(
+                "You chose %(chosen)d in \u201c%(contest)s\u201d, but you can choose at most %(num)d option. Untick %(extra)d.",
+                "You chose %(chosen)d in \u201c%(contest)s\u201d, but you can choose at most %(num)d options. Untick %(extra)d.",
+                contest.max_choices, chosen=len(picked), contest=contest.title, extra=len(picked) - contest.max_choices)
     return problems
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 
+from babel.dates import format_date
 from flask import Flask
+from flask_babel import get_locale
 
 from hsm_signer.election import Election
 
@@ -26,11 +28,16 @@ def sentence(message: str) -> str:
 
 
 def when(stored: str | None, election: Election) -> str:
-    """``Wednesday 2 September 2026 at 6:00pm (BST)``, in the election's time zone."""
+    """``Wednesday 2 September 2026 at 6:00pm (BST)``, in the election's time zone; in
+    Welsh ``Dydd Mercher 2 Medi 2026, 18:00 (BST)``."""
     if not stored:
         return ""
     zone = zoneinfo.ZoneInfo(election.timezone or "UTC")
     moment = dt.datetime.fromisoformat(stored.replace("Z", "+00:00")).astimezone(zone)
+    language = str(get_locale() or "en")
+    if language != "en":
+        day = format_date(moment.date(), "EEEE d MMMM y", locale=language)
+        return f"{day}, {moment:%H:%M} ({moment.tzname()})"
     hour = moment.hour % 12 or 12
     clock = f"{hour}:{moment.minute:02d}{'am' if moment.hour < 12 else 'pm'}"
     return f"{moment:%A} {moment.day} {moment:%B %Y} at {clock} ({moment.tzname()})"

@@ -1,0 +1,156 @@
+"""English and Welsh (Cymraeg) voter pages with Flask-Babel (issue 16).
+
+The catalogue is current (every message in the sources is in the .po and translated, and
+the committed .mo is the compiled .po); the language follows Accept-Language or the
+visible switch (remembered in a cookie); ``lang`` is right; every voter page rendered in
+Welsh shows none of the English messages, and the voter-facing API messages are Welsh too.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import re
+from pathlib import Path
+
+from babel.messages.catalog import Catalog
+from babel.messages.extract import extract_from_dir
+from babel.messages.mofile import read_mo, write_mo
+from babel.messages.pofile import read_po
+from werkzeug.datastructures import MultiDict
+
+from hsm_signer.web import i18n
+
+from test_web_vote import ELECTION, hidden, token_of
+
+WEB = Path(i18n.__file__).parent
+PO = WEB / "translations" / "cy" / "LC_MESSAGES" / "messages.po"
+MO = PO.with_suffix(".mo")
+WELSH = {"Accept-Language": "cy"}
+
+
+def _catalog() -> Catalog:
+    with PO.open("rb") as f:
+        return read_po(f)
+
+
+def _source_messages() -> set[str]:
+    method_map = [("**.py", "python"), ("templates/**.html", "jinja2")]
+    keywords = {"_": None, "gettext": None, "ngettext": (1, 2)}
+    found = set()
+    for _file, _line, message, _comments, _context in extract_from_dir(str(WEB), method_map, keywords=keywords):
+        found.add(message[0] if isinstance(message, tuple) else message)
+    return found
+
+
+def test_every_message_in_the_sources_is_translated_and_the_mo_is_the_compiled_po():
+    catalog = _catalog()
+    translated = {m.id[0] if isinstance(m.id, tuple) else m.id: m.string for m in catalog if m.id}
+    missing = _source_messages() - set(translated)
+    assert not missing, f"not in the .po (extract and translate them): {sorted(missing)}"
+    empty = [k for k, v in translated.items() if not (all(v) if isinstance(v, tuple) else v)]
+    assert not empty and not catalog.fuzzy
+    assert not [m.id for m in catalog if m.id and m.fuzzy]
+    compiled = io.BytesIO()
+    write_mo(compiled, catalog)
+    with MO.open("rb") as f:
+        committed = {str(m.id): str(m.string) for m in read_mo(f) if m.id}
+    fresh = {str(m.id): str(m.string) for m in read_mo(io.BytesIO(compiled.getvalue())) if m.id}
+    assert committed == fresh, "the committed .mo is stale: run pybabel compile -d web/translations"
+
+
+def _visible_text(page: str) -> str:
+    page = re.sub(r"<(script|style)\b.*?</\1>", " ", page, flags=re.S)
+    page = re.sub(r"<[^>]+>", " ", page)
+    return re.sub(r"\s+", " ", html.unescape(page))
+
+
+def _english_left(text: str) -> list[str]:
+    """English messages (whole, or each sentence of them) found in a Welsh page's text."""
+    left = []
+    for message in _catalog():
+        if not message.id:
+            continue
+        english = message.id[0] if isinstance(message.id, tuple) else message.id
+        for piece in re.split(r"%\([a-z]+\)[sd]|<[^>]+>", english):
+            piece = piece.strip(" .:;,")
+            if len(piece) >= 12 and piece in text:
+                left.append(piece)
+    return left
+
+
+def _every_voter_page(client, service, codes, headers) -> dict[str, str]:
+    pages = {"elections": client.get("/", headers=headers).text}
+    start = client.get(f"/elections/{ELECTION}/vote", headers=headers)
+    pages["code"] = start.text
+    token = token_of(start.text)
+    post = lambda path, data: client.post(path, data=data, headers=headers)  # noqa: E731
+    pages["code with a typo"] = post(f"/elections/{ELECTION}/vote/ballot",
+                                     {"code": "1" + codes[0][1:] if codes[0][0] != "1" else "2" + codes[0][1:],
+                                      "csrf_token": token}).text
+    ballot = post(f"/elections/{ELECTION}/vote/ballot", {"code": codes[0], "csrf_token": token})
+    pages["ballot"] = ballot.text
+    pages["ballot with a problem"] = post(f"/elections/{ELECTION}/vote/confirm", MultiDict([
+        *hidden(ballot.text, "/vote/confirm"), ("sel-board", "dan"), ("sel-board", "erin"), ("sel-board", "frank")])).text
+    confirm = post(f"/elections/{ELECTION}/vote/confirm", MultiDict([
+        *hidden(ballot.text, "/vote/confirm"), ("sel-leader", ""), ("sel-board", "dan")]))
+    pages["confirmation"] = confirm.text
+    cast = post(f"/elections/{ELECTION}/vote/cast", MultiDict(hidden(confirm.text, "/vote/cast")))
+    pages["cast"] = cast.text
+    location = re.search(r'href="(/elections/[^"/]+/receipts/[0-9a-f]{32})"', cast.text).group(1)
+    pages["receipt"] = client.get(location, headers=headers).text
+    pages["printable receipt"] = client.get(location + "/print", headers=headers).text
+    pages["check"] = client.get(f"/check?election={ELECTION}", headers=headers).text
+    pages["check: used"] = post("/check", {"election": ELECTION, "code": codes[0], "csrf_token": token}).text
+    pages["check: wrong"] = post("/check", {"election": ELECTION, "code": "ABCD", "csrf_token": token}).text
+    pages["used code"] = post(f"/elections/{ELECTION}/vote/ballot", {"code": codes[0], "csrf_token": token}).text
+    pages["error"] = client.get("/elections/no-such-election/vote", headers=headers).text
+    return pages
+
+
+def test_every_voter_page_in_welsh_has_no_english_message_left(client, service, codes):
+    pages = _every_voter_page(client, service, codes, WELSH)
+    for name, page in pages.items():
+        assert '<html lang="cy">' in page, name
+        assert _english_left(_visible_text(page)) == [], name
+        assert 'lang="en" hreflang="en">English</a>' in page, name  # the switch back
+    assert "Rydych wedi gadael 1 adran yn wag: Leader." in pages["confirmation"]
+    assert "mae gwall teipio yn y cod hwn"[1:] in pages["code with a typo"]
+    assert "Dim dewis (gadael yr adran hon yn wag)" in pages["ballot"]
+
+
+def test_the_same_pages_in_english_are_english(client, service, codes):
+    pages = _every_voter_page(client, service, codes, {"Accept-Language": "en-GB,en;q=0.8"})
+    for name, page in pages.items():
+        assert '<html lang="en">' in page and 'lang="cy" hreflang="cy">Cymraeg</a>' in page, name
+    assert "You have left 1 contest blank: Leader." in pages["confirmation"]
+    assert len(_english_left(_visible_text(pages["ballot"]))) >= 3  # the check above can see English
+
+
+def test_pages_not_translated_yet_say_their_content_is_english(client):
+    for path in ("/verify", "/board/"):
+        page = client.get(path, headers=WELSH).text
+        assert '<html lang="cy">' in page and '<main id="main" lang="en">' in page
+
+
+def test_the_switch_is_remembered_and_the_api_answers_in_the_chosen_language(client, codes):
+    switched = client.get("/?lang=cy")
+    assert '<html lang="cy">' in switched.text and "lang=cy" in switched.headers["Set-Cookie"]
+    assert '<html lang="cy">' in client.get(f"/elections/{ELECTION}/vote").text  # no Accept-Language: the cookie
+    assert '<html lang="en">' in client.get("/?lang=en").text
+    assert '<html lang="en">' in client.get("/?lang=xx").text  # an unknown language is ignored
+    client.delete_cookie("lang")
+    answer = client.post(f"/api/v1/elections/{ELECTION}/code-status", json={"code": "ABCD"}, headers=WELSH)
+    assert answer.status_code == 403 and answer.json["error"] == "invalid_code"
+    assert answer.json["message"].startswith("mae gan god pleidleisio 17 o lythrennau")
+
+
+def test_dates_are_welsh_in_welsh(service):
+    from servicekit import DEMO_ELECTION
+    from hsm_signer.testing.service import open_election
+    from hsm_signer.web import create_app
+    open_election(service, {**DEMO_ELECTION, "id": "haf", "timezone": "Europe/London",
+                            "closes_at": "2030-07-01T16:00:00Z"}, 1)
+    client = create_app(service=service, test_config={"TESTING": True}).test_client()
+    page = client.get("/elections/haf/vote", headers=WELSH).text
+    assert "Dydd Llun 1 Gorffennaf 2030, 17:00 (BST)" in page
