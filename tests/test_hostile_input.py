@@ -66,6 +66,20 @@ def test_a_query_number_past_64_bits_is_a_400_invalid_parameter_not_a_500(client
     assert response.get_json()["error"] == "invalid_parameter"
 
 
+@pytest.mark.parametrize("query, message", [
+    ("proof/inclusion?index=0&size=", "must be an integer"),      # found by Schemathesis: was the default size
+    ("checkpoint?size=", "must be an integer"),
+    ("entries?start=0&end=", "must be an integer"),
+    ("entries?start=0&start=1", "given 2 times"),                  # found by Schemathesis: the first one won
+    ("proof/consistency?from=0&from=1&to=1", "given 2 times"),
+])
+def test_an_empty_or_repeated_query_number_is_a_400_not_the_default(client, codes, query, message):
+    response = client.get(f"{API}/{query}")
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.get_json()["error"] == "invalid_parameter"
+    assert message in response.get_json()["message"]
+
+
 def test_the_largest_64_bit_size_is_a_plain_not_found(client, codes):
     response = client.get(f"{API}/checkpoint?size=9223372036854775807")
     assert (response.status_code, response.get_json()["error"]) == (404, "checkpoint_not_found")

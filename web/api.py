@@ -70,12 +70,16 @@ def _json_type(kind: type) -> str:
 
 def int_arg(name: str, default: int | None = None) -> int:
     """A non-negative integer query parameter, at most :data:`MAX_INDEX` (checked before
-    ``int()`` and SQLite see it)."""
-    raw = request.args.get(name)
-    if raw is None or raw == "":
+    ``int()`` and SQLite see it). Absent means ``default``; present but empty, or given
+    twice, is an error (``?size=`` is not "no size")."""
+    values = request.args.getlist(name)
+    if not values:
         if default is None:
             raise WebError("invalid_parameter", f"query parameter {name!r} is required")
         return default
+    if len(values) > 1:
+        raise WebError("invalid_parameter", f"query parameter {name!r} is given {len(values)} times; send it once")
+    raw = values[0]
     if not raw.isascii() or not raw.isdigit() or len(raw) > len(str(MAX_INDEX)) or int(raw) > MAX_INDEX:
         raise WebError("invalid_parameter", f"query parameter {name!r} must be an integer from 0 to {MAX_INDEX}")
     return int(raw)
