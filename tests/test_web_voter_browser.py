@@ -116,6 +116,9 @@ def test_a_voter_switches_to_welsh_and_votes(browser, service, sealing_key):
             page.get_by_label("Alice").check()
             page.locator('fieldset[data-contest="board"]').get_by_label("Dim dewis").check()
             page.get_by_role("button", name="Adolygu fy newisiadau").click()
+            page.locator("#js-blank").wait_for()  # the script's words are Welsh too
+            assert page.locator("#js-blank").inner_text().startswith("Rydych wedi gadael 1 adran yn wag: Board.")
+            assert "Dim dewis" in page.locator("#js-choices").inner_text()
             page.get_by_role("button", name="Bwrw fy mhleidlais").click()
             page.locator("#js-done").wait_for(timeout=20_000)
             page.get_by_role("link", name="Agor fy nerbynneb").click()

@@ -19,6 +19,13 @@ import { newBallotId, sealBallot } from "./sealed.js";
 const form = document.getElementById("ballot-form");
 const $ = (id) => document.getElementById(id);
 
+// The page's words in its language (data-words, from the gettext catalogue): "{name}" is a value.
+const WORDS = JSON.parse((form && form.dataset.words) || "{}");
+function t(key, values = {}) {
+  return (WORDS[key] || key).replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? ""));
+}
+const LANGUAGE = document.documentElement.lang || "en";
+
 function b64decode(text) {
   return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
 }
@@ -53,8 +60,8 @@ function readBallot() {
     const chosen = [...fieldset.querySelectorAll("input:checked:not([data-none])")];
     const none = fieldset.querySelector("input[data-none]:checked");
     const title = fieldset.querySelector(".contest-title").textContent.trim();
-    if (chosen.length > max) problems.push(`${title}: choose at most ${max} (you chose ${chosen.length})`);
-    if (none && chosen.length) problems.push(`${title}: you ticked "No choice" and also chose ${chosen.length}`);
+    if (chosen.length > max) problems.push(t("tooMany", { title, max, n: chosen.length }));
+    if (none && chosen.length) problems.push(t("noneAndChosen", { title, n: chosen.length }));
     if (!chosen.length) blank.push(title);
     selections[contest] = chosen.map((input) => input.value);
     review.push([title, chosen.map((input) => form.querySelector(`label[for="${input.id}"]`).textContent.trim())]);
@@ -66,8 +73,7 @@ function showBlank(blank) {
   const box = $("js-blank");
   box.hidden = !blank.length;
   box.textContent = blank.length
-    ? `You have left ${blank.length === 1 ? "1 contest" : `${blank.length} contests`} blank: ${blank.join(", ")}. ` +
-      'Your ballot will say "No choice" there. If that is not what you want, choose "Change my choices".'
+    ? `${t(blank.length === 1 ? "blankOne" : "blankMany", { n: blank.length, names: blank.join(", ") })} ${t("blankMeans")}`
     : "";
 }
 
@@ -79,7 +85,7 @@ function showReview(review) {
     dt.textContent = title;
     const dd = document.createElement("dd");
     if (options.length) dd.textContent = options.join(", ");
-    else dd.append(Object.assign(document.createElement("em"), { textContent: "No choice" }));
+    else dd.append(Object.assign(document.createElement("em"), { textContent: t("noChoice") }));
     list.append(dt, dd);
   }
 }
@@ -103,7 +109,7 @@ async function cast() {
     sealedBallot = sealedBallot || await seal(pendingSelections);
     const response = await fetch(form.dataset.api, {
       method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      headers: { "Content-Type": "application/json", Accept: "application/json", "Accept-Language": LANGUAGE },
       body: JSON.stringify({ code: form.elements.code.value, sealed: sealedBallot }),
       credentials: "omit",
       cache: "no-store",
@@ -111,15 +117,15 @@ async function cast() {
     const answer = await response.json().catch(() => ({}));
     if (response.ok) return done(answer);
     if (response.status === 503) {
-      showError(`${answer.message || "The service is busy."} Press "Cast my ballot" again in a few seconds.`);
+      showError(`${answer.message ? sentence(answer.message) : t("busy")} ${t("pressAgain")}`);
       button.disabled = false;
       return;
     }
-    showError(answer.message || `The ballot was not accepted (HTTP ${response.status}).`);
+    showError(answer.message ? sentence(answer.message) : t("notAccepted", { status: response.status }));
     $("js-change").disabled = false;
     if (response.status === 429) button.disabled = false;
   } catch (exc) {
-    showError(`Your ballot could not be sent (${exc.message}). Check your connection and press "Cast my ballot" again.`);
+    showError(t("notSent", { error: exc.message }));
     button.disabled = false;
   }
 }
@@ -192,22 +198,22 @@ function startOnThisPage() {
     try {
       const response = await fetch(codeForm.dataset.statusUrl, {
         method: "POST",
-        headers: { "Content-Type": "application/json", Accept: "application/json" },
+        headers: { "Content-Type": "application/json", Accept: "application/json", "Accept-Language": LANGUAGE },
         body: JSON.stringify({ code: field.value }),
         credentials: "omit",
         cache: "no-store",
       });
       const answer = await response.json().catch(() => ({}));
-      if (!response.ok) return fieldError(sentence(answer.message || `The code could not be checked (HTTP ${response.status}).`));
+      if (!response.ok) return fieldError(answer.message ? sentence(answer.message) : t("codeNotChecked", { status: response.status }));
       if (answer.status !== "unused") {
-        return fieldError(`This voting code has already been used ${answer.status === "postal" ? "by post" : "online"}.`);
+        return fieldError(t(answer.status === "postal" ? "usedByPost" : "usedOnline"));
       }
       form.elements.code.value = field.value;
       $("code-step").hidden = true;
       $("js-ballot").hidden = false;
       form.querySelector("fieldset input").focus();
     } catch (exc) {
-      fieldError(`Your code could not be checked (${exc.message}). Check your connection and try again.`);
+      fieldError(t("codeNetwork", { error: exc.message }));
     } finally {
       button.disabled = false;
     }
