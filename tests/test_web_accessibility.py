@@ -25,6 +25,14 @@ AXE = Path(__file__).parent / "js" / "vendor" / "axe-core" / "axe.min.js"
 AXE_SHA256 = "880970c081707360e64f34cea25ff91892f5bc95675b0776925b9709dd8a68bb"  # axe-core 4.10.3
 AXE_PATH = "/__axe-core-under-test.js"
 WCAG21_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+WORDS = {
+    "en": {"code": "Voting code", "review": "Review my choices", "none": "No choice", "cast": "Cast my ballot",
+           "open": "Open my receipt", "recorded": "Your ballot is recorded", "check": "Check",
+           "used": "used to vote online"},
+    "cy": {"code": "Eich cod pleidleisio", "review": "Adolygu fy newisiadau", "none": "Dim dewis",
+           "cast": "Bwrw fy mhleidlais", "open": "Agor fy nerbynneb", "recorded": "Mae eich pleidlais wedi'i chofnodi",
+           "check": "Gwirio", "used": "ddefnyddio i bleidleisio ar-lein"},
+}
 VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
 
 
@@ -69,53 +77,56 @@ def _typo_of(code: str) -> str:
     return ("1" if code[0] != "1" else "2") + code[1:]
 
 
-@pytest.mark.parametrize("viewport", VIEWPORTS, ids=list(VIEWPORTS))
-def test_every_state_of_the_voters_pages_with_javascript(browser, service, sealing_key, viewport):
+@pytest.mark.parametrize("viewport, language", [("desktop", "en"), ("phone", "en"), ("phone", "cy")],
+                         ids=["desktop", "phone", "phone-welsh"])
+def test_every_state_of_the_voters_pages_with_javascript(browser, service, sealing_key, viewport, language):
     codes = open_election(service, 3)
+    W = WORDS[language]
     with live(service) as base:
         auditor = Auditor(browser, base, VIEWPORTS[viewport])
         page = auditor.page
         try:
-            page.goto(base + "/")
+            page.goto(f"{base}/?lang={language}")
+            assert page.locator("html").get_attribute("lang") == language
             auditor.audit("elections")
             page.goto(f"{base}/elections/{ELECTION}/vote")
             auditor.audit("code")
-            field = page.get_by_label("Voting code")
+            field = page.get_by_label(W["code"])
             field.fill(_typo_of(codes[0]))
             field.press("Enter")
             page.locator("#code-error").wait_for()
             auditor.audit("code with a typo")
             field.fill(codes[0])
             field.press("Enter")
-            page.get_by_role("button", name="Review my choices").wait_for()
+            page.get_by_role("button", name=W["review"]).wait_for()
             auditor.audit("ballot")
             for name in ("Dan", "Erin", "Frank"):
                 page.get_by_label(name).check()
-            page.get_by_role("button", name="Review my choices").click()
+            page.get_by_role("button", name=W["review"]).click()
             page.locator("#js-error").wait_for()
             auditor.audit("ballot with too many choices")
-            page.locator('fieldset[data-contest="board"]').get_by_label("No choice").check()
-            page.get_by_role("button", name="Review my choices").click()
+            page.locator('fieldset[data-contest="board"]').get_by_label(W["none"]).check()
+            page.get_by_role("button", name=W["review"]).click()
             page.locator("#js-review").wait_for()
             auditor.audit("review with blank contests")
-            page.get_by_role("button", name="Cast my ballot").click()
+            page.get_by_role("button", name=W["cast"]).click()
             page.locator("#js-done").wait_for(timeout=20_000)
             auditor.audit("cast")
-            page.get_by_role("link", name="Open my receipt").click()
-            page.get_by_role("heading", name="Your ballot is recorded").wait_for()
+            page.get_by_role("link", name=W["open"]).click()
+            page.get_by_role("heading", name=W["recorded"]).wait_for()
             auditor.audit("receipt")
             receipt_url = page.url
             page.goto(receipt_url + "/print")
             auditor.audit("printable receipt")
             page.goto(f"{base}/check?election={ELECTION}")
             auditor.audit("check my code")
-            page.get_by_label("Voting code").fill("ABCD")
-            page.get_by_role("button", name="Check").click()
+            page.get_by_label(W["code"]).fill("ABCD")
+            page.get_by_role("button", name=W["check"], exact=True).click()
             page.locator("#code-error").wait_for()
             auditor.audit("check my code with a wrong code")
-            page.get_by_label("Voting code").fill(codes[0])
-            page.get_by_role("button", name="Check").click()
-            page.get_by_text("used to vote online").wait_for()
+            page.get_by_label(W["code"]).fill(codes[0])
+            page.get_by_role("button", name=W["check"], exact=True).click()
+            page.get_by_text(W["used"]).wait_for()
             auditor.audit("check my code: used")
             page.goto(f"{base}/board/")
             auditor.audit("board index")
