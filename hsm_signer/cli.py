@@ -23,7 +23,8 @@ from .errors import HsmSignerError, VerificationError
 
 #: Import names only the ``service`` extra installs (pyproject.toml). The commands that need
 #: them import them when they run, so ``verify`` and ``audit`` work without them.
-SERVICE_EXTRA = frozenset({"pkcs11", "flask", "flask_limiter", "werkzeug", "segno", "shamir_mnemonic", "gunicorn"})
+SERVICE_EXTRA = frozenset({"pkcs11", "flask", "flask_limiter", "flask_babel", "babel", "werkzeug", "segno",
+                           "shamir_mnemonic", "gunicorn"})
 
 
 def build_parser() -> argparse.ArgumentParser:
