@@ -8,15 +8,8 @@ import subprocess
 import pytest
 
 from harness import HSM_SIGNER_COMMAND
+from test_cli_officials import DEFINITION  # the same one-contest club election
 
-DEFINITION = """
-id = "club-2026"
-title = "Club vote"
-[[contests]]
-id = "chair"
-title = "Chair"
-options = [{ id = "ann", title = "Ann" }, { id = "ben", title = "Ben" }]
-"""
 
 
 @pytest.fixture

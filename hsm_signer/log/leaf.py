@@ -46,6 +46,15 @@ def check_id(value: object, what: str) -> str:
     return value
 
 
+def _check_entry(election: object, type: object, ballot_id: object) -> None:
+    """The fields both leaf versions share: election id, entry type, random ballot id."""
+    check_id(election, "election")
+    if type not in LEAF_TYPES:
+        raise FormatError(f"type must be one of {', '.join(LEAF_TYPES)}, got {type!r}", "leaf.syntax")
+    if not isinstance(ballot_id, str) or not BALLOT_ID_PATTERN.fullmatch(ballot_id):
+        raise FormatError(f"ballot_id must be 32 lowercase hex digits (128 bits), got {ballot_id!r}", "leaf.syntax")
+
+
 @dataclass(frozen=True)
 class Leaf:
     """One log entry. Build new ones with :meth:`Leaf.new`; read them with :meth:`from_bytes`."""
@@ -56,11 +65,7 @@ class Leaf:
     selections: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        check_id(self.election, "election")
-        if self.type not in LEAF_TYPES:
-            raise FormatError(f"type must be one of {', '.join(LEAF_TYPES)}, got {self.type!r}", "leaf.syntax")
-        if not isinstance(self.ballot_id, str) or not BALLOT_ID_PATTERN.fullmatch(self.ballot_id):
-            raise FormatError(f"ballot_id must be 32 lowercase hex digits (128 bits), got {self.ballot_id!r}", "leaf.syntax")
+        _check_entry(self.election, self.type, self.ballot_id)
         if not isinstance(self.selections, Mapping):
             raise FormatError(f"selections must be an object, got {type(self.selections).__name__}", "leaf.syntax")
         frozen: dict[str, tuple[str, ...]] = {}
@@ -160,11 +165,7 @@ class SealedLeaf:
     sealed: bytes
 
     def __post_init__(self) -> None:
-        check_id(self.election, "election")
-        if self.type not in LEAF_TYPES:
-            raise FormatError(f"type must be one of {', '.join(LEAF_TYPES)}, got {self.type!r}", "leaf.syntax")
-        if not isinstance(self.ballot_id, str) or not BALLOT_ID_PATTERN.fullmatch(self.ballot_id):
-            raise FormatError(f"ballot_id must be 32 lowercase hex digits (128 bits), got {self.ballot_id!r}", "leaf.syntax")
+        _check_entry(self.election, self.type, self.ballot_id)
         if not isinstance(self.sealed, (bytes, bytearray)) or not self.sealed:
             raise FormatError("sealed must be the non-empty bytes of a sealed ballot", "leaf.syntax")
         object.__setattr__(self, "sealed", bytes(self.sealed))
