@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import io
+import json
 import re
 from pathlib import Path
 
@@ -105,6 +106,8 @@ def _every_voter_page(client, service, codes, headers) -> dict[str, str]:
     pages["check: wrong"] = post("/check", {"election": ELECTION, "code": "ABCD", "csrf_token": token}).text
     pages["used code"] = post(f"/elections/{ELECTION}/vote/ballot", {"code": codes[0], "csrf_token": token}).text
     pages["error"] = client.get("/elections/no-such-election/vote", headers=headers).text
+    pages["verify"] = client.get("/verify", headers=headers).text
+    pages["verify from a link"] = client.get(f"/verify?e={ELECTION}&i=0&n=1&r={'A' * 43}", headers=headers).text
     return pages
 
 
@@ -127,8 +130,15 @@ def test_the_same_pages_in_english_are_english(client, service, codes):
     assert len(_english_left(_visible_text(pages["ballot"]))) >= 3  # the check above can see English
 
 
+def test_the_verify_pages_script_gets_its_words_in_welsh(client):
+    page = client.get("/verify", headers=WELSH).text
+    words = json.loads(html.unescape(re.search(r"data-words='([^']*)'", page).group(1)))
+    assert words["Passed"] == "Llwyddo" and all(words.values())
+    assert words["This receipt did not pass the check. {reason}"].endswith("{reason}")
+
+
 def test_pages_not_translated_yet_say_their_content_is_english(client):
-    for path in ("/verify", "/board/"):
+    for path in ("/board/",):
         page = client.get(path, headers=WELSH).text
         assert '<html lang="cy">' in page and '<main id="main" lang="en">' in page
 

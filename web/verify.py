@@ -18,6 +18,9 @@ from __future__ import annotations
 import re
 
 from flask import Blueprint, render_template, request
+from flask_babel import gettext
+
+from .verify_words import WORDS
 
 bp = Blueprint("verify", __name__)
 
@@ -42,4 +45,5 @@ def page():
                 and index is not None and size is not None and index < size <= _MAX_SIZE)
     # A link that was cut short or mangled is worth saying so, rather than silently ignoring it.
     partial = not complete and any(name in args for name in ("e", "i", "n", "r"))
-    return render_template("verify.html", wanted=wanted, complete=complete, partial=partial)
+    words = {text: gettext(text) for text in WORDS}  # for the page's script, in the page's language
+    return render_template("verify.html", wanted=wanted, complete=complete, partial=partial, words=words)

@@ -16,6 +16,12 @@ import {
 import { checkOpening } from "./opening.js";
 
 const root = document.getElementById("verifier");
+// The page's words in its language (data-words, from the gettext catalogue), by their English text.
+const WORDS = JSON.parse(root.dataset.words || "{}");
+function t(text, values = {}) {
+  return (WORDS[text] || text).replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? ""));
+}
+const ENGLISH_DETAIL = document.documentElement.lang !== "en"; // the checks' own reasons are English
 const urls = { keys: root.dataset.keysUrl, elections: root.dataset.electionsUrl };
 const $ = (id) => document.getElementById(id);
 
@@ -35,7 +41,7 @@ const FAILED = {
 };
 
 function failedVerdict(failure) {
-  return `This receipt did not pass the check. ${FAILED[failure.step] || "One of the checks below failed."}`;
+  return t("This receipt did not pass the check. {reason}", { reason: t(FAILED[failure.step] || "One of the checks below failed.") });
 }
 
 const STATUS_LABEL = { ok: "Passed", fail: "Failed", pending: "Not yet", skipped: "Not checked", running: "Checking…" };
@@ -188,15 +194,16 @@ function render(steps, extra = {}) {
     const head = document.createElement("p");
     const mark = document.createElement("span");
     mark.className = "mark";
-    mark.textContent = STATUS_LABEL[status];
+    mark.textContent = t(STATUS_LABEL[status]);
     const name = document.createElement("strong");
-    name.textContent = title;
+    name.textContent = t(title);
     head.append(mark, " ", name);
     li.append(head);
     if (s.message) {
       const text = document.createElement("p");
       text.className = "message";
       text.textContent = s.message;
+      if (ENGLISH_DETAIL) text.lang = "en";
       li.append(text);
     }
     list.append(li);
@@ -207,7 +214,7 @@ function setVerdict(kind, text) {
   const verdict = $("verdict");
   verdict.className = `verdict ${kind}`;
   verdict.dataset.verdict = kind;
-  verdict.textContent = text;
+  verdict.textContent = t(text);
 }
 
 async function electionTitles(election) {
@@ -243,14 +250,14 @@ async function showBallot(result) {
     }
     facts.append(dt, dd);
   };
-  add("Election", result.election, true);
-  if (result.tracker) add("Ballot tracker", result.tracker, true);
-  add("Ballot id", result.ballotId, true);
-  add("Position in the log (leaf index)", String(result.leafIndex));
-  add("Cast", result.ballotType === "postal" ? "by post (recorded by an official)" : "online");
+  add(t("Election"), result.election, true);
+  if (result.tracker) add(t("Ballot tracker"), result.tracker, true);
+  add(t("Ballot id"), result.ballotId, true);
+  add(t("Position in the log (leaf index)"), String(result.leafIndex));
+  add(t("Cast"), result.ballotType === "postal" ? t("by post (recorded by an official)") : t("online"));
   if (result.sealed) {
-    add("Your vote", "sealed: this receipt does not show how you voted. After the poll closes and the tally is " +
-      "signed, this page shows your ballot as it was opened.");
+    add(t("Your vote"), t("sealed: this receipt does not show how you voted. After the poll closes and the tally is " +
+      "signed, this page shows your ballot as it was opened."));
   }
   const selections = result.selections || {};
   // The election's own contest order when it is known (the leaf sorts contests by id).
@@ -260,7 +267,7 @@ async function showBallot(result) {
     const options = selections[contest];
     const known = titles.get(contest);
     const names = options.map((o) => (known && known.options.get(o)) || o);
-    add(known ? known.title : contest, names.length ? names.join(", ") : "No choice");
+    add(known ? known.title : contest, names.length ? names.join(", ") : t("No choice"));
   }
   box.hidden = false;
 }
@@ -311,13 +318,13 @@ async function showOpened(result) {
     if (opened.status === "valid") {
       for (const [contest, known] of titles) {
         const options = opened.selections[contest] || [];
-        add(known.title, options.length ? options.map((o) => known.options.get(o) || o).join(", ") : "No choice");
+        add(known.title, options.length ? options.map((o) => known.options.get(o) || o).join(", ") : t("No choice"));
       }
-      note.textContent = "This browser opened your sealed ballot again with the secret the tally published, and got " +
-        "exactly this. Check that it is what you chose.";
+      note.textContent = t("This browser opened your sealed ballot again with the secret the tally published, and got " +
+        "exactly this. Check that it is what you chose.");
     } else {
-      add("Counted as", `invalid: ${opened.reason}`);
-      note.textContent = "The tally could not count your sealed ballot (like a spoiled paper ballot); the reason is above.";
+      add(t("Counted as"), `invalid: ${opened.reason}`);
+      note.textContent = t("The tally could not count your sealed ballot (like a spoiled paper ballot); the reason is above.");
     }
     box.dataset.status = opened.status;
   } catch (exc) {
@@ -381,7 +388,7 @@ async function runCheck(getReceipt) {
     render(report.steps.filter((s) => s.step === "keys"), {
       receipt: { status: "fail", message: `The receipt from your QR code does not match. Reason: ${receipt.mismatch}.` },
     });
-    setVerdict("fail", "This receipt did not pass the check. The election's log on this server does not match your QR code.");
+    setVerdict("fail", t("This receipt did not pass the check. {reason}", { reason: t("The election's log on this server does not match your QR code.") }));
     return;
   }
 
@@ -436,7 +443,7 @@ $("receipt-form").addEventListener("submit", (event) => {
   event.preventDefault();
   check(async () => {
     const text = $("receipt-text").value; // an opened file is shown here first
-    if (!text.trim()) throw new NetworkError("Paste your receipt or open the receipt file first.");
+    if (!text.trim()) throw new NetworkError(t("Paste your receipt or open the receipt file first."));
     return { text };
   });
 });
