@@ -18,8 +18,9 @@ import { checkOpening } from "./opening.js";
 const root = document.getElementById("verifier");
 // The page's words in its language (data-words, from the gettext catalogue), by their English text.
 const WORDS = JSON.parse(root.dataset.words || "{}");
-function t(text, values = {}) {
-  return (WORDS[text] || text).replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? ""));
+function t(text, values = null) {
+  const words = WORDS[text] || text;
+  return values ? words.replace(/\{(\w+)\}/g, (_, name) => String(values[name] ?? "")) : words;
 }
 const ENGLISH_DETAIL = document.documentElement.lang !== "en"; // the checks' own reasons are English
 const urls = { keys: root.dataset.keysUrl, elections: root.dataset.electionsUrl };
