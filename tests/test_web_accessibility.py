@@ -28,10 +28,10 @@ WCAG21_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 WORDS = {
     "en": {"code": "Voting code", "review": "Review my choices", "none": "No choice", "cast": "Cast my ballot",
            "open": "Open my receipt", "recorded": "Your ballot is recorded", "check": "Check",
-           "used": "used to vote online"},
+           "used": "used to vote online", "link": "Check the receipt from the link"},
     "cy": {"code": "Eich cod pleidleisio", "review": "Adolygu fy newisiadau", "none": "Dim dewis",
            "cast": "Bwrw fy mhleidlais", "open": "Agor fy nerbynneb", "recorded": "Mae eich pleidlais wedi'i chofnodi",
-           "check": "Gwirio", "used": "ddefnyddio i bleidleisio ar-lein"},
+           "check": "Gwirio", "used": "ddefnyddio i bleidleisio ar-lein", "link": "Gwirio'r dderbynneb o'r ddolen"},
 }
 VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
 
@@ -136,7 +136,7 @@ def test_every_state_of_the_voters_pages_with_javascript(browser, service, seali
             link = page.locator("figure.qr figcaption a").get_attribute("href")
             page.goto(link)
             auditor.audit("verify from the QR link")
-            page.get_by_role("button", name="Check the receipt from the link").click()
+            page.get_by_role("button", name=W["link"]).click()
             page.locator("#result[data-done]").wait_for(timeout=20_000)
             auditor.audit("verify result")
             page.goto(f"{base}/elections/no-such/vote")
