@@ -143,7 +143,24 @@ SCHEMAS = {
 }
 
 
+#: Answered by the HTTP server (gunicorn) before the application sees the request, so
+#: as its own short text page, not as JSON: documented on every operation all the same,
+#: because a client can get them from any of them.
+SERVER_LIMITS = {
+    "414": {"description": "the request line (path and query) is longer than the server reads (4,094 bytes)"},
+    "431": {"description": "the request's header fields are larger than the server reads"},
+}
+
+
 def document() -> dict:
+    doc = _document()
+    for operations in doc["paths"].values():
+        for operation in operations.values():
+            operation["responses"].update(SERVER_LIMITS)
+    return doc
+
+
+def _document() -> dict:
     eid = [_ELECTION_ID]
     return {
         "openapi": "3.1.0",
