@@ -75,8 +75,15 @@ def test_a_voter_fixes_a_typo_leaves_a_contest_blank_casts_and_goes_back(browser
             blank.wait_for()
             assert "You have left 1 contest blank: Board." in blank.inner_text()
             assert "No choice" in page.locator("#js-choices").inner_text()
+            steps = page.locator(".steps")
+            assert [t for t, v in zip(steps.all_inner_texts(), [s.is_visible() for s in steps.all()]) if v] == [
+                "Step 3 of 3: check and cast"]  # only the step the voter is on
             page.get_by_role("button", name="Cast my ballot").click()
             page.locator("#js-done").wait_for(timeout=20_000)
+            # Once cast, nothing offers to cast again or to change the choices: the buttons were
+            # marked hidden but stayed on screen while the stylesheet's display rule won.
+            assert not page.get_by_role("button", name="Cast my ballot").is_visible()
+            assert not page.get_by_role("button", name="Change my choices").is_visible()
 
             page.get_by_role("link", name="Open my receipt").click()
             page.get_by_role("heading", name="Your ballot is recorded").wait_for()
