@@ -120,12 +120,7 @@ class Leaf:
     @classmethod
     def from_bytes(cls, data: bytes) -> "Leaf":
         """Parse leaf bytes strictly; raise FormatError saying exactly what is wrong."""
-        if not isinstance(data, (bytes, bytearray)):
-            raise FormatError(f"leaf must be bytes, got {type(data).__name__}", "leaf.syntax")
-        try:
-            obj = loads_strict(bytes(data))
-        except FormatError as exc:
-            raise exc.within("leaf") from None
+        obj = _load(data)
         exact_object(obj, FIELDS, "leaf")
         if obj["version"] != LEAF_VERSION:
             raise FormatError(f"leaf version must be {LEAF_VERSION!r}, got {obj['version']!r}", "leaf.syntax")
@@ -213,13 +208,18 @@ def new_ballot_id() -> str:
     return secrets.token_hex(16)
 
 
-def _parse_object(data: bytes) -> dict:
+def _load(data: bytes) -> Any:
+    """The JSON value of leaf bytes, strictly parsed (either version)."""
     if not isinstance(data, (bytes, bytearray)):
         raise FormatError(f"leaf must be bytes, got {type(data).__name__}", "leaf.syntax")
     try:
-        obj = loads_strict(bytes(data))
+        return loads_strict(bytes(data))
     except FormatError as exc:
         raise exc.within("leaf") from None
+
+
+def _parse_object(data: bytes) -> dict:
+    obj = _load(data)
     if not isinstance(obj, dict):
         raise FormatError(f"leaf must be a JSON object, got {type(obj).__name__}", "leaf.syntax")
     return obj
