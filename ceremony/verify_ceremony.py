@@ -140,20 +140,32 @@ def _verify_ceremony(files: dict[str, bytes], where: str) -> Report:
     return Report("ceremony", ceremony_id, where, tuple(checks), tuple(notes), head)
 
 
-def _check_pin(by_step: dict[str, list[Entry]], holders: list[str], threshold: Any) -> str:
-    split = by_step["pin-split"][0]
-    if value_of(split, "threshold") != threshold or value_of(split, "shares") != len(holders):
-        raise failure(split, f"the PIN split is not {threshold}-of-{len(holders)} as configured")
-    if [h.get("holder") for h in value_of(split, "holders")] != holders:
-        raise failure(split, "the share holders are not those of the configuration")
-    for index, (entry, holder) in enumerate(zip(by_step["share-handed-over"], holders), 1):
-        if (value_of(entry, "holder"), value_of(entry, "index")) != (holder, index) or entry.actor != holder:
-            raise failure(entry, f"expected share {index} handed to {holder}")
-    activation = by_step["activation-test"][0]
+def _check_split(by_step: dict[str, list[Entry]], step: str, people: list[str], threshold: Any, *,
+                 pin: str, holders_differ: str, share: str, test: str, whose: str) -> list[str]:
+    """One m-of-n PIN split as the transcript records it (steps ``{step}pin-split``,
+    ``{step}share-handed-over``, ``{step}activation-test``): the configured threshold and
+    people, each share handed to its holder in order, and an activation test by at least m
+    distinct holders. The service's PIN and the sealing token's share it; the words differ."""
+    split = by_step[f"{step}pin-split"][0]
+    if value_of(split, "threshold") != threshold or value_of(split, "shares") != len(people):
+        raise failure(split, f"the {pin} split is not {threshold}-of-{len(people)} as configured")
+    if [h.get("holder") for h in value_of(split, "holders")] != people:
+        raise failure(split, holders_differ)
+    for index, (entry, person) in enumerate(zip(by_step[f"{step}share-handed-over"], people), 1):
+        if (value_of(entry, "holder"), value_of(entry, "index")) != (person, index) or entry.actor != person:
+            raise failure(entry, f"expected {share} {index} handed to {person}")
+    activation = by_step[f"{step}activation-test"][0]
     used = value_of(activation, "holders")
-    if not isinstance(used, list) or len(set(used)) != len(used) or not set(used) <= set(holders) \
+    if not isinstance(used, list) or len(set(used)) != len(used) or not set(used) <= set(people) \
             or len(used) < threshold or value_of(activation, "shares_used") != len(used):
-        raise failure(activation, f"the activation test must use at least {threshold} distinct share holders' shares")
+        raise failure(activation, f"the {test} must use at least {threshold} distinct {whose} shares")
+    return used
+
+
+def _check_pin(by_step: dict[str, list[Entry]], holders: list[str], threshold: Any) -> str:
+    used = _check_split(by_step, "", holders, threshold, pin="PIN",
+                        holders_differ="the share holders are not those of the configuration",
+                        share="share", test="activation test", whose="share holders'")
     return (f"user PIN split {threshold}-of-{len(holders)} (SLIP-39); {len(used)} shares "
             f"({', '.join(used)}) activated the token")
 
@@ -165,20 +177,11 @@ def _check_sealing_pin(by_step: dict[str, list[Entry]], trustees: list[str], hol
     split = by_step["sealing-pin-split"][0]
     if both:
         raise failure(split, f"{', '.join(both)} would be both share holder and tally trustee; they must be distinct")
-    if value_of(split, "threshold") != threshold or value_of(split, "shares") != len(trustees):
-        raise failure(split, f"the sealing PIN split is not {threshold}-of-{len(trustees)} as configured")
     if value_of(split, "token_label") != sealing.get("token_label"):
         raise failure(split, "the sealing PIN was split for another token than the configured sealing token")
-    if [h.get("holder") for h in value_of(split, "holders")] != trustees:
-        raise failure(split, "the sealing PIN's holders are not the tally trustees of the configuration")
-    for index, (entry, trustee) in enumerate(zip(by_step["sealing-share-handed-over"], trustees), 1):
-        if (value_of(entry, "holder"), value_of(entry, "index")) != (trustee, index) or entry.actor != trustee:
-            raise failure(entry, f"expected sealing share {index} handed to {trustee}")
-    activation = by_step["sealing-activation-test"][0]
-    used = value_of(activation, "holders")
-    if not isinstance(used, list) or len(set(used)) != len(used) or not set(used) <= set(trustees) \
-            or len(used) < threshold or value_of(activation, "shares_used") != len(used):
-        raise failure(activation, f"the sealing activation test must use at least {threshold} distinct trustees' shares")
+    used = _check_split(by_step, "sealing-", trustees, threshold, pin="sealing PIN",
+                        holders_differ="the sealing PIN's holders are not the tally trustees of the configuration",
+                        share="sealing share", test="sealing activation test", whose="trustees'")
     return (f"sealing token {sealing.get('token_label')}: PIN split {threshold}-of-{len(trustees)} among the tally "
             f"trustees (none a share holder); {len(used)} shares ({', '.join(used)}) activated it")
 
