@@ -185,6 +185,22 @@ def sealing_key(service):
 
 
 @pytest.fixture
+def hsm_sealing_key(tokens, service):
+    """The sealing key as the ceremony makes it: derive-only, on a SoftHSM token of its own
+    (never the service's); the service gets only its public point. Yields the HSM deriver
+    the tally opens the box with (``servicekit.open_box_with``)."""
+    from hsm_signer.hsm.manage import generate_sealing_key
+    token = tokens.new("sealing")
+    hsm = Hsm(token.module, token_label=token.label, pin_source=FixedPin(token.user_pin)).open()
+    try:
+        deriver = generate_sealing_key(hsm, "sealing", b"\x05")
+        service.ballots.sealing_key = deriver.public_key
+        yield deriver
+    finally:
+        hsm.close()
+
+
+@pytest.fixture
 def client(service):
     """A Flask test client of the web app over ``service``."""
     from hsm_signer.web import create_app

@@ -2,7 +2,8 @@
 
 Every page a voter meets, in each of its states (an error on the code field, the ballot,
 a contest's problem, the review with a blank contest, the cast ballot, the receipt, the
-checks), on a desktop and on a 390x844 phone. axe-core is the pinned copy vendored in
+checks, the bulletin board from empty to the signed tally), on a desktop and on a 390x844
+phone, in English and in Welsh. axe-core is the pinned copy vendored in
 tests/js/vendor/axe-core, served to the page from its own origin (so the page's CSP,
 ``script-src 'self'``, stays on) and never fetched from a CDN.
 """
@@ -15,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from hsm_signer import codes as codes_mod
+from hsm_signer.lifecycle import close_poll, tally_election
 
 from js.browser import chromium
-from servicekit import DEMO_ELECTION, open_election
+from servicekit import DEMO_ELECTION, fill_the_board, open_box_with, open_election
 from test_web_verify_browser import live
 
 ELECTION = DEMO_ELECTION["id"]
@@ -28,10 +30,12 @@ WCAG21_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 WORDS = {
     "en": {"code": "Voting code", "review": "Review my choices", "none": "No choice", "cast": "Cast my ballot",
            "open": "Open my receipt", "recorded": "Your ballot is recorded", "check": "Check",
-           "used": "used to vote online", "link": "Check the receipt from the link"},
+           "used": "used to vote online", "link": "Check the receipt from the link",
+           "find": "Find a ballot by its tracker", "details": "Technical details"},
     "cy": {"code": "Eich cod pleidleisio", "review": "Adolygu fy newisiadau", "none": "Dim dewis",
            "cast": "Bwrw fy mhleidlais", "open": "Agor fy nerbynneb", "recorded": "Mae eich pleidlais wedi'i chofnodi",
-           "check": "Gwirio", "used": "ddefnyddio i bleidleisio ar-lein", "link": "Gwirio'r dderbynneb o'r ddolen"},
+           "check": "Gwirio", "used": "ddefnyddio i bleidleisio ar-lein", "link": "Gwirio'r dderbynneb o'r ddolen",
+           "find": "Chwilio am bapur pleidleisio yn ôl ei draciwr", "details": "Manylion technegol"},
 }
 VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
 
@@ -191,3 +195,46 @@ def test_every_state_of_the_form_steps_a_browser_without_javascript_gets(browser
     bad = {state: found for state, found in auditor.found.items() if found}
     assert bad == {}, bad
     assert len(auditor.found) == 5
+
+
+@pytest.mark.parametrize("viewport, language", [("desktop", "en"), ("phone", "cy")], ids=["desktop", "phone-welsh"])
+def test_every_state_of_the_bulletin_board(browser, service, hsm_sealing_key, viewport, language):
+    """The board a voter looks for their tracker on: empty, filling during the poll (a
+    mistyped tracker, a tracker found on the second page), closed, and counted."""
+    codes = open_election(service, 60)
+    W = WORDS[language]
+    with live(service) as base:
+        auditor = Auditor(browser, base, VIEWPORTS[viewport])
+        page = auditor.page
+        try:
+            page.goto(f"{base}/board/{ELECTION}?lang={language}")
+            assert page.locator("html").get_attribute("lang") == language
+            assert page.locator("main").get_attribute("lang") is None  # the board's words are the page's language
+            auditor.audit("board: open, nothing cast")
+            postal = fill_the_board(service, codes)
+            page.goto(f"{base}/board/")
+            auditor.audit("board index")
+            page.goto(f"{base}/board/{ELECTION}")
+            auditor.audit("board: open, first page")
+            field = page.get_by_label(W["find"])
+            field.fill("3f9a-12bc-77de")
+            field.press("Enter")
+            page.locator("#tracker-error").wait_for()
+            auditor.audit("board: a tracker mistyped")
+            page.get_by_label(W["find"]).fill(postal.tracker)
+            page.get_by_label(W["find"]).press("Enter")
+            page.locator("tr.found").wait_for()
+            auditor.audit("board: a tracker found on the second page")
+            close_poll(service, ELECTION)
+            page.goto(f"{base}/board/{ELECTION}")
+            auditor.audit("board: closed, not counted yet")
+            tally_election(service, ELECTION, open_box=open_box_with(service, hsm_sealing_key))
+            page.goto(f"{base}/board/{ELECTION}")
+            page.get_by_text(W["details"]).click()
+            page.locator("pre.note").wait_for()
+            auditor.audit("board: counted, the checkpoint unfolded")
+        finally:
+            auditor.close()
+    bad = {state: found for state, found in auditor.found.items() if found}
+    assert bad == {}, bad
+    assert len(auditor.found) == 7

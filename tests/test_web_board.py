@@ -27,7 +27,7 @@ def test_the_board_publishes_the_signed_tally_and_the_record_once_counted(client
     close_poll(service, ELECTION)
     signed = tally_election(service, ELECTION)
     page = client.get(f"/board/{ELECTION}").get_data(as_text=True)
-    assert "Signed tally" in page and "Counted from all 3 entries of the final log (2 online,\n1 by post)" in page
+    assert "Signed tally" in page and "Ballots in the final log: 3 (online: 2, by post: 1)." in page
     assert "<tr><td>Bob</td><td>1</td><td>1</td><td>2</td></tr>" in page
 
     note = client.get(f"/board/{ELECTION}/tally.txt")
@@ -63,6 +63,8 @@ def test_during_the_poll_the_board_shows_trackers_and_counts_but_no_vote(client,
     assert 'class="found" aria-current="true"><td>1</td>' in text
 
     missing = client.get(f"/board/{ELECTION}", query_string={"tracker": "0000-0000-0000-0000"}).get_data(as_text=True)
-    assert "no signed entry has the tracker 0000-0000-0000-0000 yet" in missing
+    assert "No ballot with the tracker 0000-0000-0000-0000 is on the board yet." in missing
+    assert 'aria-describedby="tracker-hint tracker-error" aria-invalid="true"' in missing
     typo = client.get(f"/board/{ELECTION}", query_string={"tracker": "not-a-tracker"}).get_data(as_text=True)
-    assert "a ballot tracker is 16 hex digits" in typo
+    assert "A ballot tracker has 16 letters and digits (0 to 9 and a to f) in four groups" in typo
+    assert 'value="not-a-tracker"' in typo  # what the voter typed stays in the field

@@ -3,7 +3,8 @@
 The catalogue is current (every message in the sources is in the .po and translated, and
 the committed .mo is the compiled .po); the language follows Accept-Language or the
 visible switch (remembered in a cookie); ``lang`` is right; every voter page rendered in
-Welsh shows none of the English messages, and the voter-facing API messages are Welsh too.
+Welsh shows none of the English messages (the bulletin board in each of its states too),
+and the voter-facing API messages are Welsh too.
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ from babel.messages.mofile import read_mo, write_mo
 from babel.messages.pofile import read_po
 from werkzeug.datastructures import MultiDict
 
-from hsm_signer.web import i18n
+from hsm_signer.election import Election
+from hsm_signer.lifecycle import close_poll, tally_election
+from hsm_signer.web import board, i18n
 
+from servicekit import DEMO_ELECTION, fill_the_board, open_box_with, open_election
 from test_web_vote import ELECTION, hidden, token_of
 
 WEB = Path(i18n.__file__).parent
@@ -137,10 +141,78 @@ def test_the_verify_pages_script_gets_its_words_in_welsh(client):
     assert words["This receipt did not pass the check. {reason}"].endswith("{reason}")
 
 
-def test_pages_not_translated_yet_say_their_content_is_english(client):
-    for path in ("/board/",):
-        page = client.get(path, headers=WELSH).text
-        assert '<html lang="cy">' in page and '<main id="main" lang="en">' in page
+def _every_board_page(client, service, deriver, headers) -> dict[str, str]:
+    """The bulletin board in every state a voter can find it in, from no election to the signed tally."""
+    def get(path: str, **query) -> str:
+        return client.get(path, query_string=query, headers=headers).text
+    pages = {"board index, no elections": get("/board/")}
+    service.storage.create_election(Election.from_dict({
+        **DEMO_ELECTION, "id": "later", "title": "Later", "timezone": "Europe/London",
+        "opens_at": "2030-07-01T08:00:00Z", "closes_at": "2030-07-08T16:00:00Z"}))
+    codes = open_election(service, 1200)
+    here = f"/board/{ELECTION}"
+    pages["board: not open yet"] = get("/board/later")
+    pages["board: open, nothing cast"] = get(here)
+    pages["board: a tracker looked for, nothing cast"] = get(here, tracker="3f9a-12bc-77de-0a41")
+    pages["board: the tally before the close"] = get(here + "/tally.txt")
+    pages["board: the record before the tally"] = get(here + "/record.zip")
+    postal = fill_the_board(service, codes)
+    pages["board index"] = get("/board/")
+    pages["board: open, first page"] = get(here)
+    pages["board: open, second page"] = get(here, start=str(board.PAGE))
+    pages["board: a tracker found"] = get(here, tracker=postal.tracker.upper())
+    pages["board: a tracker not found"] = get(here, tracker="0000-0000-0000-0000")
+    pages["board: a tracker mistyped"] = get(here, tracker="3f9a-12bc-77de")
+    close_poll(service, ELECTION)
+    pages["board: closed, not counted yet"] = get(here)
+    tally_election(service, ELECTION, open_box=open_box_with(service, deriver))
+    pages["board: counted"] = get(here)
+    pages["board: counted, a tracker found"] = get(here, tracker=postal.tracker)
+    return pages
+
+
+def _marked_english(page: str) -> list[str]:
+    """The elements a page marks ``lang="en"`` (tag names)."""
+    return re.findall(r'<([a-z]+)\b[^>]*\blang="en"', page)
+
+
+def test_every_state_of_the_bulletin_board_in_welsh_has_no_english_message_left(client, service, hsm_sealing_key):
+    pages = _every_board_page(client, service, hsm_sealing_key, WELSH)
+    for name, page in pages.items():
+        assert '<html lang="cy">' in page and '<main id="main">' in page, name
+        assert _english_left(_visible_text(page)) == [], name
+        assert 'lang="en" hreflang="en">English</a>' in page, name  # the switch back
+        marked = _marked_english(page)
+        assert marked.count("a") == 1 and set(marked) <= {"a", "span"}, (name, marked)
+    # Only the invalid entry's reason (the core's own English words) is marked English.
+    reasons = re.findall(r'Annilys, heb ei gyfrif: <span lang="en">([^<]+)</span>', pages["board: counted"])
+    assert reasons == ["the sealed ballot does not open with its secret (authentication tag mismatch)"]
+    assert _marked_english(pages["board: counted"]).count("span") == 1
+    text = {name: _visible_text(page) for name, page in pages.items()}
+    assert "Hysbysfwrdd" in text["board index"] and "Nid oes etholiadau eto." in text["board index, no elections"]
+    assert "heb agor eto (yn agor: Dydd Llun 1 Gorffennaf 2030, 09:00 (BST))" in text["board: not open yet"]
+    assert ("heb eu defnyddio: 1,148; wedi'u defnyddio ar-lein: 51; wedi'u defnyddio drwy'r post: 1"
+            in text["board: open, first page"])
+    assert "Y 50 nesaf" in text["board: open, first page"] and "Y 50 blaenorol" in text["board: open, second page"]
+    assert "Mae gan draciwr pleidlais 16 o lythrennau a digidau" in text["board: a tracker mistyped"]
+    assert "Nid oes papur pleidleisio â'r traciwr 0000-0000-0000-0000" in text["board: a tracker not found"]
+    assert "yw cofnod 51 yn y log llofnodedig" in text["board: a tracker found"]
+    assert "Nid yw'r cyfrif wedi'i lofnodi eto." in text["board: the tally before the close"]
+    counted = text["board: counted"]
+    assert "Papurau pleidleisio yn y log terfynol: 52 (ar-lein: 51, drwy'r post: 1)." in counted
+    assert "O'r rhain, rhai annilys (heb eu cyfrif): 1." in counted
+    assert "Leader: Alice; Board: Dim dewis" in counted
+    assert "Leader: Bob; Board: Dan, Frank" in text["board: counted, a tracker found"]
+
+
+def test_the_bulletin_board_in_english_is_english(client, service, hsm_sealing_key):
+    pages = _every_board_page(client, service, hsm_sealing_key, {"Accept-Language": "en-GB,en;q=0.8"})
+    for name, page in pages.items():
+        assert '<html lang="en">' in page and '<main id="main">' in page, name
+        assert 'lang="cy" hreflang="cy">Cymraeg</a>' in page, name
+    assert "1,148 unused, 51 used online, 1 used by post" in pages["board: open, first page"]
+    assert "Leader: Alice; Board: No choice" in _visible_text(pages["board: counted"])
+    assert len(_english_left(_visible_text(pages["board: counted"]))) >= 5  # the Welsh check above can see English
 
 
 def test_the_switch_is_remembered_and_the_api_answers_in_the_chosen_language(client, codes):

@@ -6,11 +6,17 @@ can be checked against the signed log; the tally is shown only after its signatu
 verified with the published tally key. Nothing here can identify a voter: entries carry
 no code or identity. During the poll the board shows no selections at all (so no running
 result): each entry is its type and its ballot tracker, which a voter can search for.
+
+The words are the voter's language (English or Welsh, web/i18n.py): views hand the
+templates facts, never English sentences, and the few messages made here go through gettext.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from flask import Blueprint, Response, render_template, request, send_file
+from flask_babel import gettext as _
 
 from hsm_signer.canonical import loads_strict
 from hsm_signer.errors import FormatError
@@ -25,6 +31,7 @@ from .errors import WebError
 bp = Blueprint("board", __name__, url_prefix="/board")
 
 PAGE = 50
+TRACKER_EXAMPLE = "3f9a-12bc-77de-0a41"
 #: Where the exported record archives are kept, beside the configuration.
 PUBLISHED_DIR = "published-records"
 
@@ -47,17 +54,29 @@ def _find_tracker(election_id: str, typed: str) -> tuple[str, int | None, str | 
     """(tracker as typed, its leaf index or None, a problem to show or None)."""
     try:
         tracker = normalise_tracker(typed[:64])
-    except FormatError as exc:
-        return typed[:64], None, str(exc)
+    except FormatError:
+        return typed[:64], None, _("A ballot tracker has 16 letters and digits (0 to 9 and a to f) in four groups, "
+                                   "like %(example)s. Check what you typed against your receipt.",
+                                   example=TRACKER_EXAMPLE)
     found = service().storage.find_leaves(election_id, bytes.fromhex(tracker.replace("-", "")), limit=2)
     if not found:
-        return tracker, None, (f"no signed entry has the tracker {tracker} yet; a ballot appears here once a "
-                               "signed checkpoint covers it (usually within seconds)")
+        return tracker, None, _("No ballot with the tracker %(tracker)s is on the board yet. A ballot appears here "
+                                "a few seconds after it is cast, once the log that holds it is signed.",
+                                tracker=tracker)
     return tracker, found[0], None
 
 
-def _opened(election_id: str, election, start: int, end: int) -> dict[int, str]:
-    """After the signed tally: what each entry of the page opened to (openings.jsonl), in words."""
+@dataclass(frozen=True)
+class Opened:
+    """What one entry opened to after the signed tally: the chosen option titles per
+    contest title (an empty list: no choice), or why it could not be counted."""
+
+    choices: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    invalid_reason: str | None = None  # the core's English reason; the page marks it lang="en"
+
+
+def _opened(election_id: str, election, start: int, end: int) -> dict[int, Opened]:
+    """After the signed tally: what each entry of the page opened to (openings.jsonl)."""
     store = service().storage
     if start >= end:
         return {}
@@ -68,11 +87,10 @@ def _opened(election_id: str, election, start: int, end: int) -> dict[int, str]:
             opening = loads_strict(bytes(line).rstrip(b"\n"))
             if opening["status"] == "valid":
                 chosen = opening["selections"]
-                shown[opening["index"]] = "; ".join(
-                    f"{c.title}: " + (", ".join(titles[c.id].get(o, o) for o in chosen.get(c.id, [])) or "no choice")
-                    for c in election.contests)
+                shown[opening["index"]] = Opened(choices=tuple(
+                    (c.title, tuple(titles[c.id].get(o, o) for o in chosen.get(c.id, []))) for c in election.contests))
             else:
-                shown[opening["index"]] = f"invalid: {opening['reason']}"
+                shown[opening["index"]] = Opened(invalid_reason=str(opening["reason"]))
         except (FormatError, KeyError, TypeError, AttributeError):
             continue  # the audit command reports a malformed opening properly
     return shown
@@ -99,8 +117,8 @@ def election(election_id: str):
     opened = _opened(election_id, record.election, start, end) if tally_note else {}
     tally = tally_summary(tally_note, service().bundle, record.election) if tally_note else None
     return render_template(
-        "board_election.html", record=record, size=size, note=note, entries=entries, start=start, end=end,
-        page=PAGE, counts=service().storage.count_codes(election_id), tally=tally,
+        "board_election.html", record=record, election=record.election, size=size, note=note, entries=entries,
+        start=start, end=end, page=PAGE, example=TRACKER_EXAMPLE, counts=service().storage.count_codes(election_id), tally=tally,
         tracker=tracker, found=found, problem=problem, opened=opened,
         previous=start - PAGE if start > 0 else None, following=end if end < size else None)
 

@@ -33,4 +33,7 @@ MESSAGES = (
     _('the poll for this election has not opened yet'),
     _('the poll for this election has closed'),
     _('please correct the choices marked below'),
+    _('the tally has not been signed yet'),
+    _('the election record is published once the tally is signed'),
+    _('the election record is being prepared; try again in a few seconds'),
 )

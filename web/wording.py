@@ -3,7 +3,8 @@
 Core messages are lower-case clauses (they are also API ``message`` fields and log
 lines); :func:`sentence` makes a page's sentence of one. :func:`when` shows a stored UTC
 time (``2026-09-02T17:00:00Z``) the way a voter reads a date, in the time zone the
-election definition names (UTC without one), with the zone's abbreviation.
+election definition names (UTC without one), with the zone's abbreviation; :func:`number`
+a count with the page language's digit grouping (``160,000``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import datetime as dt
 import zoneinfo
 
 from babel.dates import format_date
+from babel.numbers import format_decimal
 from flask import Flask
 from flask_babel import get_locale
 
@@ -43,6 +45,12 @@ def when(stored: str | None, election: Election) -> str:
     return f"{moment:%A} {moment.day} {moment:%B %Y} at {clock} ({moment.tzname()})"
 
 
+def number(count: int) -> str:
+    """``160,000``: a count grouped the way the page's language writes it."""
+    return format_decimal(count, locale=str(get_locale() or "en"))
+
+
 def init_app(app: Flask) -> None:
     app.add_template_filter(sentence)
+    app.add_template_filter(number)
     app.add_template_global(when)
