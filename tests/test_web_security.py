@@ -26,6 +26,8 @@ from hsm_signer.web import create_app
 from hsm_signer.web.security import CSP
 
 from servicekit import DEMO_ELECTION, open_election, provision
+from test_web_vote import hidden, step, token_of
+from werkzeug.datastructures import MultiDict
 
 ELECTION = DEMO_ELECTION["id"]
 VOTE = {"leader": ["carol"], "board": ["erin", "dan"]}
@@ -48,8 +50,8 @@ def add_election(service, election_id, state):
     service.storage.create_election(Election.from_dict(dict(DEMO_ELECTION, id=election_id)))
     issued = list(codes_mod.issue(service.ballots.code_mac, election_id, 2))
     service.storage.add_codes(election_id, [digest for _, digest in issued])
-    for step in {"draft": [], "open": ["open"], "closed": ["open", "closed"]}[state]:
-        service.storage.set_state(election_id, step)
+    for state_step in {"draft": [], "open": ["open"], "closed": ["open", "closed"]}[state]:
+        service.storage.set_state(election_id, state_step)
     return [codes_mod.display(code) for code, _ in issued]
 
 
@@ -256,7 +258,7 @@ def test_forms_need_the_session_csrf_token(client, service, codes):
         assert refused.status_code == 400 and b"csrf_failed" in refused.data
     stranger = make_client(service)  # another browser: no session, so the token means nothing
     assert stranger.post(path, data={"code": codes[0], "csrf_token": token}).status_code == 400
-    accepted = client.post(path, data={"code": codes[0], "csrf_token": token})
+    accepted = step(client, path, {"code": codes[0], "csrf_token": token})
     assert accepted.status_code == 200 and b"sel-leader" in accepted.data
 
 
@@ -312,7 +314,7 @@ def test_html_code_attempts_count_against_the_same_allowance(service, codes):
     client = make_client(service, CODE_FAILURES_FREE=3, CODE_FAILURE_DELAY=60)
     page = client.get(f"/elections/{ELECTION}/vote")
     token = page.get_data(as_text=True).split('name="csrf_token" value="')[1].split('"')[0]
-    statuses = [client.post(f"/elections/{ELECTION}/vote/ballot", data={"code": unknown_code(), "csrf_token": token})
+    statuses = [step(client, f"/elections/{ELECTION}/vote/ballot", {"code": unknown_code(), "csrf_token": token})
                 .status_code for _ in range(3)]
     assert statuses == [403, 403, 403]
     assert client.post(BALLOTS, json={"code": codes[0], "selections": VOTE}).status_code == 429
@@ -343,6 +345,11 @@ def test_hsm_outage_gives_503_with_retry_after_and_consumes_no_code(network_serv
     codes = open_election(service, 4)
     client = make_client(service)
     assert client.post(BALLOTS, json={"code": codes[0], "selections": VOTE}).status_code == 201
+    # A voter without JavaScript reaches the confirmation page before the HSM goes.
+    token = token_of(client.get(f"/elections/{ELECTION}/vote").text)
+    ballot = step(client, f"/elections/{ELECTION}/vote/ballot", {"code": codes[2], "csrf_token": token})
+    confirm = step(client, f"/elections/{ELECTION}/vote/confirm",
+                   MultiDict([*hidden(ballot.text, "/vote/confirm"), ("sel-leader", "bob")]))
 
     server.stop()
     down = client.post(BALLOTS, json={"code": codes[1], "selections": VOTE})
@@ -352,10 +359,7 @@ def test_hsm_outage_gives_503_with_retry_after_and_consumes_no_code(network_serv
     assert status.status_code == 503 and status.get_json()["error"] == "hsm_unavailable"
     health = client.get(f"{API}/health")
     assert health.status_code == 503 and health.get_json()["hsm"]["status"] != "ok"
-    page = client.get(f"/elections/{ELECTION}/vote")
-    token = page.get_data(as_text=True).split('name="csrf_token" value="')[1].split('"')[0]
-    html = client.post(f"/elections/{ELECTION}/vote/cast", data={"code": codes[2], "csrf_token": token,
-                                                                 "sel-leader": "bob"})
+    html = step(client, f"/elections/{ELECTION}/vote/cast", MultiDict(hidden(confirm.text, "/vote/cast")))
     assert html.status_code == 503 and int(html.headers["Retry-After"]) >= 1
     assert b"nothing was recorded" in html.data and b"Cast my ballot" in html.data  # try again from here
     assert service.storage.count_codes(ELECTION) == {"unused": 3, "online": 1, "postal": 0}  # 1 and 2 unused

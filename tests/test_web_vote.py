@@ -2,8 +2,10 @@
 
 Enter the code, choose, confirm, cast, land on the receipt page (ballot id, leaf index,
 checkpoint, QR code to /verify, JSON download that verifies, printable view); change
-one's mind on the confirmation page; check a code; read the bulletin board. The code
-only ever travels in POST bodies: never in a URL, a cookie or a redirect.
+one's mind on the confirmation page; check a code; read the bulletin board. Every POST
+is answered by a 303 to a GET page (tests/test_web_vote_steps.py has the rest of that);
+the code travels in a POST body or the encrypted draft cookie, never in a URL or a header
+in clear.
 """
 
 from __future__ import annotations
@@ -62,21 +64,37 @@ def hidden(html: str, action_part: str) -> list[tuple[str, str]]:
     raise AssertionError(f"no form posting to {action_part}")
 
 
+def change_link(html: str) -> str:
+    """The confirmation page's "Change my choices": a link back to the ballot page."""
+    return re.search(r'href="([^"]+)"[^>]*>Change my choices<', html).group(1)
+
+
 def receipt_link(html: str) -> str:
     """The permanent receipt page linked from the answer to a cast."""
     return re.search(r'href="(/elections/[^"/]+/receipts/[0-9a-f]{32})"', html).group(1)
 
 
+def step(client, path: str, data):
+    """POST a step's form as a browser does: a 303 to a GET page, which is followed."""
+    answer = client.post(path, data=data)
+    assert answer.status_code == 303, answer.text
+    page = client.get(answer.headers["Location"])
+    page.location = answer.headers["Location"]
+    return page
+
+
 def vote(client, code, choices: list[tuple[str, str]]):
-    """Walk the pages: code → ballot → confirm → cast; return the final response (not followed)."""
+    """Walk the pages: code → ballot → confirm → cast; return (the page after casting, the confirmation page)."""
     start = client.get(f"/elections/{ELECTION}/vote")
     assert start.status_code == 200
-    ballot = client.post(f"/elections/{ELECTION}/vote/ballot", data={"code": code, "csrf_token": token_of(start.text)})
-    assert ballot.status_code == 200, ballot.text
-    confirm = client.post(f"/elections/{ELECTION}/vote/confirm",
-                          data=MultiDict([*hidden(ballot.text, "/vote/confirm"), *choices]))
-    assert confirm.status_code == 200, confirm.text
-    return client.post(f"/elections/{ELECTION}/vote/cast", data=MultiDict(hidden(confirm.text, "/vote/cast"))), confirm
+    ballot = step(client, f"/elections/{ELECTION}/vote/ballot", {"code": code, "csrf_token": token_of(start.text)})
+    assert ballot.status_code == 200 and ballot.location.endswith("/vote/ballot"), ballot.text
+    confirm = step(client, f"/elections/{ELECTION}/vote/confirm",
+                   MultiDict([*hidden(ballot.text, "/vote/confirm"), *choices]))
+    assert confirm.status_code == 200 and confirm.location.endswith("/vote/confirm"), confirm.text
+    cast = step(client, f"/elections/{ELECTION}/vote/cast", MultiDict(hidden(confirm.text, "/vote/cast")))
+    assert cast.status_code == 200 and cast.location.endswith("/vote/cast"), cast.text
+    return cast, confirm
 
 
 def test_a_voter_votes_through_the_pages_and_keeps_a_receipt_that_verifies(client, service, codes):
@@ -85,9 +103,13 @@ def test_a_voter_votes_through_the_pages_and_keeps_a_receipt_that_verifies(clien
 
     cast, confirm = vote(client, codes[0], [("sel-leader", "bob"), ("sel-board", "dan"), ("sel-board", "frank")])
     assert "Bob" in confirm.text and "Dan, Frank" in confirm.text
-    # The answer to the cast is the receipt with what the voter just chose; the permanent
-    # receipt page (and everything reachable from it) never shows the choices.
-    assert cast.status_code == 201 and "You chose" in cast.text and "Dan, Frank" in cast.text
+    # The page after casting is the receipt with what the voter just chose, shown once; the
+    # permanent receipt page (and everything reachable from it) never shows the choices.
+    assert cast.status_code == 200 and "You chose" in cast.text and "Dan, Frank" in cast.text
+    assert "already been cast" not in cast.text
+    again = client.get(cast.location)  # Reload: the receipt again, the choices no more
+    assert again.status_code == 200 and receipt_link(again.text) == receipt_link(cast.text)
+    assert "You chose" not in again.text and "Frank" not in again.text
     location = receipt_link(cast.text)
     assert re.fullmatch(rf"/elections/{ELECTION}/receipts/[0-9a-f]{{32}}", location)
 
@@ -123,8 +145,7 @@ def test_the_ballot_form_is_plain_accessible_html(client, codes):
     start = client.get(f"/elections/{ELECTION}/vote")
     page = Form(start.text)
     assert "code" in page.labels and "code" in page.ids
-    ballot = client.post(f"/elections/{ELECTION}/vote/ballot",
-                         data={"code": codes[0], "csrf_token": token_of(start.text)})
+    ballot = step(client, f"/elections/{ELECTION}/vote/ballot", {"code": codes[0], "csrf_token": token_of(start.text)})
     form = Form(ballot.text)
     assert form.tags.count("fieldset") == 2 and form.tags.count("legend") == 2
     kinds = {(name, kind) for _, fields in form.forms for name, _, kind, _ in fields if name.startswith("sel-")}
@@ -137,11 +158,10 @@ def test_the_ballot_form_is_plain_accessible_html(client, codes):
 
 def test_changing_ones_mind_on_the_confirmation_page_keeps_the_choices(client, service, codes):
     start = client.get(f"/elections/{ELECTION}/vote")
-    ballot = client.post(f"/elections/{ELECTION}/vote/ballot",
-                         data={"code": codes[2], "csrf_token": token_of(start.text)})
-    confirm = client.post(f"/elections/{ELECTION}/vote/confirm",
-                          data=MultiDict([*hidden(ballot.text, "/vote/confirm"), ("sel-leader", "carol")]))
-    change = client.post(f"/elections/{ELECTION}/vote/ballot", data=MultiDict(hidden(confirm.text, "/vote/ballot")))
+    ballot = step(client, f"/elections/{ELECTION}/vote/ballot", {"code": codes[2], "csrf_token": token_of(start.text)})
+    confirm = step(client, f"/elections/{ELECTION}/vote/confirm",
+                   MultiDict([*hidden(ballot.text, "/vote/confirm"), ("sel-leader", "carol")]))
+    change = client.get(change_link(confirm.text))  # a link, not a form: nothing to resubmit
     checked = [(n, v) for _, fields in Form(change.text).forms for n, v, _, c in fields if c]
     assert checked == [("sel-leader", "carol")]
     assert service.storage.count_codes(ELECTION)["unused"] == 10  # nothing counts before "Cast"
@@ -150,19 +170,21 @@ def test_changing_ones_mind_on_the_confirmation_page_keeps_the_choices(client, s
 def test_wrong_or_used_codes_and_bad_choices_are_explained_on_the_page(client, service, codes):
     start = client.get(f"/elections/{ELECTION}/vote")
     token = token_of(start.text)
-    wrong = client.post(f"/elections/{ELECTION}/vote/ballot", data={"code": "ABCD", "csrf_token": token})
+    wrong = step(client, f"/elections/{ELECTION}/vote/ballot", {"code": "ABCD", "csrf_token": token})
     assert wrong.status_code == 403 and "A voting code has 17 letters and digits" in wrong.text
-    assert 'aria-invalid="true"' in wrong.text and 'role="alert"' in wrong.text
+    assert 'aria-invalid="true"' in wrong.text and 'role="alert"' in wrong.text and 'value="ABCD"' in wrong.text
+    reloaded = client.get(wrong.location)  # the message is shown once, not for ever
+    assert reloaded.status_code == 200 and 'id="code-error"' not in reloaded.text and 'value=""' in reloaded.text
 
-    ballot = client.post(f"/elections/{ELECTION}/vote/ballot", data={"code": codes[3], "csrf_token": token})
-    too_many = client.post(f"/elections/{ELECTION}/vote/confirm",
-                           data=MultiDict([*hidden(ballot.text, "/vote/confirm"),
-                                           ("sel-leader", "alice"), ("sel-leader", "bob")]))
+    ballot = step(client, f"/elections/{ELECTION}/vote/ballot", {"code": codes[3], "csrf_token": token})
+    too_many = step(client, f"/elections/{ELECTION}/vote/confirm",
+                    MultiDict([*hidden(ballot.text, "/vote/confirm"), ("sel-leader", "alice"), ("sel-leader", "bob")]))
     assert too_many.status_code == 422 and "you can choose at most 1 option" in too_many.text
+    assert too_many.location.endswith("/vote/ballot")
 
     vote(client, codes[4], [("sel-leader", "alice")])
-    used = client.post(f"/elections/{ELECTION}/vote/ballot", data={"code": codes[4], "csrf_token": token})
-    assert used.status_code == 409 and "already been used online" in used.text
+    used = step(client, f"/elections/{ELECTION}/vote/ballot", {"code": codes[4], "csrf_token": token})
+    assert used.status_code == 409 and "already been used online" in used.text, (used.location, used.text[-3000:])
     assert service.storage.count_codes(ELECTION)["online"] == 1
 
 

@@ -138,3 +138,54 @@ def test_a_voter_switches_to_welsh_and_votes(browser, service, sealing_key):
     info = sealed.sealing_info(ELECTION, "online", leaf.ballot_id)
     assert sealed.decode_plaintext(hpke.open_with_private_key(sealing_key, info, leaf.sealed), 64) == {
         "board": [], "leader": ["alice"]}
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS, ids=list(VIEWPORTS))
+def test_without_javascript_back_and_reload_never_resubmit_a_form(browser, service, sealing_key, viewport):
+    """The form-only path: each step's POST is answered by a redirect, so every page in the
+    history is a GET page; Chromium shows its "Confirm Form Resubmission" error page
+    (ERR_CACHE_MISS) for any POST page it would have to send again."""
+    code = open_election(service, 2)[0]
+    with live(service) as base:
+        context = browser.new_context(viewport=VIEWPORTS[viewport], java_script_enabled=False)
+        page = context.new_page()
+        try:
+            page.goto(f"{base}/elections/{ELECTION}/vote")
+            page.get_by_label("Voting code").fill(_typo_of(code))
+            page.get_by_role("button", name="Continue").click()
+            assert "This code has a typo" in page.locator("#code-error").inner_text()
+            page.get_by_label("Voting code").fill(code)
+            page.get_by_role("button", name="Continue").click()
+            assert page.url == f"{base}/elections/{ELECTION}/vote/ballot"
+            page.get_by_label("Bob").check()
+            page.get_by_role("button", name="Review my choices").click()
+            assert page.url == f"{base}/elections/{ELECTION}/vote/confirm"
+            assert "You have left 1 contest blank: Board." in page.content()
+            answer = page.reload()  # the confirmation page reloads as it is
+            assert answer is not None and answer.ok and "Bob" in page.locator("dl.summary").inner_text()
+            page.get_by_role("button", name="Cast my ballot").click()
+            assert page.url == f"{base}/elections/{ELECTION}/vote/cast"
+            page.get_by_role("heading", name="Your ballot is recorded").wait_for()
+            assert "Bob" in page.locator("section.chosen").inner_text()
+
+            landed = []
+            for _ in range(3):  # Back past the confirmation and the ballot pages, to the code page
+                answer = page.go_back()
+                assert answer is not None and answer.ok and answer.request.method == "GET", page.url
+                landed.append(page.url.removeprefix(base))
+                if page.url.endswith("/vote/cast"):
+                    # A step of a cast vote: the receipt again, never a form, and no longer the choices.
+                    page.get_by_role("heading", name="Your ballot is recorded").wait_for()
+                    assert page.locator("section.chosen").count() == 0
+                    assert page.get_by_role("button", name="Cast my ballot").count() == 0
+            assert landed == [f"/elections/{ELECTION}/vote/cast"] * 2 + [f"/elections/{ELECTION}/vote"]
+            answer = page.reload()
+            assert answer is not None and answer.ok
+        finally:
+            context.close()
+    assert service.storage.count_codes(ELECTION)["online"] == 1 and service.storage.tree_size(ELECTION) == 1
+    (stored,) = service.storage.entries(ELECTION, 0, 1)
+    leaf = parse_leaf(stored)
+    info = sealed.sealing_info(ELECTION, "online", leaf.ballot_id)
+    assert sealed.decode_plaintext(hpke.open_with_private_key(sealing_key, info, leaf.sealed), 64) == {
+        "board": [], "leader": ["bob"]}

@@ -17,7 +17,7 @@ from hsm_signer.errors import ConfigError
 from hsm_signer.log.leaf import parse_leaf
 
 from servicekit import DEMO_ELECTION
-from test_web_vote import ELECTION, hidden, receipt_link, token_of
+from test_web_vote import ELECTION, change_link, hidden, receipt_link, step, token_of
 
 CONTACT = "Call 0300 123 4567 (9am to 5pm) or email votes@example.org"
 
@@ -35,7 +35,7 @@ def _typo_of(code: str) -> str:
 def test_a_typo_is_told_from_an_unknown_code_and_the_field_keeps_what_was_typed(client, codes):
     token = _start(client)
     typo = _typo_of(codes[0])
-    page = client.post(f"/elections/{ELECTION}/vote/ballot", data={"code": typo, "csrf_token": token})
+    page = step(client, f"/elections/{ELECTION}/vote/ballot", {"code": typo, "csrf_token": token})
     assert page.status_code == 403
     assert "This code has a typo" in page.text and "not valid for this election" not in page.text
     field = re.search(r"<input id=\"code\"[^>]*>", page.text, re.S).group(0)
@@ -46,7 +46,7 @@ def test_a_typo_is_told_from_an_unknown_code_and_the_field_keeps_what_was_typed(
     assert "Error code" not in page.text.split("<details", 1)[0]  # the internal code is folded away
 
     unknown = codes_mod.display(codes_mod.new_code())  # well formed, not this election's
-    page = client.post(f"/elections/{ELECTION}/vote/ballot", data={"code": unknown, "csrf_token": token})
+    page = step(client, f"/elections/{ELECTION}/vote/ballot", {"code": unknown, "csrf_token": token})
     assert page.status_code == 403 and "This voting code is not valid for this election" in page.text
     assert "typo" not in page.text and f'value="{unknown}"' in page.text
 
@@ -58,8 +58,8 @@ def test_a_typo_is_told_from_an_unknown_code_and_the_field_keeps_what_was_typed(
 
 def test_a_contest_with_too_many_choices_says_so_in_that_contest_and_keeps_the_choices(client, codes):
     token = _start(client)
-    ballot = client.post(f"/elections/{ELECTION}/vote/ballot", data={"code": codes[1], "csrf_token": token})
-    page = client.post(f"/elections/{ELECTION}/vote/confirm", data=MultiDict([
+    ballot = step(client, f"/elections/{ELECTION}/vote/ballot", {"code": codes[1], "csrf_token": token})
+    page = step(client, f"/elections/{ELECTION}/vote/confirm", MultiDict([
         *hidden(ballot.text, "/vote/confirm"), ("sel-leader", "bob"),
         ("sel-board", "dan"), ("sel-board", "erin"), ("sel-board", "frank")]))
     assert page.status_code == 422
@@ -72,23 +72,23 @@ def test_a_contest_with_too_many_choices_says_so_in_that_contest_and_keeps_the_c
 
 def test_no_choice_is_explicit_and_a_blank_contest_is_named_before_casting(client, service, codes):
     token = _start(client)
-    ballot = client.post(f"/elections/{ELECTION}/vote/ballot", data={"code": codes[2], "csrf_token": token})
+    ballot = step(client, f"/elections/{ELECTION}/vote/ballot", {"code": codes[2], "csrf_token": token})
     assert ballot.text.count("No choice (leave this contest blank)") == 2
-    both = client.post(f"/elections/{ELECTION}/vote/confirm", data=MultiDict([
+    both = step(client, f"/elections/{ELECTION}/vote/confirm", MultiDict([
         *hidden(ballot.text, "/vote/confirm"), ("sel-leader", ""), ("sel-leader", "bob")]))
     assert both.status_code == 422 and "You ticked \u201cNo choice\u201d and also chose 1 in \u201cLeader\u201d" in both.text
 
-    confirm = client.post(f"/elections/{ELECTION}/vote/confirm", data=MultiDict([
+    confirm = step(client, f"/elections/{ELECTION}/vote/confirm", MultiDict([
         *hidden(ballot.text, "/vote/confirm"), ("sel-leader", ""), ("sel-board", "dan")]))
     assert confirm.status_code == 200
     assert "You have left 1 contest blank: Leader." in confirm.text
     # "Change my choices" brings the explicit "No choice" back ticked.
-    change = client.post(f"/elections/{ELECTION}/vote/ballot", data=MultiDict(hidden(confirm.text, "/vote/ballot")))
+    change = client.get(change_link(confirm.text))
     assert re.search(r'id="sel-leader--none"[^>]*value="" data-none\s+checked', change.text)
     assert re.search(r'value="dan"\s+checked', change.text)
 
-    cast = client.post(f"/elections/{ELECTION}/vote/cast", data=MultiDict(hidden(confirm.text, "/vote/cast")))
-    assert cast.status_code == 201
+    cast = step(client, f"/elections/{ELECTION}/vote/cast", MultiDict(hidden(confirm.text, "/vote/cast")))
+    assert cast.status_code == 200
     stored = parse_leaf(service.ballots.receipt(receipt_link(cast.text).rsplit("/", 1)[1]).leaf)
     assert dict(stored.selections) == {"leader": (), "board": ("dan",)}
 

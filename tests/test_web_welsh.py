@@ -23,7 +23,7 @@ from werkzeug.datastructures import MultiDict
 
 from hsm_signer.election import Election
 from hsm_signer.lifecycle import close_poll, tally_election
-from hsm_signer.web import board, i18n
+from hsm_signer.web import board, drafts, i18n
 
 from servicekit import DEMO_ELECTION, fill_the_board, open_box_with, open_election
 from test_web_vote import ELECTION, hidden, token_of
@@ -90,17 +90,23 @@ def _every_voter_page(client, service, codes, headers) -> dict[str, str]:
     pages["code"] = start.text
     token = token_of(start.text)
     post = lambda path, data: client.post(path, data=data, headers=headers)  # noqa: E731
-    pages["code with a typo"] = post(f"/elections/{ELECTION}/vote/ballot",
+
+    def step(path, data):  # a voting step: a POST answered by a 303 to the page to show
+        answer = post(path, data)
+        assert answer.status_code == 303, answer.text
+        return client.get(answer.headers["Location"], headers=headers)
+
+    pages["code with a typo"] = step(f"/elections/{ELECTION}/vote/ballot",
                                      {"code": "1" + codes[0][1:] if codes[0][0] != "1" else "2" + codes[0][1:],
                                       "csrf_token": token}).text
-    ballot = post(f"/elections/{ELECTION}/vote/ballot", {"code": codes[0], "csrf_token": token})
+    ballot = step(f"/elections/{ELECTION}/vote/ballot", {"code": codes[0], "csrf_token": token})
     pages["ballot"] = ballot.text
-    pages["ballot with a problem"] = post(f"/elections/{ELECTION}/vote/confirm", MultiDict([
+    pages["ballot with a problem"] = step(f"/elections/{ELECTION}/vote/confirm", MultiDict([
         *hidden(ballot.text, "/vote/confirm"), ("sel-board", "dan"), ("sel-board", "erin"), ("sel-board", "frank")])).text
-    confirm = post(f"/elections/{ELECTION}/vote/confirm", MultiDict([
+    confirm = step(f"/elections/{ELECTION}/vote/confirm", MultiDict([
         *hidden(ballot.text, "/vote/confirm"), ("sel-leader", ""), ("sel-board", "dan")]))
     pages["confirmation"] = confirm.text
-    cast = post(f"/elections/{ELECTION}/vote/cast", MultiDict(hidden(confirm.text, "/vote/cast")))
+    cast = step(f"/elections/{ELECTION}/vote/cast", MultiDict(hidden(confirm.text, "/vote/cast")))
     pages["cast"] = cast.text
     location = re.search(r'href="(/elections/[^"/]+/receipts/[0-9a-f]{32})"', cast.text).group(1)
     pages["receipt"] = client.get(location, headers=headers).text
@@ -108,7 +114,9 @@ def _every_voter_page(client, service, codes, headers) -> dict[str, str]:
     pages["check"] = client.get(f"/check?election={ELECTION}", headers=headers).text
     pages["check: used"] = post("/check", {"election": ELECTION, "code": codes[0], "csrf_token": token}).text
     pages["check: wrong"] = post("/check", {"election": ELECTION, "code": "ABCD", "csrf_token": token}).text
-    pages["used code"] = post(f"/elections/{ELECTION}/vote/ballot", {"code": codes[0], "csrf_token": token}).text
+    pages["used code"] = step(f"/elections/{ELECTION}/vote/ballot", {"code": codes[0], "csrf_token": token}).text
+    client.delete_cookie(drafts.COOKIE, path=f"/elections/{ELECTION}/vote")
+    pages["session ended"] = step(f"/elections/{ELECTION}/vote/cast", {"csrf_token": token}).text
     pages["error"] = client.get("/elections/no-such-election/vote", headers=headers).text
     pages["verify"] = client.get("/verify", headers=headers).text
     pages["verify from a link"] = client.get(f"/verify?e={ELECTION}&i=0&n=1&r={'A' * 43}", headers=headers).text
