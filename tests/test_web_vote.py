@@ -200,8 +200,10 @@ def test_check_my_code_shows_unused_online_or_postal_and_never_the_ballot(client
     token = token_of(form.text)
     assert 'for="code"' in form.text and 'for="election"' in form.text
 
-    def check(code):
-        return client.post("/check", data={"election": ELECTION, "code": code, "csrf_token": token})
+    def check(code):  # answered by a 303: to the result, or back to the form
+        answer = client.post("/check", data={"election": ELECTION, "code": code, "csrf_token": token})
+        assert answer.status_code == 303 and answer.headers["Location"] in ("/check/result", f"/check?election={ELECTION}")
+        return client.get(answer.headers["Location"])
 
     assert "not been used" in check(codes[5]).text
     cast, _ = vote(client, codes[5], [("sel-leader", "bob")])
@@ -210,8 +212,10 @@ def test_check_my_code_shows_unused_online_or_postal_and_never_the_ballot(client
     assert "used to vote online" in online.text and ballot_id not in online.text and "/receipts/" not in online.text
     service.ballots.cast(ELECTION, codes[6], {"leader": [], "board": []}, channel="postal")
     assert "used by post" in check(codes[6]).text
+    assert "used by post" in client.get("/check/result").text  # Reload: the same answer, nothing resent
     wrong = check("ABCD-EFGH")
     assert wrong.status_code == 403 and "A voting code has 17 letters and digits" in wrong.text
+    assert 'value="ABCD-EFGH"' in wrong.text and 'id="code-error"' not in client.get("/check").text  # said once
 
 
 def test_the_code_never_leaves_the_post_bodies(service, codes):

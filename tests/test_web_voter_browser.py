@@ -142,8 +142,8 @@ def test_a_voter_switches_to_welsh_and_votes(browser, service, sealing_key):
 
 @pytest.mark.parametrize("viewport", VIEWPORTS, ids=list(VIEWPORTS))
 def test_without_javascript_back_and_reload_never_resubmit_a_form(browser, service, sealing_key, viewport):
-    """The form-only path: each step's POST is answered by a redirect, so every page in the
-    history is a GET page; Chromium shows its "Confirm Form Resubmission" error page
+    """The form-only path: each step's POST (and "Check my code") is answered by a redirect,
+    so every page in the history is a GET page; Chromium shows its "Confirm Form Resubmission" error page
     (ERR_CACHE_MISS) for any POST page it would have to send again."""
     code = open_election(service, 2)[0]
     with live(service) as base:
@@ -181,6 +181,15 @@ def test_without_javascript_back_and_reload_never_resubmit_a_form(browser, servi
             assert landed == [f"/elections/{ELECTION}/vote/cast"] * 2 + [f"/elections/{ELECTION}/vote"]
             answer = page.reload()
             assert answer is not None and answer.ok
+
+            page.goto(f"{base}/check?election={ELECTION}")  # "Check my code" is post/redirect/get too
+            page.get_by_label("Your voting code").fill(code)
+            page.get_by_role("button", name="Check").click()
+            assert page.url == f"{base}/check/result" and "used to vote online" in page.content()
+            answer = page.reload()
+            assert answer is not None and answer.ok and "used to vote online" in page.content()
+            answer = page.go_back()
+            assert answer is not None and answer.ok and page.url == f"{base}/check?election={ELECTION}"
         finally:
             context.close()
     assert service.storage.count_codes(ELECTION)["online"] == 1 and service.storage.tree_size(ELECTION) == 1

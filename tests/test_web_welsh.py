@@ -112,8 +112,8 @@ def _every_voter_page(client, service, codes, headers) -> dict[str, str]:
     pages["receipt"] = client.get(location, headers=headers).text
     pages["printable receipt"] = client.get(location + "/print", headers=headers).text
     pages["check"] = client.get(f"/check?election={ELECTION}", headers=headers).text
-    pages["check: used"] = post("/check", {"election": ELECTION, "code": codes[0], "csrf_token": token}).text
-    pages["check: wrong"] = post("/check", {"election": ELECTION, "code": "ABCD", "csrf_token": token}).text
+    pages["check: used"] = step("/check", {"election": ELECTION, "code": codes[0], "csrf_token": token}).text
+    pages["check: wrong"] = step("/check", {"election": ELECTION, "code": "ABCD", "csrf_token": token}).text
     pages["used code"] = step(f"/elections/{ELECTION}/vote/ballot", {"code": codes[0], "csrf_token": token}).text
     client.delete_cookie(drafts.COOKIE, path=f"/elections/{ELECTION}/vote")
     pages["session ended"] = step(f"/elections/{ELECTION}/vote/cast", {"csrf_token": token}).text

@@ -71,6 +71,14 @@ class WebError(Exception):
         super().__init__(self.message)
 
 
+def restored(code: str, message: str) -> WebError:
+    """A refusal carried from a POST to the page its redirect shows (``code``, ``message``:
+    from a sealed cookie, so this service's own; an unknown code is a plain bad request)."""
+    if code not in ERRORS:
+        return WebError("invalid_request")
+    return WebError(code, message, headers={"Retry-After": retry_after()} if code == "hsm_unavailable" else None)
+
+
 def retry_after() -> str:
     """Seconds a client should wait before retrying after an HSM outage."""
     service = current_app.extensions["hsm_signer"].service

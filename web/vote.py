@@ -24,7 +24,7 @@ from hsm_signer.log.note import b64encode
 
 from . import drafts
 from .context import open_election, service
-from .errors import ERRORS, WebError, expected_error, retry_after
+from .errors import ERRORS, WebError, expected_error, restored
 from .receipts import chosen_view, find_receipt, receipt_view
 from .security import code_attempt
 
@@ -84,7 +84,7 @@ def enter_code(election_id: str):
     draft = drafts.load(election)
     sealing = _sealing_for(election)
     if draft is not None and draft.step == drafts.CODE and draft.error:
-        error = _stored_error(draft.error)
+        error = restored(*draft.error)
         page = render_template("vote_code.html", error=error, election=election, typed=draft.code,
                                used=error.code == "code_used", sealing=sealing, chosen={}, no_choice=set())
         return drafts.forget(make_response(page, error.status, error.headers), election)
@@ -124,7 +124,7 @@ def ballot_page(election_id: str):
     if not isinstance(draft, drafts.Draft):
         return draft
     problems = contest_problems(election, draft.chosen, set(draft.none)) if draft.checked else {}
-    error = _stored_error(draft.error) if draft.error else None
+    error = restored(*draft.error) if draft.error else None
     page = render_template("vote_ballot.html", election=election, chosen=draft.chosen, no_choice=draft.none,
                            problems=problems, error=error, sealing=None)
     return _shown(make_response(page, *((error.status, error.headers) if error else (200,))), election, draft)
@@ -159,7 +159,7 @@ def confirm_page(election_id: str):
     if not isinstance(draft, drafts.Draft):
         return draft
     blank = [c.title for c in election.contests if not draft.chosen.get(c.id)]
-    error = _stored_error(draft.error) if draft.error else None
+    error = restored(*draft.error) if draft.error else None
     page = render_template("vote_confirm.html", election=election, chosen=draft.chosen, blank=blank,
                            no_choice=draft.none, error=error)
     return _shown(make_response(page, *((error.status, error.headers) if error else (200,))), election, draft)
@@ -246,14 +246,6 @@ def _storable(exc: Exception) -> tuple[str, str]:
     """A refusal as (error code, message): what a draft keeps to show on the next page."""
     error = expected_error(exc)
     return error.code, error.message
-
-
-def _stored_error(stored: tuple[str, str]) -> WebError:
-    code, message = stored
-    if code not in ERRORS:
-        code, message = "invalid_request", ERRORS["invalid_request"][1]
-    headers = {"Retry-After": retry_after()} if code == "hsm_unavailable" else None
-    return WebError(code, message, headers=headers)
 
 
 def _known_options_only(election: Election, chosen: dict[str, list[str]]) -> None:
