@@ -5,6 +5,7 @@ Time is a clock the test passes in; nothing sleeps until a real date."""
 from __future__ import annotations
 
 import datetime as dt
+import html
 import time
 
 import pytest
@@ -106,3 +107,24 @@ def test_the_api_refuses_a_ballot_after_closes_at_with_a_clear_message(kit):
         assert service.storage.count_codes("test-election")["unused"] == 1
     finally:
         service.close()
+
+
+def test_the_voting_pages_follow_the_schedule_on_the_service_clock(scheduled):
+    """An open poll before opens_at (an official opened it ahead of time) and after
+    closes_at (the sequencer has not closed it yet): the voting page says when, in words."""
+    from hsm_signer.web import create_app
+    service, clock, codes = scheduled
+    client = create_app(service=service, test_config={"TESTING": True}).test_client()
+    early = client.get("/elections/test-election/vote")
+    assert early.status_code == 409
+    assert "The poll for this election opens on Tuesday 1 January 2030 at 9:00am (UTC)." in early.text
+    assert 'name="code"' not in early.text
+    welsh = client.get("/elections/test-election/vote", headers={"Accept-Language": "cy"})
+    assert "Mae'r bleidlais ar gyfer yr etholiad hwn yn agor ar Dydd Mawrth 1 Ionawr 2030, 09:00 (UTC)." in html.unescape(
+        welsh.text)
+
+    clock.now = _at(OPENS)
+    assert client.get("/elections/test-election/vote").status_code == 200
+    clock.now = _at(CLOSES)
+    late = client.get("/elections/test-election/vote")
+    assert late.status_code == 409 and "closed on Tuesday 1 January 2030 at 5:00pm (UTC)." in late.text

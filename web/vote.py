@@ -18,15 +18,16 @@ from flask_babel import ngettext
 from werkzeug.wrappers import Response
 
 from hsm_signer.ballots import CodeUsedError, InvalidCodeError, ReceiptPendingError
-from hsm_signer.election import BallotError, Election
+from hsm_signer.election import BallotError, Election, instant
 from hsm_signer.errors import HsmError
 from hsm_signer.log.note import b64encode
 
 from . import drafts
-from .context import open_election, service
+from .context import election_record, open_election, service
 from .errors import ERRORS, WebError, expected_error, restored
 from .receipts import chosen_view, find_receipt, receipt_view
 from .security import code_attempt
+from .wording import when
 
 bp = Blueprint("vote", __name__)
 
@@ -61,6 +62,20 @@ def contest_problems(election: Election, chosen: dict[str, list[str]], none: set
     return problems
 
 
+def _voting(election_id: str) -> Election:
+    """The election if voters can vote now: its poll open (404 / 409 ``poll_not_open``) and
+    the time within ``opens_at`` .. ``closes_at`` on the service clock, said with the time."""
+    election = open_election(election_id).election
+    now = service().clock()
+    if election.opens_at is not None and now < instant(election.opens_at):
+        raise WebError("poll_not_open", _("the poll for this election opens on %(when)s",
+                                          when=when(election.opens_at, election)))
+    if election.closes_by(now):
+        raise WebError("poll_not_open", _("the poll for this election closed on %(when)s",
+                                          when=when(election.closes_at, election)))
+    return election
+
+
 def _sealing_for(election: Election) -> dict | None:
     """What the page's script needs to seal a ballot in the browser (None without a sealing key)."""
     box = service().ballots
@@ -80,7 +95,7 @@ def index():
 @bp.get("/elections/<election_id>/vote")
 def enter_code(election_id: str):
     """Step 1. A refused code comes back here once, with its message and what was typed."""
-    election = open_election(election_id).election
+    election = _voting(election_id)
     draft = drafts.load(election)
     sealing = _sealing_for(election)
     if draft is not None and draft.step == drafts.CODE and draft.error:
@@ -98,7 +113,7 @@ def enter_code(election_id: str):
 @code_attempt
 def ballot(election_id: str):
     """Check the code before the voter fills in the ballot; on to the ballot page (or back, with why)."""
-    election = open_election(election_id).election
+    election = _voting(election_id)
     code = _form_code()
     try:
         status = service().ballots.code_status(election_id, code)
@@ -119,7 +134,7 @@ def ballot(election_id: str):
 @bp.get("/elections/<election_id>/vote/ballot")
 def ballot_page(election_id: str):
     """Step 2: the ballot form, with the choices made so far (and what is wrong with them)."""
-    election = open_election(election_id).election
+    election = _voting(election_id)
     draft = _draft_for(election, drafts.BALLOT, drafts.CONFIRM)
     if not isinstance(draft, drafts.Draft):
         return draft
@@ -134,7 +149,7 @@ def ballot_page(election_id: str):
 def confirm(election_id: str):
     """Take the ballot form; on to the confirmation page, or back to the form with what to correct.
     Nothing is stored on the server yet."""
-    election = open_election(election_id).election
+    election = _voting(election_id)
     draft = _draft_for(election, drafts.BALLOT, drafts.CONFIRM)
     if not isinstance(draft, drafts.Draft):
         return draft
@@ -154,7 +169,7 @@ def confirm(election_id: str):
 @bp.get("/elections/<election_id>/vote/confirm")
 def confirm_page(election_id: str):
     """Step 3: the choices shown back before they count."""
-    election = open_election(election_id).election
+    election = _voting(election_id)
     draft = _draft_for(election, drafts.CONFIRM)
     if not isinstance(draft, drafts.Draft):
         return draft
@@ -169,7 +184,7 @@ def confirm_page(election_id: str):
 @code_attempt
 def cast(election_id: str):
     """Cast what the confirmation page showed (from the draft, not from the form); on to the receipt."""
-    election = open_election(election_id).election
+    election = _voting(election_id)
     draft = _draft_for(election, drafts.CONFIRM)
     if not isinstance(draft, drafts.Draft):
         return draft
@@ -189,7 +204,7 @@ def cast(election_id: str):
 def cast_page(election_id: str):
     """After casting: the receipt, with what the voter chose shown this once (no URL, receipt
     or later page holds the choices; the permanent receipt page shows only the tracker)."""
-    election = open_election(election_id).election
+    election = election_record(election_id).election  # the receipt stays reachable after the close
     draft = _draft_for(election, drafts.CAST)
     if not isinstance(draft, drafts.Draft):
         return draft
