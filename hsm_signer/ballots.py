@@ -24,8 +24,9 @@ import hashlib
 import hmac
 import os
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable, Generator, Iterable, Sequence
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -39,11 +40,16 @@ from .log import sealed as sealed_mod
 from .log.leaf import BALLOT, BALLOT_ID_PATTERN, POSTAL as POSTAL_LEAF, Leaf, SealedLeaf, new_ballot_id
 from .log.receipt import Receipt
 from .log.tree import MerkleTree
-from .intake import CastIntake
+from .intake import CastIntake, Ticket
 from .notify import Notifier, PollingWaiter, ReceiptWaiter
 from .signer import Mac
 from .canonical import canonicalize
 from .storage.base import ONLINE, POSTAL, BallotIdTakenError, CastOutcome, CastRequest, Storage, StoreView, UnknownCodeError
+
+log = logging.getLogger(__name__)
+
+#: Codes hashed per trip through the HSM's lock (~40 ms of SoftHSM HMACs).
+HASH_TRIP = 1000
 
 #: How long after casting the identical ballot, sent again with its code, gets the same receipt.
 RESUBMIT_WINDOW = 30 * 60.0
@@ -112,13 +118,20 @@ def ballot_digest(code: str, election_id: str, submitted: bytes) -> bytes:
     """A keyed digest of what was submitted (canonical selections, or a client-sealed
     ballot's id and bytes): recognises an identical resubmission without keeping it in clear.
     Keyed by the code, so the small space of possible ballots cannot be tried against it."""
-    return hmac.new(_link_keys(code, election_id)[1], submitted, hashlib.sha256).digest()
+    return _digest_with(_link_keys(code, election_id)[1], submitted)
 
 
 def seal_link(code: str, election_id: str, ballot_id: str, digest: bytes) -> bytes:
+    return _seal_link_with(_link_keys(code, election_id)[0], election_id, ballot_id, digest)
+
+
+def _digest_with(digest_key: bytes, submitted: bytes) -> bytes:
+    return hmac.new(digest_key, submitted, hashlib.sha256).digest()
+
+
+def _seal_link_with(link_key: bytes, election_id: str, ballot_id: str, digest: bytes) -> bytes:
     nonce = os.urandom(12)
-    return nonce + AESGCM(_link_keys(code, election_id)[0]).encrypt(
-        nonce, ballot_id.encode() + digest, election_id.encode())
+    return nonce + AESGCM(link_key).encrypt(nonce, ballot_id.encode() + digest, election_id.encode())
 
 
 def open_link(code: str, election_id: str, link: bytes) -> tuple[str, bytes]:
@@ -128,6 +141,19 @@ def open_link(code: str, election_id: str, link: bytes) -> tuple[str, bytes]:
     except InvalidTag:
         raise InvalidCodeError() from None
     return plain[:-32].decode(), plain[-32:]
+
+
+@dataclass(frozen=True)
+class HashedCode:
+    """A normalised code with its keyed hash for one election, computed in the HSM.
+
+    What :meth:`BallotBox.hash_codes` returns, so that a batch checked before it is
+    recorded (a postal batch) hashes each code once. Its repr shows neither the code nor
+    the hash."""
+
+    election_id: str
+    code: str = field(repr=False)
+    digest: bytes = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -160,6 +186,15 @@ class _Prepared:
     code: str            # normalised; never logged
     digest: bytes        # ballot_digest of what was submitted
     request: CastRequest
+
+
+@dataclass(frozen=True)
+class _Queued:
+    """Ballots of one call: the errors found while preparing, the prepared ones, their ticket."""
+
+    results: list
+    prepared: list
+    ticket: Ticket | None
 
 
 @dataclass(frozen=True)
@@ -215,32 +250,41 @@ class BallotBox:
             raise InvalidCodeError(malformed=True, kind=exc.kind) from None
         return code, self.code_mac.mac(codes_mod.code_message(election_id, code))
 
-    def _codes(self, election_id: str, typed: Sequence[str]) -> list[tuple[str, bytes] | InvalidCodeError]:
-        """:meth:`_code` for many codes, hashed in one trip through the HSM's lock."""
-        normalised: list[str | InvalidCodeError] = []
+    def hash_codes(self, election_id: str, typed: Sequence[str | HashedCode]) -> list[HashedCode | InvalidCodeError]:
+        """Each code normalised and hashed, in one trip through the HSM's lock (a code
+        already hashed for this election is kept as it is), or InvalidCodeError if the
+        text cannot be a code."""
+        normalised: list[str | HashedCode | InvalidCodeError] = []
         for text in typed:
+            if isinstance(text, HashedCode) and text.election_id == election_id:
+                normalised.append(text)
+                continue
             try:
-                normalised.append(codes_mod.normalise(text))
+                normalised.append(codes_mod.normalise(text.code if isinstance(text, HashedCode) else text))
             except codes_mod.MalformedCodeError as exc:
                 normalised.append(InvalidCodeError(malformed=True, kind=exc.kind))
         good = [code for code in normalised if isinstance(code, str)]
-        many = getattr(self.code_mac, "mac_many", None)
+        many = getattr(self.code_mac, "mac_many", None) or (lambda items: [self.code_mac.mac(m) for m in items])
         messages = [codes_mod.code_message(election_id, code) for code in good]
-        hashes = iter(many(messages) if many else [self.code_mac.mac(m) for m in messages])
-        return [code if isinstance(code, InvalidCodeError) else (code, next(hashes)) for code in normalised]
+        # A few hundred per trip: one trip never holds the process's PKCS#11 lock for long
+        # (the sequencer signs through the same lock).
+        hashes = iter([digest for start in range(0, len(messages), HASH_TRIP)
+                       for digest in many(messages[start:start + HASH_TRIP])])
+        return [HashedCode(election_id, code, next(hashes)) if isinstance(code, str) else code for code in normalised]
 
-    def lookup_codes(self, election_id: str, typed: Sequence[str]) -> list[CodeStatus | InvalidCodeError]:
+    def lookup_codes(self, election_id: str, typed: Sequence[str | HashedCode]) -> list[CodeStatus | InvalidCodeError]:
         """The status of each code (unused, online, postal), or InvalidCodeError: reads only
         (a postal batch is checked whole before anything is recorded)."""
+        hashed = self.hash_codes(election_id, typed)
+        known = [item for item in hashed if isinstance(item, HashedCode)]
+        statuses = iter(self.storage.code_statuses(election_id, [item.digest for item in known]))
         results: list[CodeStatus | InvalidCodeError] = []
-        for item in self._codes(election_id, typed):
+        for item in hashed:
             if isinstance(item, InvalidCodeError):
                 results.append(item)
                 continue
-            try:
-                results.append(CodeStatus(self.storage.code_status(election_id, item[1])[0]))
-            except UnknownCodeError:
-                results.append(InvalidCodeError())
+            status = next(statuses)
+            results.append(InvalidCodeError() if status is None else CodeStatus(status))
         return results
 
     def code_status(self, election_id: str, typed: str) -> CodeStatus:
@@ -271,11 +315,40 @@ class BallotBox:
             raise result
         return result
 
-    def submit_many(self, election_id: str, ballots: Sequence[tuple[str, object]],
+    def submit_many(self, election_id: str, ballots: Sequence[tuple[str | HashedCode, object]],
                     channel: str = ONLINE) -> list[Submission | ElectionError]:
         """Store several (code, selections) ballots, in as few transactions as the intake groups
         them; each gets its :class:`Submission` or its own error (invalid code or ballot, code
         used). An election that is not open fails the whole call."""
+        return self._results(self._queue(election_id, ballots, channel))
+
+    def submit_batches(self, election_id: str, batches: Iterable[Sequence[tuple[str | HashedCode, object]]],
+                       channel: str = ONLINE) -> Generator[list[Submission | ElectionError], None, None]:
+        """:meth:`submit_many` for each batch in turn, yielding each batch's results once it is
+        stored, in order. The next batch is prepared (codes hashed, selections sealed) while
+        the one before it is being stored, so sealing and the database's durable commits
+        overlap (a postal batch). If preparing a batch fails, the batch before it is still
+        stored and answered before the error is raised."""
+        queued: _Queued | None = None
+        try:
+            for ballots in batches:
+                done, queued = queued, self._queue(election_id, ballots, channel)
+                if done is not None:
+                    yield self._results(done)
+            if queued is not None:
+                done, queued = queued, None
+                yield self._results(done)
+        finally:
+            if queued is not None:  # stopped early: the queued batch is stored all the same; wake the sequencer
+                try:
+                    self._results(queued)
+                except Exception:  # noqa: BLE001 - the error that stopped the batches is the one to raise
+                    log.warning("a queued batch of ballots failed while another error was raised", exc_info=False)
+
+    def _queue(self, election_id: str, ballots: Sequence[tuple[str | HashedCode, object]],
+               channel: str) -> "_Queued":
+        """Check the election, prepare (hash, validate, seal) each ballot and queue the good
+        ones for storing, without waiting for them."""
         if self.sealing_key is None and not self.allow_clear_ballots:
             raise ClearBallotsRefusedError()
         record = self.storage.get_election(election_id)
@@ -287,13 +360,19 @@ class BallotBox:
             raise PollNotOpenError(refusal)
         results: list[Submission | ElectionError | None] = [None] * len(ballots)
         prepared: list[tuple[int, _Prepared]] = []
-        hashed = self._codes(election_id, [typed for typed, _ in ballots])  # one HSM trip for the call
+        hashed = self.hash_codes(election_id, [typed for typed, _ in ballots])  # one HSM trip for the call
         for i, ((_, selections), code) in enumerate(zip(ballots, hashed)):
             try:
                 prepared.append((i, self._prepare(record.election, code, selections, channel)))
             except ElectionError as exc:
                 results[i] = exc
-        outcomes = self.intake.cast_many([item.request for _, item in prepared]) if prepared else []
+        ticket = self.intake.enqueue([item.request for _, item in prepared]) if prepared else None
+        return _Queued(results, prepared, ticket)
+
+    def _results(self, queued: "_Queued") -> list[Submission | ElectionError]:
+        """Wait until the queued ballots are stored; each ballot's :class:`Submission` or error."""
+        results, prepared = queued.results, queued.prepared
+        outcomes = queued.ticket.results() if queued.ticket is not None else []
         stored, failure = False, None
         for (i, item), outcome in zip(prepared, outcomes):
             if isinstance(outcome, UnknownCodeError):
@@ -313,9 +392,9 @@ class BallotBox:
             self.notifier.wake_sequencer()  # also when another ballot of the call failed
         if failure is not None:
             raise failure  # what was stored stays stored: submitting again is idempotent
-        return results  # type: ignore[return-value]
+        return results
 
-    def _prepare(self, election: Election, hashed: "tuple[str, bytes] | InvalidCodeError", ballot: object, channel: str) -> "_Prepared":
+    def _prepare(self, election: Election, hashed: "HashedCode | InvalidCodeError", ballot: object, channel: str) -> "_Prepared":
         kind = BALLOT if channel == ONLINE else POSTAL_LEAF
         if isinstance(ballot, SealedBallot):
             leaf_bytes = self._client_sealed(election, ballot, kind)
@@ -331,12 +410,12 @@ class BallotBox:
                 leaf_bytes = SealedLeaf(election.id, kind, ballot_id, box).to_bytes()
         if isinstance(hashed, InvalidCodeError):
             raise hashed  # after the selections: their errors come first, as they always did
-        code, code_hash = hashed
-        digest = ballot_digest(code, election.id, submitted)
-        request = CastRequest(election.id, code_hash, channel, ballot_id, leaf_bytes,
-                              seal_link(code, election.id, ballot_id, digest), require_state=OPEN,
+        link_key, digest_key = _link_keys(hashed.code, election.id)  # derived once for both
+        digest = _digest_with(digest_key, submitted)
+        request = CastRequest(election.id, hashed.digest, channel, ballot_id, leaf_bytes,
+                              _seal_link_with(link_key, election.id, ballot_id, digest), require_state=OPEN,
                               link_until=int(self.clock() + self.resubmit_window))
-        return _Prepared(code, digest, request)
+        return _Prepared(hashed.code, digest, request)
 
     def _client_sealed(self, election: Election, ballot: SealedBallot, kind: str) -> bytes:
         """The leaf of a browser-sealed ballot, after checking what can be checked unopened:

@@ -97,10 +97,60 @@ def _encode(value: Any, path: str, out: list[str]) -> None:
         raise FormatError(f"{path}: {type(value).__name__} cannot be written as canonical JSON", "json.not-canonical")
 
 
+class _Unusual(Exception):
+    """:func:`_encode_common` met something it leaves to :func:`_encode` (which names the path)."""
+
+
+def _encode_common(value: Any, out: list[str]) -> None:
+    """:func:`_encode` for the values every ballot, leaf and note is made of (exact built-in
+    str, int, bool, None, list, tuple, dict with ASCII keys), without building a path for
+    errors that do not happen; anything else raises :class:`_Unusual`. Same output."""
+    kind = type(value)
+    if kind is str:
+        if not _PLAIN_STRING.fullmatch(value):
+            raise _Unusual
+        out.append('"' + value + '"')
+    elif kind is dict:
+        keys = list(value)
+        for key in keys:
+            if type(key) is not str or not key.isascii() or not _PLAIN_STRING.fullmatch(key):
+                raise _Unusual  # ASCII keys: code point order is RFC 8785's UTF-16 order
+        out.append("{")
+        first = True
+        for key in sorted(keys):
+            if not first:
+                out.append(",")
+            first = False
+            out.append('"' + key + '":')
+            _encode_common(value[key], out)
+        out.append("}")
+    elif kind is list or kind is tuple:
+        out.append("[")
+        for i, item in enumerate(value):
+            if i:
+                out.append(",")
+            _encode_common(item, out)
+        out.append("]")
+    elif value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif kind is int and abs(value) <= MAX_SAFE_INTEGER:
+        out.append(str(value))
+    else:
+        raise _Unusual
+
+
 def canonicalize(value: Any) -> bytes:
     """The RFC 8785 canonical UTF-8 bytes of ``value`` (tuples are written as arrays)."""
     out: list[str] = []
-    _encode(value, "$", out)
+    try:
+        _encode_common(value, out)
+    except _Unusual:
+        out = []
+        _encode(value, "$", out)  # escapes, other key orders, and every refusal with its path
     return "".join(out).encode("utf-8")
 
 

@@ -34,6 +34,7 @@ import datetime as dt
 import json
 import zoneinfo
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -68,7 +69,7 @@ class Contest:
     options: tuple[Option, ...]
     max_choices: int = 1
 
-    @property
+    @cached_property  # read for every option of every ballot checked
     def option_ids(self) -> tuple[str, ...]:
         return tuple(o.id for o in self.options)
 

@@ -36,12 +36,35 @@ class IntakeClosedError(HsmSignerError):
 
 
 class _Slot:
-    __slots__ = ("request", "result", "done")
+    __slots__ = ("request", "result", "ticket")
 
-    def __init__(self, request: CastRequest):
+    def __init__(self, request: CastRequest, ticket: "Ticket"):
         self.request = request
         self.result: CastOutcome | BaseException | None = None
-        self.done = threading.Event()
+        self.ticket = ticket
+
+
+class Ticket:
+    """The ballots one call queued: answered together, once the writer has stored them all."""
+
+    def __init__(self, requests: Sequence[CastRequest]):
+        self._slots = [_Slot(request, self) for request in requests]
+        self._left = len(self._slots)
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        if not self._slots:
+            self._done.set()
+
+    def _answered(self, count: int) -> None:
+        with self._lock:
+            self._left -= count
+            if self._left <= 0:
+                self._done.set()
+
+    def results(self) -> list[CastOutcome | Exception]:
+        """Each ballot's outcome (or its own exception), in the order queued; waits until stored."""
+        self._done.wait()
+        return [slot.result for slot in self._slots]  # type: ignore[misc]
 
 
 class CastIntake:
@@ -68,19 +91,23 @@ class CastIntake:
 
     def cast_many(self, requests: Sequence[CastRequest]) -> list[CastOutcome | Exception]:
         """Queue several ballots at once (a postal batch) and wait until all are answered."""
-        slots = [_Slot(request) for request in requests]
+        return self.enqueue(requests).results()
+
+    def enqueue(self, requests: Sequence[CastRequest]) -> Ticket:
+        """Queue several ballots without waiting: the caller prepares more meanwhile, then
+        waits on :meth:`Ticket.results` (a postal batch seals one part while the part before
+        it is being stored). Nothing is stored until the writer commits it."""
+        ticket = Ticket(requests)
         with self._cond:
             if self._closed:
                 raise IntakeClosedError()
-            self._queue.extend(slots)
+            self._queue.extend(ticket._slots)
             # Started on first use, in the process that uses it (a thread does not survive fork()).
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="ballot-intake", daemon=True)
                 self._thread.start()
             self._cond.notify()
-        for slot in slots:
-            slot.done.wait()
-        return [slot.result for slot in slots]  # type: ignore[misc]
+        return ticket
 
     def close(self) -> None:
         """Answer what is queued, then stop the writer; later casts raise IntakeClosedError."""
@@ -119,10 +146,13 @@ class CastIntake:
             for slot, result in zip(group, results):
                 slot.result = result
         finally:
+            answered: dict[Ticket, int] = {}
             for slot in group:
                 if slot.result is None:  # the writer itself failed: never leave a request waiting
                     slot.result = HsmSignerError("the ballot could not be stored (internal error); submit it again")
-                slot.done.set()
+                answered[slot.ticket] = answered.get(slot.ticket, 0) + 1
+            for ticket, count in answered.items():
+                ticket._answered(count)
             self.stored += len(group)
 
     def _alone(self, request: CastRequest) -> CastOutcome | Exception:

@@ -24,10 +24,11 @@ import difflib
 import io
 import re
 from collections.abc import Iterable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 
 from . import codes as codes_mod
-from .ballots import BallotBox, CodeStatus, CodeUsedError, InvalidCodeError
+from .ballots import BallotBox, CodeUsedError, HashedCode, InvalidCodeError, Submission
 from .election import BallotError, Contest, Election
 from .errors import ConfigError
 from .storage.base import ONLINE, POSTAL
@@ -54,11 +55,11 @@ MAX_CELL = 1000
 
 @dataclass(frozen=True)
 class Row:
-    """One row of the batch: its line number, its code (never shown) and its choices."""
+    """One row of the batch: its line number, its code hashed in the HSM (never shown) and its choices."""
 
     line: int
-    code: str
-    selections: dict[str, list[str]] = field(hash=False)
+    code: HashedCode = field(repr=False)
+    selections: dict[str, list[str]] = field(hash=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -205,7 +206,7 @@ def check_batch(box: BallotBox, election: Election,
     """Check every row (shape, code, choices, repeats in the file, code status) and decide
     what is to be recorded. Reads only: nothing is stored."""
     outcomes = list(problems)
-    candidates: list[Row] = []
+    candidates: list[tuple[int, str, dict[str, list[str]]]] = []
     first_line: dict[str, tuple[int, dict[str, list[str]]]] = {}
     for line, code_text, cells in rows:
         try:
@@ -225,20 +226,24 @@ def check_batch(box: BallotBox, election: Election,
                                                              "set this form aside"))
             continue
         first_line[code] = (line, selections)
-        candidates.append(Row(line, code, selections))
-    statuses = box.lookup_codes(election.id, [row.code for row in candidates])
+        candidates.append((line, code, selections))
+    # Each code is hashed in the HSM once, here; recording reuses the hash.
+    hashed = box.hash_codes(election.id, [code for _, code, _ in candidates])
+    statuses = iter(box.lookup_codes(election.id, [h for h in hashed if isinstance(h, HashedCode)]))
     to_record: list[Row] = []
     by_post: set[int] = set()
-    for row, status in zip(candidates, statuses):
-        if isinstance(status, InvalidCodeError):
-            outcomes.append(Outcome(row.line, INVALID, "code: not a code of this election"))
-        elif isinstance(status, CodeStatus) and status.status == ONLINE:
-            outcomes.append(Outcome(row.line, DUPLICATE_ONLINE, "the code was already used online: the online "
-                                                                "ballot stands and this one is not counted"))
-        else:
-            to_record.append(row)  # unused, or used by post (an earlier run of this batch?)
-            if isinstance(status, CodeStatus) and status.status == POSTAL:
-                by_post.add(row.line)
+    for (line, _, selections), hashed_code in zip(candidates, hashed):
+        status = next(statuses) if isinstance(hashed_code, HashedCode) else hashed_code
+        if not isinstance(hashed_code, HashedCode) or isinstance(status, InvalidCodeError):
+            outcomes.append(Outcome(line, INVALID, "code: not a code of this election"))
+            continue
+        if status.status == ONLINE:
+            outcomes.append(Outcome(line, DUPLICATE_ONLINE, "the code was already used online: the online "
+                                                            "ballot stands and this one is not counted"))
+            continue
+        to_record.append(Row(line, hashed_code, selections))  # unused, or used by post (an earlier run of this batch?)
+        if status.status == POSTAL:
+            by_post.add(line)
     return CheckedBatch(tuple(to_record), tuple(sorted(outcomes, key=lambda o: o.line)), frozenset(by_post))
 
 
@@ -260,29 +265,38 @@ def not_recorded(batch: CheckedBatch) -> list[Outcome]:
 
 def record(box: BallotBox, election_id: str, rows: Sequence[Row], *, chunk: int = 1000,
            progress=None) -> list[Outcome]:
-    """Store ``rows`` as postal ballots, ``chunk`` per call (one group commit each).
+    """Store ``rows`` as postal ballots, ``chunk`` at a time; ``progress(stored, total)``
+    after each chunk is durably stored.
 
     Each row gets ``recorded``, ``already_recorded`` (with its ballot id), a duplicate or
     ``invalid``; leaf indexes and receipts come after (:func:`hsm_signer.commands.postal`)."""
     outcomes: list[Outcome] = []
-    for start in range(0, len(rows), chunk):
-        part = rows[start:start + chunk]
-        results = box.submit_many(election_id, [(row.code, row.selections) for row in part], channel=POSTAL)
-        for row, result in zip(part, results):
-            if isinstance(result, CodeUsedError):
-                kind = DUPLICATE_POSTAL if result.status == POSTAL else DUPLICATE_ONLINE
-                reason = ("the code was already used by post for a different ballot (or by an earlier run of this "
-                          "batch whose resubmission window has ended)" if kind == DUPLICATE_POSTAL else
-                          "the code was already used online: the online ballot stands and this one is not counted")
-                outcomes.append(Outcome(row.line, kind, reason))
-            elif isinstance(result, (InvalidCodeError, BallotError)):
-                outcomes.append(Outcome(row.line, INVALID, str(result)))
-            elif isinstance(result, Exception):
-                raise result
-            else:
-                outcomes.append(Outcome(row.line, RECORDED if result.new else ALREADY_RECORDED,
-                                        "" if result.new else "recorded by an earlier run of this batch",
-                                        ballot_id=result.ballot_id))
-        if progress:
-            progress(min(start + chunk, len(rows)), len(rows))
+    parts = [rows[start:start + chunk] for start in range(0, len(rows), chunk)]
+    # Each part is sealed while the part before it is being stored (BallotBox.submit_batches).
+    batches = box.submit_batches(election_id, ([(row.code, row.selections) for row in part] for part in parts),
+                                 channel=POSTAL)
+    with closing(batches):
+        for part, results in zip(parts, batches):
+            outcomes += (_recorded(row, result) for row, result in zip(part, results))
+            if progress:
+                progress(len(outcomes), len(rows))
     return outcomes
+
+
+def _recorded(row: Row, result: object) -> Outcome:
+    """The outcome of one stored row from what :meth:`BallotBox.submit_batches` answered."""
+    if isinstance(result, CodeUsedError):
+        if result.status == POSTAL:
+            return Outcome(row.line, DUPLICATE_POSTAL, "the code was already used by post for a different ballot (or "
+                                                       "by an earlier run of this batch whose resubmission window has "
+                                                       "ended)")
+        return Outcome(row.line, DUPLICATE_ONLINE, "the code was already used online: the online ballot stands and "
+                                                   "this one is not counted")
+    if isinstance(result, (InvalidCodeError, BallotError)):
+        return Outcome(row.line, INVALID, str(result))
+    if isinstance(result, Exception):
+        raise result
+    if not isinstance(result, Submission):
+        raise TypeError(f"unexpected result {type(result).__name__} for row {row.line}")
+    return Outcome(row.line, RECORDED if result.new else ALREADY_RECORDED,
+                   "" if result.new else "recorded by an earlier run of this batch", ballot_id=result.ballot_id)

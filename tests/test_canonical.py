@@ -88,6 +88,25 @@ def test_canonical_form_parses_back_to_the_same_value_and_is_a_fixed_point(value
     assert canonicalize(loads_strict(data)) == data
 
 
+ascii_keyed_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-MAX_SAFE_INTEGER, MAX_SAFE_INTEGER) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=4) | st.tuples(children, children)
+    | st.dictionaries(st.text(st.characters(max_codepoint=127), max_size=5), children, max_size=4),
+    max_leaves=15,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(json_values, ascii_keyed_values))
+def test_the_fast_path_writes_exactly_what_the_general_encoder_writes(value):
+    """canonicalize() takes a shortcut for plain values (exact built-in types, ASCII keys,
+    strings with nothing to escape); it must give the general encoder's bytes, never others."""
+    from hsm_signer.canonical import _encode
+    out: list[str] = []
+    _encode(value, "$", out)
+    assert canonicalize(value) == "".join(out).encode("utf-8")
+
+
 # --- the log leaf -------------------------------------------------------------------------
 
 def test_a_new_online_ballot_is_canonical_json_with_only_the_documented_fields():

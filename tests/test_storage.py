@@ -112,6 +112,22 @@ def test_seq_at_and_elections_with_pending(storage):
     assert storage.elections_with_pending() == []
 
 
+def test_many_code_statuses_and_leaf_indexes_are_read_at_once(storage):
+    """What a postal batch of thousands of rows reads in a few queries instead of one per row."""
+    first = cast(storage, 1, "p1", channel="postal")
+    cast(storage, 2, "o2")
+    wanted = [bytes([2]) * 32, bytes([1]) * 32, bytes([3]) * 32, b"not a code", bytes([1]) * 32]
+    assert storage.code_statuses(ELECTION, wanted) == ["online", "postal", "unused", None, "postal"]
+    assert storage.code_statuses(ELECTION, []) == []
+    many = [bytes([i % 10]) * 32 for i in range(1234)]  # more than one query's worth
+    assert storage.code_statuses(ELECTION, many) == [{1: "postal", 2: "online"}.get(i % 10, "unused") for i in range(1234)]
+    assert storage.code_statuses("no-such-election", [bytes([1]) * 32]) == [None]
+
+    assert storage.leaf_indexes(["p1".ljust(32, "0"), "o2".ljust(32, "0")]) == {}  # stored, not yet sequenced
+    storage.commit_batch(ELECTION, [(first.entry.seq, 0)], [], 1, "note-1")
+    assert storage.leaf_indexes(["o2".ljust(32, "0"), "p1".ljust(32, "0"), "unknown"] * 300) == {"p1".ljust(32, "0"): 0}
+
+
 def test_batches_must_extend_the_stored_tree(storage):
     seqs = [cast(storage, i, f"b{i}").entry.seq for i in range(3)]
     nodes = [(0, i, bytes([i]) * 32) for i in range(3)]

@@ -135,10 +135,7 @@ def _signed(service, election_id: str, stored: list[postal.Outcome], receipts_di
     indexes: dict[str, int] = {}
     deadline = time.monotonic() + SIGNED_TIMEOUT
     while True:
-        for ballot_id in [b for b in waiting if b not in indexes]:
-            entry = service.storage.entry_by_ballot(ballot_id)
-            if entry is not None and entry.leaf_index is not None:
-                indexes[ballot_id] = entry.leaf_index
+        indexes.update(service.storage.leaf_indexes([b for b in waiting if b not in indexes]))
         latest = service.storage.latest_checkpoint(election_id)
         covered = latest[0] if latest else 0
         if len(indexes) == len(waiting) and all(i < covered for i in indexes.values()):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
+from functools import lru_cache
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -56,13 +57,13 @@ def _hpke_suite_id(aead_id: int) -> bytes:
 
 
 def _extract(salt: bytes, ikm: bytes) -> bytes:
-    return hmac.new(salt, ikm, hashlib.sha256).digest()
+    return hmac.digest(salt, ikm, hashlib.sha256)
 
 
 def _expand(prk: bytes, info: bytes, length: int) -> bytes:
     out, block, counter = b"", b"", 1
     while len(out) < length:
-        block = hmac.new(prk, block + info + bytes([counter]), hashlib.sha256).digest()
+        block = hmac.digest(prk, block + info + bytes([counter]), hashlib.sha256)
         out += block
         counter += 1
     return out[:length]
@@ -76,6 +77,17 @@ def labeled_extract(suite_id: bytes, salt: bytes, label: bytes, ikm: bytes) -> b
 def labeled_expand(suite_id: bytes, prk: bytes, label: bytes, info: bytes, length: int) -> bytes:
     """RFC 9180 §4: ``HKDF-Expand(prk, I2OSP(L, 2) || "HPKE-v1" || suite_id || label || info, L)``."""
     return _expand(prk, length.to_bytes(2, "big") + _VERSION_LABEL + suite_id + label + info, length)
+
+
+@lru_cache(maxsize=4)
+def _recipient(public_key: bytes) -> ec.EllipticCurvePublicKey:
+    """The recipient's key, checked once: a server seals every ballot to the same one."""
+    return public_key_from_bytes(public_key)
+
+
+@lru_cache(maxsize=4)
+def _psk_id_hash(suite_id: bytes) -> bytes:
+    return labeled_extract(suite_id, b"", b"psk_id_hash", b"")  # base mode: the same for every message
 
 
 def public_key_from_bytes(data: bytes) -> ec.EllipticCurvePublicKey:
@@ -132,7 +144,7 @@ def key_schedule(shared_secret: bytes, info: bytes, *, aead_id: int = AEAD_AES_2
     if aead_id not in _KEY_BYTES:
         raise FormatError(f"unsupported AEAD id 0x{aead_id:04x}")
     suite_id = _hpke_suite_id(aead_id)
-    psk_id_hash = labeled_extract(suite_id, b"", b"psk_id_hash", b"")
+    psk_id_hash = _psk_id_hash(suite_id)
     info_hash = labeled_extract(suite_id, b"", b"info_hash", info)
     context = bytes([MODE_BASE]) + psk_id_hash + info_hash
     secret = labeled_extract(suite_id, shared_secret, b"secret", b"")
@@ -144,7 +156,7 @@ def key_schedule(shared_secret: bytes, info: bytes, *, aead_id: int = AEAD_AES_2
 
 def encapsulate(public_key: bytes, *, ephemeral: ec.EllipticCurvePrivateKey | None = None) -> tuple[bytes, bytes]:
     """DHKEM ``Encap(pkR)``: ``(shared_secret, enc)``. ``ephemeral`` is for test vectors only."""
-    recipient = public_key_from_bytes(public_key)
+    recipient = _recipient(bytes(public_key))
     ephemeral = ephemeral or ec.generate_private_key(ec.SECP256R1())
     enc = public_key_bytes(ephemeral.public_key())
     dh = ephemeral.exchange(ec.ECDH(), recipient)

@@ -19,6 +19,8 @@ from .base import ONLINE, POSTAL, UNUSED, BallotIdTakenError, CastOutcome, CastR
 
 SCHEMA_VERSION = 2
 _ENTRY = "seq, election, ballot_id, leaf, leaf_index"
+_IN_CHUNK = 500
+"""Values per ``IN (...)`` list (well under SQLite's and PostgreSQL's parameter limits)."""
 
 
 def now() -> str:
@@ -152,6 +154,19 @@ class SqlStorage:
             raise UnknownCodeError()
         return row[0], (bytes(row[1]) if row[1] is not None else None)
 
+    def code_statuses(self, election_id: str, code_hashes: Sequence[bytes]) -> list[str | None]:
+        """The status of each code hash (None: not a code of the election), a few queries for many."""
+        found: dict[bytes, str] = {}
+        wanted = list(dict.fromkeys(bytes(h) for h in code_hashes))
+        for start in range(0, len(wanted), _IN_CHUNK):
+            chunk = wanted[start:start + _IN_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            for code_hash, status in self._query(
+                    f"SELECT code_hash, status FROM codes WHERE election = ? AND code_hash IN ({marks})",
+                    (election_id, *chunk)):
+                found[bytes(code_hash)] = status
+        return [found.get(bytes(h)) for h in code_hashes]
+
     def cast(self, election_id: str, code_hash: bytes, channel: str, ballot_id: str, leaf: bytes,
              link: bytes, require_state: str, link_until: int | None = None) -> CastOutcome:
         outcome = self.cast_many([CastRequest(election_id, code_hash, channel, ballot_id, leaf, link,
@@ -228,6 +243,17 @@ class SqlStorage:
     def entry_by_ballot(self, ballot_id: str) -> Entry | None:
         row = self._one(f"SELECT {_ENTRY} FROM entries WHERE ballot_id = ?", (ballot_id,))
         return _entry(row) if row else None
+
+    def leaf_indexes(self, ballot_ids: Sequence[str]) -> dict[str, int]:
+        """The leaf index of each of these ballots that is sequenced (unsequenced or unknown ones are left out)."""
+        found: dict[str, int] = {}
+        wanted = list(dict.fromkeys(ballot_ids))
+        for start in range(0, len(wanted), _IN_CHUNK):
+            chunk = wanted[start:start + _IN_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            found.update(self._query(f"SELECT ballot_id, leaf_index FROM entries WHERE ballot_id IN ({marks}) "
+                                     "AND leaf_index IS NOT NULL", chunk))
+        return found
 
     # --- the sequencer --------------------------------------------------------------------
     def pending(self, election_id: str, limit: int) -> list[Entry]:
