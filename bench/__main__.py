@@ -32,6 +32,7 @@ BENCHMARKS = {
     "sequencer": "bench.sequencer_load",
     "cast": "bench.cast",
     "election": "bench.full_election",
+    "postal": "bench.postal",
     "audit": "bench.audit_throughput",
     "opening": "bench.opening",
 }

@@ -57,3 +57,24 @@ def open_election(service, count: int, *, definition: dict = ELECTION_DEFINITION
     """Create and open the benchmark election with ``count`` codes; return them (display form)."""
     from hsm_signer.testing.service import open_election as open_throwaway
     return open_throwaway(service, definition, count)
+
+
+def add_sealing_key(kit: Kit, conf: Path, *, label: str) -> bytes:
+    """Give ``kit``'s bundle a sealing key, made on a token of its own as the ceremony does
+    (the service refuses to run on a token that holds it); returns its public point. The
+    service then seals every ballot it is given in clear (postal, no-JS) to this key."""
+    from hsm_signer.bundle import KeyBundle, KeyEntry
+    from hsm_signer.hsm.manage import generate_sealing_key
+
+    token = new_token(conf, label)
+    hsm = open_hsm(token)
+    try:
+        point = generate_sealing_key(hsm, f"{label}-key", b"\x04").public_key
+    finally:
+        hsm.close()
+    keys = kit.directory / "keys"
+    bundle = KeyBundle.load(keys)
+    (keys / "keys.json").unlink()  # KeyBundle.write never overwrites
+    KeyBundle(bundle.ceremony_id, bundle.created,
+              (*bundle.keys, KeyEntry.for_sealing_key(f"{label}-key", "04", point))).write(keys)
+    return point

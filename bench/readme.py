@@ -68,6 +68,7 @@ def section(results: dict, base: str = "bench/results") -> str:
     add("sequencer", "Batching with a slow HSM (the core, no HTTP)", extra, ("sequencer.png",))
     add("election", "The full election at the motivating scale", charts=("election-online.png",)
         if b.get("election", {}).get("runs") else ())
+    add("postal", "Postal batches (48,000 rows, sealed)")
     add("tree", "Merkle tree scaling", charts=("tree-scaling.png",))
     add("audit", "Audit throughput")
     add("opening", "Opening the box (sealed ballots)")
