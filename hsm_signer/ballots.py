@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import time
-import logging
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -48,7 +48,8 @@ from .storage.base import ONLINE, POSTAL, BallotIdTakenError, CastOutcome, CastR
 
 log = logging.getLogger(__name__)
 
-#: Codes hashed per trip through the HSM's lock (~40 ms of SoftHSM HMACs).
+#: Codes hashed per trip through the HSM's lock (~40 ms of SoftHSM HMACs; a postal batch of
+#: 48,000 rows makes 48 trips, not 48,000).
 HASH_TRIP = 1000
 
 #: How long after casting the identical ballot, sent again with its code, gets the same receipt.
@@ -251,9 +252,9 @@ class BallotBox:
         return code, self.code_mac.mac(codes_mod.code_message(election_id, code))
 
     def hash_codes(self, election_id: str, typed: Sequence[str | HashedCode]) -> list[HashedCode | InvalidCodeError]:
-        """Each code normalised and hashed, in one trip through the HSM's lock (a code
-        already hashed for this election is kept as it is), or InvalidCodeError if the
-        text cannot be a code."""
+        """Each code normalised and hashed in the HSM, :data:`HASH_TRIP` per trip through its
+        lock (a code already hashed for this election is kept as it is), or InvalidCodeError
+        if the text cannot be a code."""
         normalised: list[str | HashedCode | InvalidCodeError] = []
         for text in typed:
             if isinstance(text, HashedCode) and text.election_id == election_id:
@@ -266,8 +267,8 @@ class BallotBox:
         good = [code for code in normalised if isinstance(code, str)]
         many = getattr(self.code_mac, "mac_many", None) or (lambda items: [self.code_mac.mac(m) for m in items])
         messages = [codes_mod.code_message(election_id, code) for code in good]
-        # A few hundred per trip: one trip never holds the process's PKCS#11 lock for long
-        # (the sequencer signs through the same lock).
+        # Bounded trips: one never holds the process's PKCS#11 lock for long (the sequencer
+        # signs through the same lock).
         hashes = iter([digest for start in range(0, len(messages), HASH_TRIP)
                        for digest in many(messages[start:start + HASH_TRIP])])
         return [HashedCode(election_id, code, next(hashes)) if isinstance(code, str) else code for code in normalised]

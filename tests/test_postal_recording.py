@@ -90,3 +90,18 @@ def test_an_hsm_failure_between_two_parts_stores_the_first_whole_and_nothing_of_
         postal.record(service.ballots, ELECTION, [*rows[:3], *second], chunk=3)
     assert service.storage.count_codes(ELECTION) == {"unused": 7, "online": 0, "postal": 3}
     assert service.storage.tree_size(ELECTION) + len(service.storage.pending(ELECTION, 100)) == 3
+
+
+def test_many_codes_are_hashed_in_bounded_trips_through_the_hsm_lock(service):
+    """A batch of thousands of codes must not hold the process's one PKCS#11 lock (which the
+    sequencer signs through) for its whole length, nor take it once per code."""
+    from hsm_signer import codes as codes_mod
+    from hsm_signer.ballots import HASH_TRIP, HashedCode
+
+    typed = [codes_mod.new_code() for _ in range(2 * HASH_TRIP + 1)]
+    mac = service.ballots.code_mac = CountingMac(service.ballots.code_mac)
+    hashed = service.ballots.hash_codes(ELECTION, [*typed, "not a code"])
+    assert (mac.trips, mac.hashed) == (3, len(typed))
+    assert all(isinstance(h, HashedCode) for h in hashed[:-1]) and not isinstance(hashed[-1], HashedCode)
+    assert [h.digest for h in hashed[:3]] == [mac.inner.mac(codes_mod.code_message(ELECTION, c)) for c in typed[:3]]
+    assert typed[0] not in repr(hashed[0]) and hashed[0].digest.hex() not in repr(hashed[0])
