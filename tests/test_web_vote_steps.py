@@ -123,6 +123,7 @@ def test_a_tampered_foreign_or_missing_draft_starts_again_at_the_code(app, clien
     assert refused.status_code == 303 and refused.headers["Location"] == VOTE
     page = client.get(VOTE)
     assert page.status_code == 400 and "Your voting session has ended" in page.text
+    assert 'aria-invalid' not in page.text and 'id="code-error"' not in page.text  # nothing wrong with the field
     assert client.get(VOTE).status_code == 200  # said once
 
     # A draft sealed for this election means nothing for another one.

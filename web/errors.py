@@ -35,8 +35,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "invalid_request": (400, "the request is not well formed"),
     "invalid_parameter": (400, "a query parameter is missing or out of range"),
     "csrf_failed": (400, "the form expired or did not come from this site; reload the page and try again"),
-    "draft_expired": (400, "your voting session has ended (it lasts 30 minutes, and closing the browser ends it); "
-                           "please enter your code again"),
+    "draft_expired": (400, "your voting session has ended (it lasts 30 minutes); please enter your code again"),
     "invalid_code": (403, InvalidCodeError().args[0]),
     "not_found": (404, "there is nothing at this address"),
     "election_not_found": (404, "there is no such election"),

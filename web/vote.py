@@ -100,8 +100,10 @@ def enter_code(election_id: str):
     sealing = _sealing_for(election)
     if draft is not None and draft.step == drafts.CODE and draft.error:
         error = restored(*draft.error)
-        page = render_template("vote_code.html", error=error, election=election, typed=draft.code,
-                               used=error.code == "code_used", sealing=sealing, chosen={}, no_choice=set())
+        # An ended session is said above the form: nothing is wrong with what the voter typed.
+        shown = {"notice": error} if error.code == "draft_expired" else {"error": error}
+        page = render_template("vote_code.html", election=election, typed=draft.code, used=error.code == "code_used",
+                               sealing=sealing, chosen={}, no_choice=set(), **shown)
         return drafts.forget(make_response(page, error.status, error.headers), election)
     # Back from a later step: the code the voter gave is still in the field.
     typed = draft.code if draft is not None and draft.step in (drafts.BALLOT, drafts.CONFIRM) else ""

@@ -36,7 +36,7 @@ MESSAGES = (
     _('the tally has not been signed yet'),
     _('the election record is published once the tally is signed'),
     _('the election record is being prepared; try again in a few seconds'),
-    _('your voting session has ended (it lasts 30 minutes, and closing the browser ends it); please enter your code again'),
+    _('your voting session has ended (it lasts 30 minutes); please enter your code again'),
     _('the ballot form sent an option this election does not have'),
     _('this ballot has too many choices to be filled in without JavaScript; turn JavaScript on, or vote by post'),
 )
