@@ -15,8 +15,14 @@ configurations docs/WEB.md documents, each compared with a hello-world app serve
   ``hsm-signer sequencer`` process (workers poll for receipts); its twin is the same
   gunicorn command line with ``'bench.hello_app:create_app()'``.
 
-The real app runs with SoftHSM keys and SQLite WAL + synchronous=FULL; every 2xx answer
-is a signed receipt with its inclusion proof. The slow HSM is :mod:`bench.slow_server`
+The real app runs with SoftHSM keys, the election's sealing key on a token of its own
+(:func:`bench.hsmkit.add_sealing_key`, no ``[voting] allow_clear_ballots``) and SQLite WAL
++ synchronous=FULL; every 2xx answer is a signed receipt (v2, of a sealed leaf) with its
+inclusion proof. The ballots are what voters' browsers send: ``{"code", "sealed":
+{"ballot_id", "ciphertext"}}``, sealed with the product's HPKE code before the server
+starts (:mod:`bench.ballots`), so the load generator costs no more than before. One row,
+*server-sealed*, posts ``{"code", "selections"}`` instead (as a voter without JavaScript
+reaches the server), which the server seals itself. The slow HSM is :mod:`bench.slow_server`
 (+100 ms per checkpoint signature, a USB-class HSM; the sequencer process of a slow
 server is slow too). Hello-world (:mod:`bench.hello_app`) parses the JSON body and
 answers 201.
@@ -27,8 +33,8 @@ server's processes ("device-exclusive"), the sequencer as a thread of the web wo
 (``--sequencer thread``, the previous design) and 16 request threads (``--threads 16``,
 the previous default).
 
-Load: ``wrk`` on loopback posting ballots, each with a distinct voting code (Lua script
-``bench/wrk/cast.lua``; why wrk: :mod:`bench.loadgen`), the same connections and duration
+Load: ``wrk`` on loopback posting the prepared request bodies, each with a distinct voting
+code (Lua script ``bench/wrk/cast.lua``; why wrk: :mod:`bench.loadgen`), the same connections and duration
 for every server, after a short warm-up with other codes. Rate limits stay on but are
 raised for the run (``HSM_SIGNER_WEB_RATELIMIT_DEFAULT``, and the wrong-code budget,
 ``HSM_SIGNER_WEB_CODE_FAILURES_FREE``, which counts every attempt in flight until its code
@@ -63,9 +69,11 @@ class Variant:
     sequencer: str = "process"   # serve --sequencer: "process" (the default) or "thread" (in the web worker)
     threads: int | None = None   # request threads; None: serve.DEFAULT_THREADS, or WORKER_THREADS for "workers"
     full_only: bool = False      # extra rows of the full run (not in --smoke)
+    ballots: str = "sealed"      # "sealed" (sealed beforehand, as a browser does) or "selections" (the server seals)
 
 
 HELLO, FAST, SLOW = "hello-world", "hsm-signer", "hsm-signer, slow HSM"
+SERVER_SEALED = "hsm-signer, server-sealed"
 WORKERS, WORKER_THREADS = 4, 16
 """docs/WEB.md's several-workers command line: gunicorn workers, and threads in each."""
 MAX_CODES_RATE = 1500
@@ -76,6 +84,7 @@ VARIANTS = (
     Variant(HELLO, hello=True),
     Variant(FAST),
     Variant(SLOW, slow=True),
+    Variant(SERVER_SEALED, ballots="selections"),
     Variant("slow HSM, device-exclusive", slow=True, exclusive=True, full_only=True),
     Variant("sequencer as a thread", sequencer="thread", full_only=True),
     Variant("sequencer as a thread, slow HSM", slow=True, sequencer="thread", full_only=True),
@@ -85,7 +94,7 @@ VARIANTS = (
     Variant("workers: hsm-signer", config="workers", full_only=True),
     Variant("workers: hsm-signer, slow HSM", config="workers", slow=True, full_only=True),
 )
-ALTERNATIVES = ("slow HSM, device-exclusive", "sequencer as a thread", "sequencer as a thread, slow HSM",
+ALTERNATIVES = (SERVER_SEALED, "slow HSM, device-exclusive", "sequencer as a thread", "sequencer as a thread, slow HSM",
                 "16 threads", "16 threads, slow HSM")
 """Rows that change one thing of the default server (their chart colour differs)."""
 
@@ -122,11 +131,6 @@ def _log_counts(kit) -> tuple[int, int]:
         storage.close()
 
 
-def _write_codes(path: Path, codes: list[str]) -> Path:
-    path.write_text("\n".join(codes) + "\n", encoding="utf-8")
-    return path
-
-
 def _measure(ctx: Context, name: str, server, codes: tuple[Path, Path], election_id: str, *, seconds: float,
              warmup: float, connections: int, kit=None) -> dict:
     from . import loadgen
@@ -155,17 +159,22 @@ def _gunicorn_command(app: str, port: int, threads: int | None) -> list[str]:
 
 
 def _real_server(directory: Path, conf: Path, label: str, variant: Variant, *, codes_needed: int, serial: int):
+    """A fresh kit (signing token, sealing token), its election open with ``codes_needed``
+    codes, a request body for each (sealed here, as a browser does, unless the variant
+    posts selections), and the server, not started yet."""
     from hsm_signer.service import Service
 
-    from . import hsmkit
+    from . import ballots, hsmkit
     from .servers import Server, ServerGroup, free_port, python_module
 
     kit = hsmkit.service_kit(directory, label=label, token_conf=conf)
+    point = hsmkit.add_sealing_key(kit, conf, label=f"{label}-sealing")
     service = Service.open(kit.load())
     try:
         codes = hsmkit.open_election(service, codes_needed)
     finally:
         service.close()
+    bodies = ballots.sealed_bodies(point, codes) if variant.ballots == "sealed" else ballots.clear_bodies(codes)
     port = free_port()
     cli = "bench.slow_server" if variant.slow else "hsm_signer"
     env = {**RATE_LIMIT_ENV, "HSM_SIGNER_BENCH_SLOW_HSM_EXCLUSIVE": "1" if variant.exclusive else "0",
@@ -177,12 +186,12 @@ def _real_server(directory: Path, conf: Path, label: str, variant: Variant, *, c
         if variant.sequencer == "thread":
             args += ["--sequencer", "thread"]
         server = Server(f"{variant.name} #{serial}", python_module(cli, *args), port, directory / "server.log", env=env)
-        return kit, codes, server
+        return kit, bodies, server
     web = Server(f"{variant.name} #{serial}", _gunicorn_command("hsm_signer.web:create_app()", port, variant.threads), port,
                  directory / "server.log", env=env)
     sequencer = Server(f"sequencer #{serial}", python_module(cli, "--config", str(kit.config_path), "sequencer"),
                        None, directory / "sequencer.log", env=env, ready_text="sequencer running")
-    return kit, codes, ServerGroup([sequencer, web])
+    return kit, bodies, ServerGroup([sequencer, web])
 
 
 def _hello_server(directory: Path, hello_kit, serial: int, variant: Variant):
@@ -197,14 +206,14 @@ def _hello_server(directory: Path, hello_kit, serial: int, variant: Variant):
 
 
 def run(ctx: Context) -> dict:
-    from . import hsmkit
+    from . import ballots, hsmkit
 
     seconds, warmup = ctx.size(12, 2), ctx.size(3, 1)
     connections, rounds = ctx.size(64, 32), ctx.size(3, 1)
     variants = [v for v in VARIANTS if not (ctx.smoke and v.full_only)]
     conf = hsmkit.token_directory(ctx.workdir)
     hello_kit = hsmkit.service_kit(ctx.workdir / "hello", label="bench-hello", token_conf=conf)
-    hello_codes = [f"HELLO-{i:07d}" for i in range(ctx.size(200_000, 20_000))]
+    hello_codes = ballots.lookalike_bodies([f"HELLO-{i:07d}" for i in range(ctx.size(200_000, 20_000))])
     runs: dict[str, list[dict]] = {v.name: [] for v in variants}
     bounds: dict[str, float] = {}
     serial = 0
@@ -219,8 +228,8 @@ def run(ctx: Context) -> dict:
             directory.mkdir()
             if variant.hello:
                 split = len(hello_codes) // 4
-                files = (_write_codes(directory / "warm.txt", hello_codes[:split]),
-                         _write_codes(directory / "codes.txt", hello_codes[split:]))
+                files = (ballots.write_bodies(directory / "warm.txt", hello_codes[:split]),
+                         ballots.write_bodies(directory / "codes.txt", hello_codes[split:]))
                 runs[variant.name].append(_measure(ctx, variant.name, _hello_server(directory, hello_kit, serial, variant),
                                                    files, "bench-election", seconds=seconds, warmup=warmup,
                                                    connections=connections))
@@ -233,8 +242,8 @@ def run(ctx: Context) -> dict:
             warm_n = math.ceil(bound * warmup) + 100
             kit, codes, server = _real_server(directory, conf, f"bench-cast-{serial}", variant, serial=serial,
                                               codes_needed=warm_n + math.ceil(bound * seconds) + 100)
-            files = (_write_codes(directory / "warm.txt", codes[:warm_n]),
-                     _write_codes(directory / "codes.txt", codes[warm_n:]))
+            files = (ballots.write_bodies(directory / "warm.txt", codes[:warm_n]),
+                     ballots.write_bodies(directory / "codes.txt", codes[warm_n:]))
             runs[variant.name].append(_measure(ctx, variant.name, server, files, ELECTION_DEFINITION["id"], seconds=seconds,
                                                warmup=warmup, connections=connections, kit=kit))
 
@@ -258,6 +267,7 @@ def run(ctx: Context) -> dict:
         "real_over_hello": table[FAST]["over_hello"],
         "slow_over_fast": round(median(per_round_ratios(rates(SLOW), rates(FAST))), 3),
         "slow_over_hello": table[SLOW]["over_hello"],
+        "server_sealed_over_browser_sealed": round(median(per_round_ratios(rates(SERVER_SEALED), rates(FAST))), 3),
     }
     for variant in variants[3:]:
         if not variant.hello:
@@ -279,14 +289,17 @@ def run(ctx: Context) -> dict:
     summary = (f"{fast['ok_per_s']:,.0f} ballots/s with receipts vs {table[HELLO]['ok_per_s']:,.0f}/s "
                f"hello-world ({ratios['real_over_hello']:.2f}×), p99 {fast['p99_ms']:.0f} ms, "
                f"{fast['signatures_per_ballot']:.3f} HSM signatures per ballot; slow HSM "
-               f"{slow['ok_per_s']:,.0f}/s ({ratios['slow_over_fast']:.2f}× fast), p99 {slow['p99_ms']:.0f} ms")
+               f"{slow['ok_per_s']:,.0f}/s ({ratios['slow_over_fast']:.2f}× fast), p99 {slow['p99_ms']:.0f} ms; "
+               f"ballots browser-sealed; sealed by the server instead {table[SERVER_SEALED]['ok_per_s']:,.0f}/s "
+               f"({ratios['server_sealed_over_browser_sealed']:.2f}×)")
     result = {"summary": summary, "ratios": ratios, "goals": goals, "table": table, "runs": runs,
               "variants": {v.name: {"config": v.config, "slow": v.slow, "exclusive": v.exclusive,
-                                    "sequencer": v.sequencer, "threads": v.threads} for v in variants},
+                                    "sequencer": v.sequencer, "threads": v.threads, "ballots": v.ballots}
+                           for v in variants},
               "params": {"seconds": seconds, "warmup_seconds": warmup, "connections": connections,
                          "rounds": rounds, "wrk_threads": 2, "workers": WORKERS, "worker_threads": WORKER_THREADS,
                          "slow_delay_ms": 100,
-                         "serve_threads": _default_threads()}}
+                         "serve_threads": _default_threads(), "ballots": "browser-sealed (HPKE, sealed before the run)"}}
     if not ctx.smoke and not all(g["met"] for g in goals):
         result["profile"] = _profile(ctx, conf, connections, MAX_CODES_RATE)
     return result
@@ -300,7 +313,7 @@ def _profile(ctx: Context, conf: Path, connections: int, bound: float) -> dict:
     """
     import threading
 
-    from . import loadgen
+    from . import ballots, loadgen
     from .servers import profile, py_spy_available, summarize_profile
 
     if not py_spy_available():
@@ -317,7 +330,7 @@ def _profile(ctx: Context, conf: Path, connections: int, bound: float) -> dict:
         seconds = each * len(recordings) + 2
         kit, codes, server = _real_server(directory, conf, f"bench-profile-{int(slow)}", variant,
                                           codes_needed=math.ceil(bound * (seconds + 2)) + 500, serial=99)
-        codes_file = _write_codes(directory / "codes.txt", codes)
+        codes_file = ballots.write_bodies(directory / "codes.txt", codes)
         with server:
             load = threading.Thread(target=loadgen.cast_load, args=(server.port, codes_file, ELECTION_DEFINITION["id"]),
                                     kwargs={"seconds": seconds, "connections": connections})
@@ -352,7 +365,11 @@ def render(result: dict, charts) -> str:
              "(docs/WEB.md). Each hello-world runs in exactly its configuration, at its default thread count. "
              f"Load: wrk, {p['connections']} connections, {p['wrk_threads']} threads, {p['seconds']} s per run after "
              f"a {p['warmup_seconds']} s warm-up, median of {p['rounds']} interleaved rounds, each on a fresh server "
-             "and database.", "",
+             "and database. Ballots: every row but *server-sealed* posts what a voter's browser sends, "
+             "`{\"code\", \"sealed\": {\"ballot_id\", \"ciphertext\"}}`, sealed (HPKE to the election's "
+             "sealing key) before the run; *server-sealed* posts `{\"code\", \"selections\"}` as a voter "
+             "without JavaScript does, and the server seals each ballot. Hello-world gets bodies of the sealed "
+             "shape and length.", "",
              "| server | ballots/s (2xx) | / hello-world | p50 ms | p95 ms | p99 ms | HSM signatures per ballot | non-2xx |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, row in table.items():
@@ -360,8 +377,8 @@ def render(result: dict, charts) -> str:
         lines.append(f"| {name} | {fmt(row['ok_per_s'])} | {row['over_hello']:.2f} | {fmt(row['p50_ms'])} | "
                      f"{fmt(row['p95_ms'])} | {fmt(row['p99_ms'])} | {'–' if spb is None else f'{spb:.4f}'} | "
                      f"{row['non_ok']} |")
-    if len(table) > 3:
-        lines += ["", "Rows after the first three are extra measurements of the same run, each changing one thing "
+    if len(table) > 4:
+        lines += ["", "Rows after the first four are extra measurements of the same run, each changing one thing "
                   "of the default server; \"/ hello-world\" is against the hello-world of the same server "
                   "configuration at its default thread count (for the *16 threads* rows too). "
                   "*device-exclusive*: the slow HSM does one PKCS#11 operation at a time across all the "

@@ -1,18 +1,22 @@
 """The full election at the motivating scale: 160,000 members, end to end, on this machine.
 
 The officials' commands as they would run them (``hsm-signer ...`` processes on one
-config: SoftHSM keys, SQLite WAL + synchronous=FULL), the voters over HTTP:
+config: SoftHSM keys, the election's sealing key on a token of its own as the ceremony
+makes it, no clear ballots allowed, SQLite WAL + synchronous=FULL), the voters over HTTP:
 
 1. ``codes issue`` — 160,000 codes hashed in the HSM, the CSV for the printers;
 2. ``election open``;
 3. online — 112,000 ballots cast over HTTP to ``hsm-signer serve`` (started before
    the poll opens, not timed) by 64 concurrent keep-alive clients, each code once, each
-   answer a signed receipt (:mod:`bench.httpclient`: exact counts, which wrk cannot do);
+   answer a signed receipt (:mod:`bench.httpclient`: exact counts, which wrk cannot do).
+   Each ballot is what a voter's browser sends, ``{"code", "sealed"}``, sealed with the
+   product's HPKE code before the phase starts (:mod:`bench.ballots`, not timed);
 4. postal — 48,000 ballots recorded with ``postal record --csv`` in batches of 4,000,
-   while the server (and its sequencer) still runs;
+   while the server (and its sequencer) still runs; the command seals each ballot;
 5. ``election close`` — the running sequencer signs the last batch and the final
    checkpoint (the server is then stopped, not timed);
-6. ``tally``; 7. ``record export --no-audit``; 8. ``audit`` of the exported record.
+6. ``tally`` — the box opened through the sealing token (two of three tally trustees'
+   share files in ``[tally.sealing]``), every sealed ballot counted, the tally signed; 7. ``record export --no-audit``; 8. ``audit`` of the exported record.
 
 The total is the sum of phases 1-8 (setting up the token, keys and election definition
 is the key ceremony's job, weeks earlier, and is not counted). Every phase has a time
@@ -71,6 +75,7 @@ class Election:
         self.ctx = ctx
         self.directory = directory
         self.kit = hsmkit.service_kit(directory, label=label, token_conf=conf)
+        self.point = hsmkit.add_sealing_key(self.kit, conf, label=f"{label}-sealing", trustees=True)
         self.limits = limits
         self.env = dict(RATE_LIMIT_ENV)  # all load from one address (bench/cast.py says why)
         self.phases: dict[str, dict] = {}
@@ -101,7 +106,7 @@ class Election:
         self.ctx.log(f"election [{self.tag}]: {message}")
 
     def run(self, members: int, online: int, postal: int, batch: int, connections: int) -> dict:
-        from . import httpclient
+        from . import ballots, httpclient
         from .servers import Server, free_port
 
         eid = ELECTION_DEFINITION["id"]
@@ -117,7 +122,11 @@ class Election:
             self.cli("open", "election", "open", eid, timeout=60)
             with open(codes_csv, newline="", encoding="utf-8") as handle:
                 codes = [row["code"] for row in csv.DictReader(handle)]
-            online_ballots = [(code, VOTES[i % len(VOTES)]) for i, code in enumerate(codes[:online])]
+            sealing_started = time.perf_counter()
+            online_ballots = ballots.sealed_bodies(self.point, codes[:online])
+            outcome["browser_sealing_seconds"] = round(time.perf_counter() - sealing_started, 1)
+            self.log(f"sealed {online:,} online ballots as browsers do in {outcome['browser_sealing_seconds']} s "
+                     "(not timed)")
             postal_files = self._postal_batches(codes[online:online + postal], batch)
 
             port = free_port()
@@ -177,17 +186,21 @@ class Election:
         return files
 
     def _check(self, eid: str, online: int, postal: int) -> dict:
-        """Not timed: the election really holds every ballot, once, in the right channel."""
+        """Not timed: the election really holds every ballot, once, in the right channel, and
+        the tally opened every one of them to a valid vote."""
+        from hsm_signer.openings import Opening
         from hsm_signer.storage.sqlite import SQLiteStorage
         storage = SQLiteStorage(self.kit.directory / "ballots.sqlite3")
         try:
             counts = storage.count_codes(eid)
             size = storage.tree_size(eid)
             tally = storage.get_tally(eid)
+            opened_valid = sum(Opening.from_line(line).status == "valid" for line in storage.openings(eid, 0, size))
         finally:
             storage.close()
-        check = {"tree_size": size, "codes": counts, "tally_signed": tally is not None}
-        if size != online + postal or counts["online"] != online or counts["postal"] != postal or tally is None:
+        check = {"tree_size": size, "codes": counts, "tally_signed": tally is not None, "opened_valid": opened_valid}
+        if (size != online + postal or counts["online"] != online or counts["postal"] != postal or tally is None
+                or opened_valid != size):
             raise RuntimeError(f"the election does not add up: {check}")
         return check
 
@@ -231,6 +244,7 @@ def run(ctx: Context) -> dict:
         summary = f"as shipped, did not finish: {shipped['stopped']}"
     return {"summary": summary, "ratios": ratios, "goals": [g], "runs": runs,
             "params": {"members": members, "online": online, "postal": postal, "postal_batch": batch,
+                       "ballots": "sealed: online by the browser (before the phase), postal by the server",
                        "connections": connections, "limits_seconds": limits}}
 
 
@@ -238,7 +252,11 @@ def render(result: dict, charts) -> str:
     runs, p = result["runs"], result["params"]
     lines = [result["summary"] + ".", "",
              f"{p['members']:,} codes; {p['online']:,} online ballots from {p['connections']} concurrent HTTP clients; "
-             f"{p['postal']:,} postal ballots in CSV batches of {p['postal_batch']:,}. Seconds per phase:", "",
+             f"{p['postal']:,} postal ballots in CSV batches of {p['postal_batch']:,}. Every ballot is sealed to the "
+             "election's sealing key (on a token of its own; no clear ballots allowed): the online ones as a "
+             "voter's browser seals them, before the phase (not timed), the postal ones by `postal record`; the "
+             "tally opens them all through the sealing token with two of three trustees' shares. "
+             "Seconds per phase:", "",
              "| phase | " + " | ".join(runs) + " |", "|---|" + "---:|" * len(runs)]
     for phase in PHASES:
         cells = []

@@ -10,6 +10,7 @@ p11-kit server are the tests' own helpers (:mod:`hsm_signer.testing`).
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -59,14 +60,21 @@ def open_election(service, count: int, *, definition: dict = ELECTION_DEFINITION
     return open_throwaway(service, definition, count)
 
 
-def add_sealing_key(kit: Kit, conf: Path, *, label: str) -> bytes:
+def add_sealing_key(kit: Kit, conf: Path, *, label: str, trustees: bool = False) -> bytes:
     """Give ``kit``'s bundle a sealing key, made on a token of its own as the ceremony does
     (the service refuses to run on a token that holds it); returns its public point. The
-    service then seals every ballot it is given in clear (postal, no-JS) to this key."""
+    service then seals every ballot it is given in clear (postal, no-JS) to this key, and
+    the kit's config no longer allows clear ballots (as a real one never does).
+
+    ``trustees``: the token's PIN is split 2-of-3 among tally trustees as the ceremony does
+    (rehearsal share files in the kit's directory) and the config gains the
+    ``[tally.sealing]`` table with two of them, so ``hsm-signer tally`` can open the box."""
     from hsm_signer.bundle import KeyBundle, KeyEntry
+    from hsm_signer.hsm import shares
     from hsm_signer.hsm.manage import generate_sealing_key
 
-    token = new_token(conf, label)
+    split = shares.split_new_pin(2, 3) if trustees else None
+    token = softhsm.init_token(conf, label, so_pin=SO_PIN, user_pin=split.pin) if split else new_token(conf, label)
     hsm = open_hsm(token)
     try:
         point = generate_sealing_key(hsm, f"{label}-key", b"\x04").public_key
@@ -77,4 +85,23 @@ def add_sealing_key(kit: Kit, conf: Path, *, label: str) -> bytes:
     (keys / "keys.json").unlink()  # KeyBundle.write never overwrites
     KeyBundle(bundle.ceremony_id, bundle.created,
               (*bundle.keys, KeyEntry.for_sealing_key(f"{label}-key", "04", point))).write(keys)
+    text = kit.config_path.read_text(encoding="utf-8")
+    clear = "\n[voting]\nallow_clear_ballots = true\n"
+    if clear not in text:
+        raise RuntimeError(f"{kit.config_path} does not end its [voting] table as bench/hsmkit.py expects")
+    text = text.replace(clear, "\n")
+    if split:
+        files = []
+        for index, mnemonic in enumerate(split.shares[:split.threshold], 1):
+            path = kit.directory / f"trustee-share-{index}.txt"
+            path.write_text(shares.share_file_text(mnemonic, holder=f"bench trustee {index}", index=index,
+                                                   threshold=split.threshold, count=split.count, ceremony_id="bench",
+                                                   rehearsal=True, sealing=True), encoding="utf-8")
+            os.chmod(path, 0o600)
+            files.append(str(path))
+        text += "\n".join(["", "[tally.sealing]", f"token_label = {json.dumps(label)}", "[tally.sealing.pin]",
+                           'source = "shares"', f"share_files = {json.dumps(files)}", ""])
+    kit.config_path.write_text(text, encoding="utf-8")
+    if kit.load().voting.allow_clear_ballots:
+        raise RuntimeError(f"{kit.config_path} still allows clear ballots")
     return point

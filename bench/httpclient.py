@@ -4,9 +4,10 @@ The full-election benchmark must cast *exactly* the online ballots of the electi
 code once, and know the fate of every one; wrk (used for the throughput comparisons,
 see :mod:`bench.loadgen`) runs for a duration instead. This client is plain asyncio
 streams, no HTTP library: ~50 µs of Python per request, a few percent of a core at the
-rates measured here (its CPU time is reported). A ballot answered 503 ("receipt
-pending") is sent again later with the same code and selections, as a voter would; the
-service answers such a resubmission with the original receipt.
+rates measured here (its CPU time is reported). It posts request bodies built beforehand
+(:mod:`bench.ballots`: browser-sealed ballots are sealed there, before the timed part). A
+ballot answered 503 ("receipt pending") is sent again later with the same body, as a
+voter's page would; the service answers such a resubmission with the original receipt.
 
 Loopback only, and bounded: ``deadline`` stops it, leaving the rest uncast.
 """
@@ -14,7 +15,6 @@ Loopback only, and bounded: ``deadline`` stops it, leaving the rest uncast.
 from __future__ import annotations
 
 import asyncio
-import json
 import resource
 import time
 from collections import Counter
@@ -49,10 +49,9 @@ async def _connection(port: int, path: str, work: asyncio.Queue, report: CastRep
     try:
         while time.monotonic() < deadline:
             try:
-                code, vote, tries = work.get_nowait()
+                body, tries = work.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            body = json.dumps({"code": code, "selections": vote}, separators=(",", ":")).encode()
             request = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
                        f"Content-Length: {len(body)}\r\n\r\n").encode() + body
             for attempt in range(2):  # a keep-alive connection the server closed: reconnect once
@@ -96,7 +95,7 @@ async def _connection(port: int, path: str, work: asyncio.Queue, report: CastRep
             elif status == 503 and tries + 1 < max_tries:
                 report.retries += 1
                 await asyncio.sleep(0.5)
-                work.put_nowait((code, vote, tries + 1))
+                work.put_nowait((body, tries + 1))
             else:
                 report.failed += 1
     finally:
@@ -104,11 +103,11 @@ async def _connection(port: int, path: str, work: asyncio.Queue, report: CastRep
             writer.close()
 
 
-async def _cast_all(port, path, ballots, connections, seconds, max_tries) -> CastReport:
+async def _cast_all(port, path, bodies, connections, seconds, max_tries) -> CastReport:
     work: asyncio.Queue = asyncio.Queue()
-    for code, vote in ballots:
-        work.put_nowait((code, vote, 0))
-    report = CastReport(ballots=len(ballots))
+    for body in bodies:
+        work.put_nowait((body.encode(), 0))
+    report = CastReport(ballots=len(bodies))
     started = time.monotonic()
     deadline = started + seconds
     await asyncio.gather(*[_connection(port, path, work, report, started, deadline, max_tries)
@@ -118,11 +117,12 @@ async def _cast_all(port, path, ballots, connections, seconds, max_tries) -> Cas
     return report
 
 
-def cast_all(port: int, election_id: str, ballots: list[tuple[str, dict]], *, connections: int,
+def cast_all(port: int, election_id: str, bodies: list[str], *, connections: int,
              time_limit: float, max_tries: int = 5) -> CastReport:
-    """POST every ``(code, selections)`` once to 127.0.0.1:``port``; stop at ``time_limit`` seconds."""
+    """POST every JSON body (one ballot, its own code) once to 127.0.0.1:``port``; stop at
+    ``time_limit`` seconds."""
     cpu = resource.getrusage(resource.RUSAGE_SELF)
-    report = asyncio.run(_cast_all(port, f"/api/v1/elections/{election_id}/ballots", ballots, connections,
+    report = asyncio.run(_cast_all(port, f"/api/v1/elections/{election_id}/ballots", bodies, connections,
                                    time_limit, max_tries))
     after = resource.getrusage(resource.RUSAGE_SELF)
     report.client_cpu_seconds = (after.ru_utime - cpu.ru_utime) + (after.ru_stime - cpu.ru_stime)

@@ -53,11 +53,12 @@ class LoadResult:
                 "latency_ms": self.latency_ms, "reused_codes": self.reused_codes}
 
 
-def cast_load(port: int, codes_file: Path, election_id: str, *, seconds: float, connections: int,
+def cast_load(port: int, bodies_file: Path, election_id: str, *, seconds: float, connections: int,
               threads: int = 2, timeout_s: int = 10) -> LoadResult:
-    """Run wrk against ``http://127.0.0.1:port`` for ``seconds``; parse the script's JSON line."""
+    """Run wrk against ``http://127.0.0.1:port`` for ``seconds``, posting the request bodies of
+    ``bodies_file`` (one a line, :func:`bench.ballots.write_bodies`); parse the script's JSON line."""
     command = [WRK, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", f"--timeout={timeout_s}s",
-               "-s", str(LUA_SCRIPT), f"http://127.0.0.1:{port}", "--", str(codes_file), election_id, str(threads)]
+               "-s", str(LUA_SCRIPT), f"http://127.0.0.1:{port}", "--", str(bodies_file), election_id, str(threads)]
     out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + timeout_s + 30)
     if out.returncode != 0:
         raise RuntimeError(f"wrk failed ({out.returncode}): {out.stderr.strip()[-500:]}")

@@ -1,11 +1,12 @@
 -- wrk script: POST ballots to /api/v1/elections/<id>/ballots, each with a distinct voting code.
 --
---   wrk -t T -c C -d D --timeout 10s -s bench/wrk/cast.lua http://127.0.0.1:PORT -- CODES_FILE ELECTION T
+--   wrk -t T -c C -d D --timeout 10s -s bench/wrk/cast.lua http://127.0.0.1:PORT -- BODIES_FILE ELECTION T
 --
--- CODES_FILE holds one code per line. Thread k (1..T) sends codes k, k+T, k+2T, ... so no
--- two requests share a code; if the file runs out the thread wraps around and counts it
--- in "reused" (the benchmark sizes the file so that never happens). The selections rotate
--- through valid ballots of bench/common.py's election. done() prints one JSON line.
+-- BODIES_FILE holds one JSON request body per line, each with its own code, built
+-- beforehand (bench/ballots.py: browser-sealed ballots are sealed there, not here). Thread
+-- k (1..T) sends bodies k, k+T, k+2T, ... so no two requests share a code; if the file
+-- runs out the thread wraps around and counts it in "reused" (the benchmark sizes the
+-- file so that never happens). done() prints one JSON line.
 
 local threads = {}
 local next_id = 1
@@ -16,18 +17,11 @@ function setup(thread)
   next_id = next_id + 1
 end
 
-local votes = {
-  '{"leader":["alice"],"board":["dan","erin"]}',
-  '{"leader":["bob"],"board":["frank"]}',
-  '{"leader":["carol"],"board":[]}',
-  '{"leader":["alice"],"board":["erin"]}',
-}
-
 function init(args)
-  local codes_file, election, nthreads = args[1], args[2], tonumber(args[3])
-  codes = {}
-  for line in io.lines(codes_file) do
-    if #line > 0 then codes[#codes + 1] = line end
+  local bodies_file, election, nthreads = args[1], args[2], tonumber(args[3])
+  bodies = {}
+  for line in io.lines(bodies_file) do
+    if #line > 0 then bodies[#bodies + 1] = line end
   end
   stride = nthreads
   cursor = id
@@ -40,12 +34,11 @@ end
 function request()
   local i = cursor
   cursor = cursor + stride
-  if i > #codes then
+  if i > #bodies then
     reused = reused + 1
-    i = ((i - 1) % #codes) + 1
+    i = ((i - 1) % #bodies) + 1
   end
-  local body = '{"code":"' .. codes[i] .. '","selections":' .. votes[(i % #votes) + 1] .. '}'
-  return wrk.format("POST", path, headers, body)
+  return wrk.format("POST", path, headers, bodies[i])
 end
 
 function response(status, headers, body)
