@@ -106,9 +106,11 @@ def _render(results: dict, out: Path) -> None:
     lines = [
         "# hsm-signer benchmarks",
         "",
-        f"Measured {results['finished_at']} on {info['cpu_model']}, {info['nproc']} cores, "
+        f"Last written {results['finished_at']} on {info['cpu_model']}, {info['nproc']} cores, "
         f"{info['memory_gib']} GiB RAM (Linux {info['kernel']}, Python {info['python']}); "
-        f"load average at the start {info['load_at_start']}. Reproduce with `{results['command']}`"
+        f"load average at the start of that run {info['load_at_start']}. Each section ends with when its "
+        "benchmark ran (`--only NAME` re-runs one and keeps the others' earlier results). "
+        f"Reproduce with `{results['command']}`"
         + (" (smoke sizes: structure only, not figures to quote)." if results["smoke"] else "."),
         "",
         "Every comparison below was measured side by side in the same run, rounds interleaved; "
@@ -146,8 +148,8 @@ def _render(results: dict, out: Path) -> None:
         except Exception as exc:  # an old or partial result must not cost the rest of the report
             lines.append(f"(this section could not be rendered: {type(exc).__name__}: {exc})")
         lines.append("")
-        lines.append(f"*{result['seconds']} s; load average {result['load_before']} before, "
-                     f"{result['load_after']} after.*")
+        lines.append(f"*{result['seconds']} s, finished {result.get('finished_at', '?')}; load average "
+                     f"{result['load_before']} before, {result['load_after']} after.*")
         lines.append("")
     (out / "REPORT.md").write_text("\n".join(lines), encoding="utf-8")
 

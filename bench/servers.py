@@ -190,8 +190,15 @@ def python_module(module: str, *args: str) -> list[str]:
 
 # --- profiling ------------------------------------------------------------------------------
 
+def _py_spy() -> str | None:
+    """py-spy on PATH, else beside this interpreter (a virtualenv run as ``.venv/bin/python``
+    without activating it has the ``bench`` extra's py-spy there, not on PATH)."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return shutil.which("py-spy") or (str(beside) if beside.is_file() and os.access(beside, os.X_OK) else None)
+
+
 def py_spy_available() -> bool:
-    return shutil.which("py-spy") is not None
+    return _py_spy() is not None
 
 
 def profile(pid: int, seconds: float, out: Path, *, gil_only: bool) -> subprocess.Popen:
@@ -200,7 +207,7 @@ def profile(pid: int, seconds: float, out: Path, *, gil_only: bool) -> subproces
     ``gil_only``: sample only the thread holding the GIL (where the CPU goes); otherwise
     sample every thread, idle ones included (where requests wait).
     """
-    command = ["py-spy", "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))), "--rate", "200",
+    command = [_py_spy() or "py-spy", "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))), "--rate", "200",
                "--format", "raw", "--output", str(out), "--nonblocking"]
     command += ["--gil"] if gil_only else ["--idle"]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
