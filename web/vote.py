@@ -141,10 +141,8 @@ def ballot_page(election_id: str):
     if not isinstance(draft, drafts.Draft):
         return draft
     problems = contest_problems(election, draft.chosen, set(draft.none)) if draft.checked else {}
-    error = restored(*draft.error) if draft.error else None
-    page = render_template("vote_ballot.html", election=election, chosen=draft.chosen, no_choice=draft.none,
-                           problems=problems, error=error, sealing=None)
-    return _shown(make_response(page, *((error.status, error.headers) if error else (200,))), election, draft)
+    return _step_page("vote_ballot.html", election, draft, chosen=draft.chosen, no_choice=draft.none,
+                      problems=problems, sealing=None)
 
 
 @bp.post("/elections/<election_id>/vote/confirm")
@@ -176,10 +174,7 @@ def confirm_page(election_id: str):
     if not isinstance(draft, drafts.Draft):
         return draft
     blank = [c.title for c in election.contests if not draft.chosen.get(c.id)]
-    error = restored(*draft.error) if draft.error else None
-    page = render_template("vote_confirm.html", election=election, chosen=draft.chosen, blank=blank,
-                           no_choice=draft.none, error=error)
-    return _shown(make_response(page, *((error.status, error.headers) if error else (200,))), election, draft)
+    return _step_page("vote_confirm.html", election, draft, chosen=draft.chosen, blank=blank, no_choice=draft.none)
 
 
 @bp.post("/elections/<election_id>/vote/cast")
@@ -250,6 +245,15 @@ def _draft_for(election: Election, *steps: str) -> drafts.Draft | Response:
     # No draft: it expired, the browser refuses cookies, or the voter came straight here.
     expired = drafts.Draft(drafts.CODE, error=("draft_expired", ERRORS["draft_expired"][1]))
     return _to(drafts.CODE, election, expired)
+
+
+def _step_page(template: str, election: Election, draft: drafts.Draft, **context) -> Response:
+    """A step's page from its draft: with the refusal the draft carries (its status and
+    headers too) the one time it is shown."""
+    error = restored(*draft.error) if draft.error else None
+    page = render_template(template, election=election, error=error, **context)
+    response = make_response(page, error.status, error.headers) if error else make_response(page)
+    return _shown(response, election, draft)
 
 
 def _shown(response: Response, election: Election, draft: drafts.Draft) -> Response:
